@@ -1,0 +1,84 @@
+/*
+ * qcal kernels: the compute routines ops call, in three families.
+ *   ref   scalar C, every op, the oracle for the others (--kernels ref)
+ *   blas  OpenBLAS sgemm (+ im2col for convolutions): the portable fast path
+ *   dnnl  oneDNN primitives: the fast path on x86 (AVX2/AVX-512, VNNI for INT8)
+ *
+ * Kernels know nothing of graphs, MPI or files; they take descriptors and pointers.
+ * oneDNN objects are created once (plan time) and bound once per execution context:
+ *
+ *     struct qcal_dnnl_conv *c;
+ *     qcal_dnnl_conv_create(&desc, weights, bias, &c);       // packs weights
+ *     struct qcal_dnnl_bound *b;
+ *     qcal_dnnl_conv_bind(c, src, dst, scratch, &b);       // fixed buffers of one context
+ *     qcal_dnnl_run(b);                                     // many times
+ */
+#ifndef QCAL_KERNELS_H
+#define QCAL_KERNELS_H
+
+#include "qcal/graph.h"
+
+/* 2-D convolution (1-D is H = 1). Weights [OC, IC/group, KH, KW] (ONNX order); for a
+ * transposed convolution [IC, OC/group, KH, KW]. */
+struct qcal_conv_desc {
+    int64_t n, ic, ih, iw, oc, oh, ow, kh, kw;
+    int64_t sh, sw, dh, dw, pt, pl, pb, pr, group;
+    int64_t oph, opw; /* ConvTranspose output_padding */
+    bool transposed;
+    struct qcal_act act;
+};
+
+/* Reference kernels, plain NCHW. `threads` > 1 splits over independent outputs only, so
+ * results never depend on the thread count. */
+void qcal_ref_conv2d(const struct qcal_conv_desc *d, const float *x, const float *w,
+                     const float *bias, float *y, int threads);
+void qcal_ref_conv_transpose2d(const struct qcal_conv_desc *d, const float *x, const float *w,
+                               const float *bias, float *y, int threads);
+/* C[M,N] = alpha * op(A) op(B) (+ bias[N] if not NULL), row-major, lda/ldb as stored. */
+void qcal_ref_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                   float *c, int64_t ldc, int threads);
+
+/* OpenBLAS family. */
+size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d);
+void qcal_blas_conv2d(const struct qcal_conv_desc *d, const float *x, const float *w,
+                      const float *bias, float *y, float *scratch, int threads);
+void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                    float *c, int64_t ldc, int threads);
+
+/* oneDNN family. Every object is owned by its creator and freed with the matching destroy
+ * (NULL-safe). A "bound" object is one primitive tied to one context's buffers. */
+struct qcal_dnnl_prim;
+struct qcal_dnnl_bound;
+
+bool qcal_dnnl_available(void);
+/* NHWC src/dst convolution or deconvolution with packed weights and fused activation. */
+enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const float *w,
+                                       const float *bias, struct qcal_dnnl_prim **out);
+/* dst[M,N] = src[M,K] * W + bias; W given as [K,N] (trans_w false) or [N,K]. */
+enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const float *w,
+                                         bool trans_w, const float *bias, float alpha,
+                                         const struct qcal_act *act,
+                                         struct qcal_dnnl_prim **out);
+/* NHWC 2-D pooling. kind: 0 max, 1 average excluding padding, 2 average including it. */
+enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind,
+                                       struct qcal_dnnl_prim **out);
+size_t qcal_dnnl_scratch_size(const struct qcal_dnnl_prim *p);
+const char *qcal_dnnl_impl(const struct qcal_dnnl_prim *p);
+void qcal_dnnl_destroy(struct qcal_dnnl_prim *p);
+
+enum qcal_status qcal_dnnl_bind(const struct qcal_dnnl_prim *p, const void *src, void *dst,
+                                void *scratch, struct qcal_dnnl_bound **out);
+enum qcal_status qcal_dnnl_run(struct qcal_dnnl_bound *b);
+void qcal_dnnl_unbind(struct qcal_dnnl_bound *b);
+
+#endif
+
+#ifndef QCAL_KERNELS_COPY
+#define QCAL_KERNELS_COPY
+/* Copies an N-D box of `dims` elements of `esize` bytes between two strided layouts
+ * (strides in elements). Dims contiguous in both are merged first. */
+void qcal_copy_strided(int ndim, const int64_t *dims, size_t esize, const void *src,
+                       const int64_t *src_strides, void *dst, const int64_t *dst_strides);
+#endif

@@ -1,0 +1,69 @@
+/*
+ * qcal runtime: from a loaded graph to results. Three steps, in the order of XNNPACK's
+ * create/setup/run:
+ *
+ *     qcal_model_prepare(g, &opts);          // bind input shapes, infer, fold, fuse
+ *     qcal_plan_create(g, &popts, &plan);     // kernels, packed weights, arena layout
+ *     qcal_exec_create(plan, &ex);            // one per thread: arena + bound kernels
+ *     qcal_exec_set_input(ex, 0, &tensor);    // copies in (plain NCHW)
+ *     qcal_exec_run(ex);                      // no allocation here
+ *     const struct qcal_tensor *y = qcal_exec_output(ex, 0);   // view, plain layout
+ *
+ * A plan is read-only once created and may be shared by any number of execution contexts
+ * running on different threads. Batch work runs one image per thread, each thread with its
+ * own context, so results never depend on the thread count. The graph must outlive its
+ * plans (plans point at its constants).
+ */
+#ifndef QCAL_RUNTIME_H
+#define QCAL_RUNTIME_H
+
+#include "qcal/ops.h"
+
+struct qcal_input_shape {
+    const char *name; /* NULL: the first graph input */
+    int ndim;
+    int64_t dims[QCAL_MAX_DIMS];
+};
+
+struct qcal_prepare_options {
+    int n_shapes;
+    const struct qcal_input_shape *shapes;
+    bool optimize; /* BN folding, activation fusion */
+};
+
+/* Binds dynamic input dims, infers every shape, folds constant subgraphs and (optionally)
+ * runs the fusion passes. Errors name the input, node and op. */
+enum qcal_status qcal_model_prepare(struct qcal_graph *g, const struct qcal_prepare_options *o);
+
+/* Passes (runtime/passes.c). None changes results beyond float rounding. */
+enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g);
+enum qcal_status qcal_pass_fuse_activations(struct qcal_graph *g);
+void qcal_pass_eliminate_dead(struct qcal_graph *g);
+
+struct qcal_plan_options {
+    int kernels; /* enum qcal_kernels */
+};
+
+struct qcal_plan;
+struct qcal_exec;
+
+/* The plan is owned by the caller (qcal_plan_destroy, NULL-safe). */
+enum qcal_status qcal_plan_create(struct qcal_graph *g, const struct qcal_plan_options *o,
+                                  struct qcal_plan **plan_out);
+void qcal_plan_destroy(struct qcal_plan *plan);
+size_t qcal_plan_arena_bytes(const struct qcal_plan *plan);
+int qcal_plan_num_steps(const struct qcal_plan *plan);
+/* One line per step (node, op, kernel, layout) for --verbose. */
+void qcal_plan_describe(const struct qcal_plan *plan, void *file);
+
+enum qcal_status qcal_exec_create(const struct qcal_plan *plan, struct qcal_exec **exec_out);
+void qcal_exec_destroy(struct qcal_exec *ex);
+/* Copies `t` (plain layout, the planned shape and dtype) into input i. */
+enum qcal_status qcal_exec_set_input(struct qcal_exec *ex, int i, const struct qcal_tensor *t);
+enum qcal_status qcal_exec_run(struct qcal_exec *ex);
+/* View of output i in plain layout; valid until the next run or destroy. */
+const struct qcal_tensor *qcal_exec_output(const struct qcal_exec *ex, int i);
+int qcal_exec_num_outputs(const struct qcal_exec *ex);
+const char *qcal_exec_output_name(const struct qcal_exec *ex, int i);
+
+#endif

@@ -1,0 +1,49 @@
+#include "qcal/core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static enum qcal_log_level log_level = QCAL_LOG_WARN;
+static int log_rank = -1;
+static void (*abort_hook)(int code);
+
+void qcal_log_set_level(enum qcal_log_level level) { log_level = level; }
+void qcal_log_set_rank(int rank) { log_rank = rank; }
+
+void qcal_log(enum qcal_log_level level, const char *func, const char *fmt, ...)
+{
+    static const char *const tags[] = {"error", "warning", "info", "debug"};
+    if (level > log_level) return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* One write per line so lines of concurrent ranks do not interleave mid-line. */
+    char line[2300];
+    if (log_rank >= 0)
+        snprintf(line, sizeof line, "qcal[%d]: %s: %s\n", log_rank, tags[level], msg);
+    else if (level == QCAL_LOG_DEBUG)
+        snprintf(line, sizeof line, "qcal: %s: %s: %s\n", tags[level], func, msg);
+    else
+        snprintf(line, sizeof line, "qcal: %s: %s\n", tags[level], msg);
+    fputs(line, stderr);
+}
+
+void qcal_set_abort_hook(void (*hook)(int code)) { abort_hook = hook; }
+
+_Noreturn void qcal_abort(int code)
+{
+    fflush(stdout);
+    fflush(stderr);
+    if (abort_hook) abort_hook(code);
+    exit(code);
+}
+
+_Noreturn void qcal_assert_fail(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "qcal: internal error: %s:%d: assertion '%s' failed\n", file, line, expr);
+    if (abort_hook) abort_hook(70);
+    abort();
+}

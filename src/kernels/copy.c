@@ -1,0 +1,56 @@
+#include <string.h>
+
+#include "qcal/kernels.h"
+
+void qcal_copy_strided(int ndim, const int64_t *dims, size_t esize, const void *src,
+                       const int64_t *src_strides, void *dst, const int64_t *dst_strides)
+{
+    int64_t d[QCAL_MAX_DIMS], ss[QCAL_MAX_DIMS], ds[QCAL_MAX_DIMS];
+    int nd = 0;
+    /* drop unit dims, then merge a dim into the previous one when both strides allow */
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] == 0) return;
+        if (dims[i] == 1) continue;
+        if (nd > 0 && ss[nd - 1] == src_strides[i] * dims[i] &&
+            ds[nd - 1] == dst_strides[i] * dims[i]) {
+            d[nd - 1] *= dims[i];
+            ss[nd - 1] = src_strides[i];
+            ds[nd - 1] = dst_strides[i];
+            continue;
+        }
+        d[nd] = dims[i];
+        ss[nd] = src_strides[i];
+        ds[nd] = dst_strides[i];
+        nd++;
+    }
+    if (nd == 0) {
+        memcpy(dst, src, esize);
+        return;
+    }
+    const int64_t inner = d[nd - 1];
+    const bool contiguous = ss[nd - 1] == 1 && ds[nd - 1] == 1;
+    int64_t outer = 1;
+    for (int i = 0; i < nd - 1; i++) outer *= d[i];
+    const char *s = src;
+    char *t = dst;
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t rem = o, so = 0, to = 0;
+        for (int i = nd - 2; i >= 0; i--) {
+            int64_t idx = rem % d[i];
+            rem /= d[i];
+            so += idx * ss[i];
+            to += idx * ds[i];
+        }
+        if (contiguous) {
+            memcpy(t + (size_t)to * esize, s + (size_t)so * esize, (size_t)inner * esize);
+        } else if (esize == 4) {
+            const float *sp = (const float *)s + so;
+            float *tp = (float *)t + to;
+            for (int64_t i = 0; i < inner; i++) tp[i * ds[nd - 1]] = sp[i * ss[nd - 1]];
+        } else {
+            for (int64_t i = 0; i < inner; i++)
+                memcpy(t + (size_t)(to + i * ds[nd - 1]) * esize,
+                       s + (size_t)(so + i * ss[nd - 1]) * esize, esize);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+/* Conv and ConvTranspose (1-D and 2-D). */
+#include <stdlib.h>
+
+#include "op-internal.h"
+#include "qcal/kernels.h"
+
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+
+struct conv_params {
+    int spatial;                    /* 1 or 2 */
+    int auto_pad;
+    int64_t kernel[2], strides[2], dil[2], pads[4]; /* pads: begin h, w, end h, w */
+    int64_t out_pad[2], out_shape[2];
+    bool has_kernel, has_out_shape;
+    int64_t group;
+    struct qcal_conv_desc desc;     /* resolved by infer */
+};
+
+struct conv_state {
+    struct qcal_conv_desc d;
+    int kind; /* enum qcal_kernels actually used */
+    const float *w, *bias;
+    struct qcal_dnnl_prim *prim;
+};
+
+static enum qcal_status read_pair(struct qcal_graph *g, struct qcal_node *n, const char *name,
+                                  int spatial, int64_t def, int64_t *out)
+{
+    int64_t v[4];
+    int c = qcal_node_attr_ints(n, name, v, 4);
+    out[0] = out[1] = def;
+    if (c < 0) return QCAL_OK;
+    if (c != spatial)
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "attribute %s has %d values, expected %d", name, c,
+                      spatial);
+    if (spatial == 1) out[1] = v[0];
+    else out[0] = v[0], out[1] = v[1];
+    return QCAL_OK;
+}
+
+static enum qcal_status conv_parse_common(struct qcal_graph *g, struct qcal_node *n, bool transposed)
+{
+    enum qcal_status st = op_check_arity(g, n, 2, 3, 1, 1);
+    if (st != QCAL_OK) return st;
+    if ((st = op_alloc_params(g, n, sizeof(struct conv_params))) != QCAL_OK) return st;
+    struct conv_params *p = n->params;
+    const char *ap = qcal_node_attr_string(n, "auto_pad", "NOTSET");
+    if (strcmp(ap, "NOTSET") == 0) p->auto_pad = PAD_NOTSET;
+    else if (strcmp(ap, "SAME_UPPER") == 0) p->auto_pad = PAD_SAME_UPPER;
+    else if (strcmp(ap, "SAME_LOWER") == 0) p->auto_pad = PAD_SAME_LOWER;
+    else if (strcmp(ap, "VALID") == 0) p->auto_pad = PAD_VALID;
+    else return OP_ERR(g, n, QCAL_INVALID_MODEL, "auto_pad '%s' is not valid", ap);
+    p->group = qcal_node_attr_int(n, "group", 1);
+    if (p->group < 1) return OP_ERR(g, n, QCAL_INVALID_MODEL, "group %lld < 1", (long long)p->group);
+    (void)transposed;
+    return QCAL_OK;
+}
+
+static enum qcal_status conv_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    return conv_parse_common(g, n, false);
+}
+
+static enum qcal_status conv_transpose_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    return conv_parse_common(g, n, true);
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Resolves kernel, strides, dilations and pads for the input rank; fills p->desc. */
+static enum qcal_status conv_resolve(struct qcal_graph *g, struct qcal_node *n, bool transposed)
+{
+    struct conv_params *p = n->params;
+    enum qcal_status st = op_require_inputs(g, n, 2);
+    if (st != QCAL_OK) return st;
+    const struct qcal_tensor *x = &qcal_in(g, n, 0)->t, *w = &qcal_in(g, n, 1)->t;
+    if (x->ndim != 3 && x->ndim != 4)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input has %d dims; qcal supports 1-D and 2-D "
+                      "convolutions (3 or 4 dims)", x->ndim);
+    if (w->ndim != x->ndim)
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "weight has %d dims, input has %d", w->ndim, x->ndim);
+    if (x->dtype != QCAL_F32 || w->dtype != QCAL_F32)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input and weight must be float32");
+    int sp = x->ndim - 2;
+    p->spatial = sp;
+    if ((st = read_pair(g, n, "strides", sp, 1, p->strides)) != QCAL_OK) return st;
+    if ((st = read_pair(g, n, "dilations", sp, 1, p->dil)) != QCAL_OK) return st;
+    if ((st = read_pair(g, n, "output_padding", sp, 0, p->out_pad)) != QCAL_OK) return st;
+    int64_t ks[2];
+    if ((st = read_pair(g, n, "kernel_shape", sp, 0, ks)) != QCAL_OK) return st;
+    p->kernel[0] = sp == 2 ? w->dims[2] : 1;
+    p->kernel[1] = w->dims[x->ndim - 1];
+    if (ks[1] && (ks[1] != p->kernel[1] || (sp == 2 && ks[0] != p->kernel[0])))
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "kernel_shape does not match the weight shape");
+    int64_t pads[4];
+    int c = qcal_node_attr_ints(n, "pads", pads, 4);
+    memset(p->pads, 0, sizeof p->pads);
+    if (c >= 0) {
+        if (c != 2 * sp)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "pads has %d values, expected %d", c, 2 * sp);
+        if (sp == 2) memcpy(p->pads, pads, sizeof pads);
+        else p->pads[1] = pads[0], p->pads[3] = pads[1];
+    }
+    p->has_out_shape = read_pair(g, n, "output_shape", sp, 0, p->out_shape) == QCAL_OK &&
+                       qcal_node_attr(n, "output_shape") != NULL;
+    for (int i = 0; i < 2; i++)
+        if (p->strides[i] < 1 || p->dil[i] < 1 || p->pads[i] < 0 || p->pads[i + 2] < 0)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "invalid strides, dilations or pads");
+
+    int64_t in_sp[2] = {sp == 2 ? x->dims[2] : 1, x->dims[x->ndim - 1]};
+    int64_t out_sp[2];
+    int64_t cin = x->dims[1], group = p->group, cout;
+    if (!transposed) {
+        if (cin != w->dims[1] * group || w->dims[0] % group)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "input has %lld channels; weight [%lld, %lld, "
+                          "...] with group %lld needs %lld", (long long)cin, (long long)w->dims[0],
+                          (long long)w->dims[1], (long long)group, (long long)(w->dims[1] * group));
+        cout = w->dims[0];
+    } else {
+        if (cin != w->dims[0] || cin % group)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "input has %lld channels, weight expects %lld",
+                          (long long)cin, (long long)w->dims[0]);
+        cout = w->dims[1] * group;
+    }
+    for (int i = 0; i < 2; i++) {
+        int64_t keff = (p->kernel[i] - 1) * p->dil[i] + 1;
+        if (!transposed) {
+            if (p->auto_pad == PAD_SAME_UPPER || p->auto_pad == PAD_SAME_LOWER) {
+                out_sp[i] = ceil_div(in_sp[i], p->strides[i]);
+                int64_t total = (out_sp[i] - 1) * p->strides[i] + keff - in_sp[i];
+                if (total < 0) total = 0;
+                int64_t small = total / 2, big = total - small;
+                p->pads[i] = p->auto_pad == PAD_SAME_UPPER ? small : big;
+                p->pads[i + 2] = p->auto_pad == PAD_SAME_UPPER ? big : small;
+            } else {
+                if (p->auto_pad == PAD_VALID) p->pads[i] = p->pads[i + 2] = 0;
+                int64_t span = in_sp[i] + p->pads[i] + p->pads[i + 2] - keff;
+                if (span < 0)
+                    return OP_ERR(g, n, QCAL_INVALID_MODEL, "kernel larger than padded input");
+                out_sp[i] = span / p->strides[i] + 1;
+            }
+        } else {
+            int64_t full = p->strides[i] * (in_sp[i] - 1) + p->out_pad[i] + keff;
+            if (p->has_out_shape) {
+                out_sp[i] = p->out_shape[i];
+                int64_t total = full - out_sp[i];
+                if (total < 0) total = 0;
+                if (p->auto_pad == PAD_SAME_UPPER) {
+                    p->pads[i] = total / 2;
+                    p->pads[i + 2] = total - total / 2;
+                } else {
+                    p->pads[i] = total - total / 2;
+                    p->pads[i + 2] = total / 2;
+                }
+            } else if (p->auto_pad == PAD_SAME_UPPER || p->auto_pad == PAD_SAME_LOWER) {
+                out_sp[i] = in_sp[i] * p->strides[i];
+                int64_t total = full - out_sp[i];
+                if (total < 0) total = 0;
+                p->pads[i] = p->auto_pad == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+                p->pads[i + 2] = total - p->pads[i];
+            } else {
+                if (p->auto_pad == PAD_VALID) p->pads[i] = p->pads[i + 2] = 0;
+                out_sp[i] = full - p->pads[i] - p->pads[i + 2];
+            }
+            if (out_sp[i] < 1) return OP_ERR(g, n, QCAL_INVALID_MODEL, "output would be empty");
+        }
+    }
+    if (qcal_in(g, n, 2)) {
+        const struct qcal_tensor *b = &qcal_in(g, n, 2)->t;
+        if (qcal_tensor_numel(b) != cout || b->ndim != 1)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "bias has %lld values, expected %lld",
+                          (long long)qcal_tensor_numel(b), (long long)cout);
+    }
+    struct qcal_conv_desc *d = &p->desc;
+    memset(d, 0, sizeof *d);
+    d->n = x->dims[0];
+    d->ic = cin;
+    d->ih = in_sp[0];
+    d->iw = in_sp[1];
+    d->oc = cout;
+    d->oh = out_sp[0];
+    d->ow = out_sp[1];
+    d->kh = p->kernel[0];
+    d->kw = p->kernel[1];
+    d->sh = p->strides[0];
+    d->sw = p->strides[1];
+    d->dh = p->dil[0];
+    d->dw = p->dil[1];
+    d->pt = p->pads[0];
+    d->pl = p->pads[1];
+    d->pb = p->pads[2];
+    d->pr = p->pads[3];
+    d->oph = p->out_pad[0];
+    d->opw = p->out_pad[1];
+    d->group = group;
+    d->transposed = transposed;
+    int64_t dims[4] = {d->n, cout, d->oh, d->ow};
+    if (sp == 1) dims[2] = d->ow;
+    op_set_output(g, n, 0, QCAL_F32, x->ndim, dims);
+    return QCAL_OK;
+}
+
+static enum qcal_status conv_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    return conv_resolve(g, n, false);
+}
+
+static enum qcal_status conv_transpose_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    return conv_resolve(g, n, true);
+}
+
+static int conv_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
+{
+    const struct conv_params *p = n->params;
+    bool dnnl = kernels == QCAL_KERNELS_AUTO || kernels == QCAL_KERNELS_DNNL;
+    (void)g;
+    /* oneDNN wants non-negative end padding; output_padding would make it negative. */
+    bool out_pad = p->desc.transposed && (p->desc.oph || p->desc.opw);
+    return dnnl && p->spatial == 2 && !out_pad ? QCAL_LAYOUT_NHWC : QCAL_LAYOUT_PLAIN;
+}
+
+static void conv_destroy(void *state)
+{
+    struct conv_state *s = state;
+    if (!s) return;
+    qcal_dnnl_destroy(s->prim);
+    free(s);
+}
+
+static enum qcal_status conv_prepare(struct qcal_op_prep *pp)
+{
+    struct qcal_graph *g = pp->g;
+    struct qcal_node *n = pp->node;
+    struct conv_params *p = n->params;
+    const struct qcal_value *w = qcal_in(g, n, 1), *b = qcal_in(g, n, 2);
+    if (!qcal_value_is_const(w) || (b && !qcal_value_is_const(b)))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "weights and bias must be constant");
+    struct conv_state *s = calloc(1, sizeof *s);
+    if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+    s->d = p->desc;
+    s->d.act = n->act;
+    s->w = w->t.data;
+    s->bias = b ? b->t.data : NULL;
+    pp->state = s;
+    bool nhwc = pp->in_layout[0] == QCAL_LAYOUT_NHWC;
+    if (nhwc) {
+        enum qcal_status st = qcal_dnnl_conv_create(&s->d, s->w, s->bias, &s->prim);
+        if (st != QCAL_OK) return OP_ERR(g, n, st, "oneDNN could not create the primitive");
+        s->kind = QCAL_KERNELS_DNNL;
+        pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
+        pp->impl = qcal_dnnl_impl(s->prim);
+    } else if (pp->kernels == QCAL_KERNELS_BLAS && !s->d.transposed) {
+        s->kind = QCAL_KERNELS_BLAS;
+        pp->scratch_size = qcal_blas_conv2d_scratch(&s->d);
+        pp->impl = "blas:im2col+sgemm";
+    } else {
+        s->kind = QCAL_KERNELS_REF;
+        pp->impl = "ref";
+    }
+    return QCAL_OK;
+}
+
+static enum qcal_status conv_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
+{
+    const struct conv_state *s = state;
+    *bound_out = NULL;
+    if (s->kind != QCAL_KERNELS_DNNL) return QCAL_OK;
+    return qcal_dnnl_bind(s->prim, a->in[0]->data, a->out[0]->data, a->scratch,
+                          (struct qcal_dnnl_bound **)bound_out);
+}
+
+static void conv_unbind(void *bound) { qcal_dnnl_unbind(bound); }
+
+static enum qcal_status conv_run(const void *state, const struct qcal_op_args *a)
+{
+    const struct conv_state *s = state;
+    const float *x = a->in[0]->data;
+    float *y = a->out[0]->data;
+    switch (s->kind) {
+    case QCAL_KERNELS_DNNL: return qcal_dnnl_run(a->bound);
+    case QCAL_KERNELS_BLAS:
+        qcal_blas_conv2d(&s->d, x, s->w, s->bias, y, a->scratch, op_threads());
+        return QCAL_OK;
+    default:
+        if (s->d.transposed) qcal_ref_conv_transpose2d(&s->d, x, s->w, s->bias, y, op_threads());
+        else qcal_ref_conv2d(&s->d, x, s->w, s->bias, y, op_threads());
+        return QCAL_OK;
+    }
+}
+
+const struct qcal_op_def qcal_op_conv_def = {
+    .name = "Conv", .parse = conv_parse, .infer = conv_infer, .layout = conv_layout,
+    .prepare = conv_prepare, .bind = conv_bind, .unbind = conv_unbind, .run = conv_run,
+    .destroy = conv_destroy,
+};
+
+const struct qcal_op_def qcal_op_conv_transpose_def = {
+    .name = "ConvTranspose", .parse = conv_transpose_parse, .infer = conv_transpose_infer,
+    .layout = conv_layout, .prepare = conv_prepare, .bind = conv_bind, .unbind = conv_unbind,
+    .run = conv_run, .destroy = conv_destroy,
+};

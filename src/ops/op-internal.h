@@ -1,0 +1,67 @@
+/* Helpers shared by the op files; not part of any public interface. */
+#ifndef QCAL_OP_INTERNAL_H
+#define QCAL_OP_INTERNAL_H
+
+#include <string.h>
+
+#include "qcal/ops.h"
+
+/* Error naming the model, node and op: "m.onnx: node 'conv_1' (Conv): weight has 3 dims". */
+#define OP_ERR(g, n, status, fmt, ...)                                                      \
+    QCAL_ERR(status, "%s: node '%s' (%s): " fmt, (g)->path, (n)->name, (n)->op_type,        \
+             ##__VA_ARGS__)
+
+#define DECLARE_OP_DEF(fn) extern const struct qcal_op_def qcal_op_##fn##_def;
+
+/* Checks the input/output count; max_in -1 means unbounded. */
+enum qcal_status op_check_arity(struct qcal_graph *g, struct qcal_node *n, int min_in, int max_in,
+                                int min_out, int max_out);
+/* Requires inputs [0, count) present with known shapes. */
+enum qcal_status op_require_inputs(struct qcal_graph *g, struct qcal_node *n, int count);
+/* Reads a constant integer tensor input (int32/int64) into out; fails if not constant. */
+enum qcal_status op_const_ints(struct qcal_graph *g, struct qcal_node *n, int input, int64_t *out,
+                               int cap, int *count_out);
+enum qcal_status op_const_floats(struct qcal_graph *g, struct qcal_node *n, int input, float *out,
+                                 int cap, int *count_out);
+/* Normalizes a possibly negative axis into [0, rank); fails with a message if out of range. */
+enum qcal_status op_axis(struct qcal_graph *g, struct qcal_node *n, int64_t axis, int rank,
+                         int *axis_out);
+/* Sets output i's dtype and shape. */
+void op_set_output(struct qcal_graph *g, struct qcal_node *n, int i, int32_t dtype, int ndim,
+                   const int64_t *dims);
+/* Allocates zeroed params of `size` bytes into n->params. */
+enum qcal_status op_alloc_params(struct qcal_graph *g, struct qcal_node *n, size_t size);
+/* numpy broadcasting of two shapes. */
+enum qcal_status op_broadcast(struct qcal_graph *g, struct qcal_node *n, const struct qcal_tensor *a,
+                              const struct qcal_tensor *b, struct qcal_tensor *out);
+
+/* Element strides of a tensor in logical dim order, honouring an NHWC layout. */
+static inline void op_strides(const struct qcal_tensor *t, int layout, int64_t *s)
+{
+    int64_t acc = 1;
+    if (layout == QCAL_LAYOUT_NHWC && t->ndim == 4) {
+        s[1] = 1;
+        s[3] = t->dims[1];
+        s[2] = t->dims[1] * t->dims[3];
+        s[0] = s[2] * t->dims[2];
+        return;
+    }
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        s[i] = acc;
+        acc *= t->dims[i];
+    }
+}
+
+static inline int op_in_layout(const struct qcal_op_args *a, int i)
+{
+    return a->in_layout ? a->in_layout[i] : QCAL_LAYOUT_PLAIN;
+}
+static inline int op_out_layout(const struct qcal_op_args *a, int i)
+{
+    return a->out_layout ? a->out_layout[i] : QCAL_LAYOUT_PLAIN;
+}
+
+/* Number of threads an op may use: 1 inside a parallel region (batch mode). */
+int op_threads(void);
+
+#endif
