@@ -55,6 +55,8 @@ enum qcal_act_kind {
     QCAL_ACT_HARD_SWISH,
     QCAL_ACT_SWISH,       /* x * sigmoid(x) */
     QCAL_ACT_TANH,
+    QCAL_ACT_LINEAR,      /* alpha * x + beta */
+    QCAL_ACT_SUM,         /* + the node's residual input (post.sum_input) */
 };
 
 struct qcal_act {
@@ -62,9 +64,20 @@ struct qcal_act {
     float alpha, beta;
 };
 
+/* What the fusion pass appends to a Conv/ConvTranspose/Gemm/MatMul, applied in order:
+ * activations, per-tensor affine maps and at most one residual sum. */
+#define QCAL_MAX_POST_OPS 6
+struct qcal_post_ops {
+    int n;
+    int sum_input; /* node input index of the residual when a SUM is present */
+    struct qcal_act op[QCAL_MAX_POST_OPS];
+};
+
 /* The activation functions shared by fused post-ops and unary ops (graph/act.c). */
 float qcal_act_apply(const struct qcal_act *act, float x);
 void qcal_act_apply_array(const struct qcal_act *act, float *x, size_t n);
+/* Applies a post-op chain to y[0..n); `residual` (same layout as y) serves a SUM. */
+void qcal_post_ops_apply(const struct qcal_post_ops *p, float *y, const float *residual, size_t n);
 
 struct qcal_value {
     char *name;
@@ -88,7 +101,7 @@ struct qcal_node {
     int *outputs;
     struct qcal_attr *attrs;
     void *params;          /* op-specific parsed attributes, owned, freed by the ops module */
-    struct qcal_act act;   /* fused activation (Conv, ConvTranspose, Gemm, MatMul) */
+    struct qcal_post_ops post; /* fused post-ops (Conv, ConvTranspose, Gemm, MatMul) */
     bool dead;
 };
 

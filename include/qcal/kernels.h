@@ -25,7 +25,7 @@ struct qcal_conv_desc {
     int64_t sh, sw, dh, dw, pt, pl, pb, pr, group;
     int64_t oph, opw; /* ConvTranspose output_padding */
     bool transposed;
-    struct qcal_act act;
+    struct qcal_post_ops post; /* applied by oneDNN; the ref/blas callers apply it */
 };
 
 /* Reference kernels, plain NCHW. `threads` > 1 splits over independent outputs only, so
@@ -53,13 +53,14 @@ struct qcal_dnnl_prim;
 struct qcal_dnnl_bound;
 
 bool qcal_dnnl_available(void);
-/* NHWC src/dst convolution or deconvolution with packed weights and fused activation. */
+/* NHWC src/dst convolution or deconvolution with packed weights and fused post-ops. A SUM
+ * post-op adds what dst holds before the run. */
 enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const float *w,
                                        const float *bias, struct qcal_dnnl_prim **out);
 /* dst[M,N] = src[M,K] * W + bias; W given as [K,N] (trans_w false) or [N,K]. */
 enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const float *w,
                                          bool trans_w, const float *bias, float alpha,
-                                         const struct qcal_act *act,
+                                         const struct qcal_post_ops *post,
                                          struct qcal_dnnl_prim **out);
 /* NHWC 2-D pooling. kind: 0 max, 1 average excluding padding, 2 average including it. */
 enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind,

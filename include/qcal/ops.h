@@ -66,6 +66,8 @@ struct qcal_op_def {
     void (*unbind)(void *bound);
     enum qcal_status (*run)(const void *state, const struct qcal_op_args *a);
     void (*destroy)(void *state);
+    /* Optional: index of an input whose buffer output 0 may overwrite, or -1. */
+    int (*inplace)(const struct qcal_graph *g, const struct qcal_node *n);
 };
 
 const struct qcal_op_def *qcal_op_def(int op);

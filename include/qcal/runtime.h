@@ -55,12 +55,17 @@ size_t qcal_plan_arena_bytes(const struct qcal_plan *plan);
 int qcal_plan_num_steps(const struct qcal_plan *plan);
 /* One line per step (node, op, kernel, layout) for --verbose. */
 void qcal_plan_describe(const struct qcal_plan *plan, void *file);
+/* The same with each step's mean time over `runs` runs (from qcal_exec_run_timed). */
+void qcal_plan_describe_timed(const struct qcal_plan *plan, void *file, const double *step_seconds,
+                              int runs);
 
 enum qcal_status qcal_exec_create(const struct qcal_plan *plan, struct qcal_exec **exec_out);
 void qcal_exec_destroy(struct qcal_exec *ex);
 /* Copies `t` (plain layout, the planned shape and dtype) into input i. */
 enum qcal_status qcal_exec_set_input(struct qcal_exec *ex, int i, const struct qcal_tensor *t);
 enum qcal_status qcal_exec_run(struct qcal_exec *ex);
+/* As qcal_exec_run, adding each step's wall time to step_seconds[step] (per-layer tables). */
+enum qcal_status qcal_exec_run_timed(struct qcal_exec *ex, double *step_seconds);
 /* View of output i in plain layout; valid until the next run or destroy. */
 const struct qcal_tensor *qcal_exec_output(const struct qcal_exec *ex, int i);
 int qcal_exec_num_outputs(const struct qcal_exec *ex);

@@ -43,6 +43,7 @@ static const char usage_infer[] =
     "  --warmup N                 untimed runs before --repeat (default 3)\n"
     "  --no-optimize              skip BatchNorm folding and activation fusion\n"
     "  --verbose                  print the execution plan\n"
+    "  --per-layer                print each step's mean time over the runs\n"
     "  -h, --help                 this help\n";
 
 static enum qcal_status parse_shape(const char *arg, struct qcal_input_shape *s, char **name_store)
@@ -150,7 +151,7 @@ static void sanitize(char *s)
 static int cmd_infer(int argc, char **argv)
 {
     enum { O_SHAPE = 1000, O_RAW, O_OUT, O_OUTDIR, O_KERNELS, O_THREADS, O_TOP, O_REPEAT, O_WARMUP,
-           O_NOOPT, O_VERBOSE };
+           O_NOOPT, O_VERBOSE, O_PER_LAYER };
     static const struct option opts[] = {
         {"input-shape", required_argument, 0, O_SHAPE}, {"raw-input", required_argument, 0, O_RAW},
         {"output", required_argument, 0, O_OUT},        {"output-dir", required_argument, 0, O_OUTDIR},
@@ -158,6 +159,7 @@ static int cmd_infer(int argc, char **argv)
         {"top", required_argument, 0, O_TOP},           {"repeat", required_argument, 0, O_REPEAT},
         {"warmup", required_argument, 0, O_WARMUP},     {"no-optimize", no_argument, 0, O_NOOPT},
         {"verbose", no_argument, 0, O_VERBOSE},         {"help", no_argument, 0, 'h'},
+        {"per-layer", no_argument, 0, O_PER_LAYER},
         {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     struct qcal_input_shape shapes[16];
@@ -170,7 +172,8 @@ static int cmd_infer(int argc, char **argv)
     struct qcal_plan *plan = NULL;
     struct qcal_exec *ex = NULL;
     struct qcal_tensor inputs[16];
-    double *times = NULL;
+    double *times = NULL, *step_times = NULL;
+    bool per_layer = false;
     memset(inputs, 0, sizeof inputs);
     optind = 1;
     int c;
@@ -204,6 +207,7 @@ static int cmd_infer(int argc, char **argv)
         case O_WARMUP: warmup = atoi(optarg) >= 0 ? atoi(optarg) : 0; break;
         case O_NOOPT: optimize = false; break;
         case O_VERBOSE: verbose = true; break;
+        case O_PER_LAYER: per_layer = true; break;
         case 'h': fputs(usage_infer, stdout); goto cleanup;
         default: fputs(usage_infer, stderr); st = QCAL_INVALID_ARGUMENT; goto cleanup;
         }
@@ -256,11 +260,16 @@ static int cmd_infer(int argc, char **argv)
     int runs = repeat ? repeat : 1;
     times = malloc(sizeof(double) * (size_t)runs);
     if (!times) { st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory"); goto cleanup; }
+    if (per_layer) {
+        step_times = calloc((size_t)qcal_plan_num_steps(plan) + 1, sizeof(double));
+        if (!step_times) { st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory"); goto cleanup; }
+    }
     for (int i = 0; i < runs; i++) {
         double t0 = qcal_now();
-        QCAL_CHECK(qcal_exec_run(ex));
+        QCAL_CHECK(qcal_exec_run_timed(ex, step_times));
         times[i] = qcal_now() - t0;
     }
+    if (per_layer) qcal_plan_describe_timed(plan, stdout, step_times, runs);
     for (int i = 0; i < qcal_exec_num_outputs(ex); i++)
         summarize(qcal_exec_output_name(ex, i), qcal_exec_output(ex, i), top);
     if (repeat) {
@@ -287,6 +296,7 @@ cleanup:
         free(shape_names[i]);
     }
     free(times);
+    free(step_times);
     qcal_exec_destroy(ex);
     qcal_plan_destroy(plan);
     qcal_graph_destroy(g);

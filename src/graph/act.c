@@ -13,6 +13,7 @@ float qcal_act_apply(const struct qcal_act *act, float x)
     case QCAL_ACT_HARD_SWISH: return x * fminf(fmaxf(x + 3.0f, 0.0f), 6.0f) * (1.0f / 6.0f);
     case QCAL_ACT_SWISH: return x / (1.0f + expf(-x));
     case QCAL_ACT_TANH: return tanhf(x);
+    case QCAL_ACT_LINEAR: return act->alpha * x + act->beta;
     default: return x;
     }
 }
@@ -25,4 +26,15 @@ void qcal_act_apply_array(const struct qcal_act *act, float *x, size_t n)
         return;
     }
     for (size_t i = 0; i < n; i++) x[i] = qcal_act_apply(act, x[i]);
+}
+
+void qcal_post_ops_apply(const struct qcal_post_ops *p, float *y, const float *residual, size_t n)
+{
+    for (int k = 0; k < p->n; k++) {
+        if (p->op[k].kind == QCAL_ACT_SUM) {
+            for (size_t i = 0; i < n; i++) y[i] += residual[i];
+        } else {
+            qcal_act_apply_array(&p->op[k], y, n);
+        }
+    }
 }

@@ -68,7 +68,6 @@ void qcal_blas_conv2d(const struct qcal_conv_desc *d, const float *x, const floa
                         (blasint)plane, 1.0f, yg, (blasint)plane);
         }
     }
-    qcal_act_apply_array(&d->act, y, (size_t)(d->n * d->oc * plane));
 }
 
 void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

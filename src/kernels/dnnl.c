@@ -49,6 +49,10 @@ static enum qcal_status append_act(dnnl_post_ops_t po, const struct qcal_act *ac
 {
     enum qcal_status st = QCAL_OK;
     switch (act->kind) {
+    case QCAL_ACT_SUM: DNNL_TRY(dnnl_post_ops_append_sum(po, 1.f)); break;
+    case QCAL_ACT_LINEAR:
+        DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear, act->alpha, act->beta));
+        break;
     case QCAL_ACT_NONE: break;
     case QCAL_ACT_RELU: DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f)); break;
     case QCAL_ACT_LEAKY_RELU:
@@ -133,7 +137,7 @@ cleanup:
     return st;
 }
 
-static enum qcal_status make_attr(const struct qcal_act *act, float alpha,
+static enum qcal_status make_attr(const struct qcal_post_ops *post, float alpha,
                                   dnnl_primitive_attr_t *attr_out)
 {
     enum qcal_status st = QCAL_OK;
@@ -142,9 +146,10 @@ static enum qcal_status make_attr(const struct qcal_act *act, float alpha,
     DNNL_TRY(dnnl_primitive_attr_create(&attr));
     DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     if (alpha != 1.0f) DNNL_TRY(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha));
-    if (act && act->kind != QCAL_ACT_NONE) {
+    if (post && post->n > 0) {
         DNNL_TRY(dnnl_post_ops_create(&po));
-        if ((st = append_act(po, act)) != QCAL_OK) goto cleanup;
+        for (int i = 0; i < post->n; i++)
+            if ((st = append_act(po, &post->op[i])) != QCAL_OK) goto cleanup;
         DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, po));
     }
 cleanup:
@@ -184,7 +189,7 @@ enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const flo
     }
     dnnl_dims_t strides = {d->sh, d->sw}, dil = {d->dh - 1, d->dw - 1};
     dnnl_dims_t pl = {d->pt, d->pl}, pr = {d->pb - d->oph, d->pr - d->opw};
-    if ((st = make_attr(&d->act, 1.0f, &attr)) != QCAL_OK) goto cleanup;
+    if ((st = make_attr(&d->post, 1.0f, &attr)) != QCAL_OK) goto cleanup;
     if (d->transposed) {
         dnnl_deconvolution_desc_t cd;
         DNNL_TRY(dnnl_dilated_deconvolution_forward_desc_init(
@@ -205,7 +210,7 @@ cleanup:
 
 enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const float *w,
                                          bool trans_w, const float *bias, float alpha,
-                                         const struct qcal_act *act,
+                                         const struct qcal_post_ops *post,
                                          struct qcal_dnnl_prim **out)
 {
     enum qcal_status st = QCAL_OK;
@@ -219,7 +224,7 @@ enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const 
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&wuser, 2, wd, dnnl_f32, trans_w ? dnnl_ba : dnnl_ab));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 2, dd, dnnl_f32, dnnl_ab));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&bia, 2, bd, dnnl_f32, dnnl_ab));
-    if ((st = make_attr(act, alpha, &attr)) != QCAL_OK) goto cleanup;
+    if ((st = make_attr(post, alpha, &attr)) != QCAL_OK) goto cleanup;
     dnnl_matmul_desc_t md;
     DNNL_TRY(dnnl_matmul_desc_init(&md, &src, &wei, bias ? &bia : NULL, &dst));
     st = finish_prim(&md, attr, &wuser, w, bias, (size_t)n, out);

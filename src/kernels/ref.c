@@ -35,7 +35,6 @@ void qcal_ref_conv2d(const struct qcal_conv_desc *d, const float *x, const float
                     }
                 }
             }
-            qcal_act_apply_array(&d->act, yp, (size_t)plane);
         }
     }
 }
@@ -75,7 +74,6 @@ void qcal_ref_conv_transpose2d(const struct qcal_conv_desc *d, const float *x, c
                     }
                 }
             }
-            qcal_act_apply_array(&d->act, yp, (size_t)plane);
         }
     }
 }

@@ -20,6 +20,7 @@ struct conv_state {
     struct qcal_conv_desc d;
     int kind; /* enum qcal_kernels actually used */
     const float *w, *bias;
+    int sum_input;
     struct qcal_dnnl_prim *prim;
 };
 
@@ -240,7 +241,8 @@ static enum qcal_status conv_prepare(struct qcal_op_prep *pp)
     struct conv_state *s = calloc(1, sizeof *s);
     if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
     s->d = p->desc;
-    s->d.act = n->act;
+    s->d.post = n->post;
+    s->sum_input = n->post.sum_input;
     s->w = w->t.data;
     s->bias = b ? b->t.data : NULL;
     pp->state = s;
@@ -278,22 +280,35 @@ static enum qcal_status conv_run(const void *state, const struct qcal_op_args *a
     const struct conv_state *s = state;
     const float *x = a->in[0]->data;
     float *y = a->out[0]->data;
+    const float *residual = s->sum_input > 0 ? a->in[s->sum_input]->data : NULL;
+    size_t count = (size_t)qcal_tensor_numel(a->out[0]);
     switch (s->kind) {
-    case QCAL_KERNELS_DNNL: return qcal_dnnl_run(a->bound);
+    case QCAL_KERNELS_DNNL:
+        /* oneDNN's sum post-op adds what dst holds; the planner usually makes them share */
+        if (residual && residual != y) memcpy(y, residual, count * sizeof(float));
+        return qcal_dnnl_run(a->bound);
     case QCAL_KERNELS_BLAS:
         qcal_blas_conv2d(&s->d, x, s->w, s->bias, y, a->scratch, op_threads());
-        return QCAL_OK;
+        break;
     default:
         if (s->d.transposed) qcal_ref_conv_transpose2d(&s->d, x, s->w, s->bias, y, op_threads());
         else qcal_ref_conv2d(&s->d, x, s->w, s->bias, y, op_threads());
-        return QCAL_OK;
+        break;
     }
+    qcal_post_ops_apply(&s->d.post, y, residual, count);
+    return QCAL_OK;
+}
+
+static int conv_inplace(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    (void)g;
+    return n->post.sum_input > 0 ? n->post.sum_input : -1;
 }
 
 const struct qcal_op_def qcal_op_conv_def = {
     .name = "Conv", .parse = conv_parse, .infer = conv_infer, .layout = conv_layout,
     .prepare = conv_prepare, .bind = conv_bind, .unbind = conv_unbind, .run = conv_run,
-    .destroy = conv_destroy,
+    .destroy = conv_destroy, .inplace = conv_inplace,
 };
 
 const struct qcal_op_def qcal_op_conv_transpose_def = {

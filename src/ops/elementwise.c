@@ -71,15 +71,24 @@ static void bin_loop_init(struct bin_loop *L, const struct qcal_op_args *a)
     }
 }
 
+/* Work is split into (outer row, chunk of the inner run) items so that both many short
+ * rows and one long contiguous run spread over threads; each element is computed alone,
+ * so the split never changes results. */
+#define BIN_CHUNK 16384
 #define BIN_KERNEL(NAME, T, EXPR)                                                            \
-    static void NAME(const struct bin_loop *L, const T *A, const T *B, T *O)                \
+    static void NAME(const struct bin_loop *L, const T *A, const T *B, T *O, int threads)   \
     {                                                                                        \
         const int nd = L->nd;                                                                \
         const int64_t inner = L->dims[nd - 1], ia = L->sa[nd - 1], ib = L->sb[nd - 1],       \
                       io = L->so[nd - 1];                                                    \
         int64_t outer = 1;                                                                   \
         for (int d = 0; d < nd - 1; d++) outer *= L->dims[d];                                \
-        for (int64_t o = 0; o < outer; o++) {                                                \
+        const int64_t chunk = inner < BIN_CHUNK ? inner : BIN_CHUNK;                         \
+        const int64_t nch = (inner + chunk - 1) / chunk;                                     \
+        _Pragma("omp parallel for num_threads(threads) schedule(static) if (threads > 1 && outer * inner > 4 * BIN_CHUNK)") \
+        for (int64_t w = 0; w < outer * nch; w++) {                                          \
+            int64_t o = w / nch, c0 = (w % nch) * chunk;                                     \
+            int64_t len = inner - c0 < chunk ? inner - c0 : chunk;                           \
             int64_t rem = o, oa = 0, ob = 0, oo = 0;                                         \
             for (int d = nd - 2; d >= 0; d--) {                                              \
                 int64_t idx = rem % L->dims[d];                                              \
@@ -88,18 +97,18 @@ static void bin_loop_init(struct bin_loop *L, const struct qcal_op_args *a)
                 ob += idx * L->sb[d];                                                        \
                 oo += idx * L->so[d];                                                        \
             }                                                                                \
-            const T *pa = A + oa, *pb = B + ob;                                              \
-            T *po = O + oo;                                                                  \
+            const T *pa = A + oa + c0 * ia, *pb = B + ob + c0 * ib;                          \
+            T *po = O + oo + c0 * io;                                                        \
             if (ia == 1 && ib == 1 && io == 1) {                                             \
-                for (int64_t i = 0; i < inner; i++) { T x = pa[i], y = pb[i]; po[i] = (EXPR); } \
+                for (int64_t i = 0; i < len; i++) { T x = pa[i], y = pb[i]; po[i] = (EXPR); } \
             } else if (ia == 1 && ib == 0 && io == 1) {                                      \
                 const T y = pb[0];                                                           \
-                for (int64_t i = 0; i < inner; i++) { T x = pa[i]; po[i] = (EXPR); }        \
+                for (int64_t i = 0; i < len; i++) { T x = pa[i]; po[i] = (EXPR); }          \
             } else if (ia == 0 && ib == 1 && io == 1) {                                      \
                 const T x = pa[0];                                                           \
-                for (int64_t i = 0; i < inner; i++) { T y = pb[i]; po[i] = (EXPR); }         \
+                for (int64_t i = 0; i < len; i++) { T y = pb[i]; po[i] = (EXPR); }          \
             } else {                                                                         \
-                for (int64_t i = 0; i < inner; i++) {                                        \
+                for (int64_t i = 0; i < len; i++) {                                          \
                     T x = pa[i * ia], y = pb[i * ib];                                        \
                     po[i * io] = (EXPR);                                                     \
                 }                                                                            \
@@ -194,39 +203,51 @@ static enum qcal_status binary_run(const void *state, const struct qcal_op_args 
     const void *x = a->in[0]->data, *y = a->in[1]->data;
     void *o = a->out[0]->data;
     int32_t dt = a->in[0]->dtype;
+    const int threads = op_threads();
     if (dt == QCAL_F32) {
         switch (op) {
-        case QCAL_OP_ADD: add_f32(&L, x, y, o); break;
-        case QCAL_OP_SUB: sub_f32(&L, x, y, o); break;
-        case QCAL_OP_MUL: mul_f32(&L, x, y, o); break;
-        case QCAL_OP_DIV: div_f32(&L, x, y, o); break;
-        case QCAL_OP_POW: pow_f32(&L, x, y, o); break;
-        case QCAL_OP_PRELU: prelu_f32(&L, x, y, o); break;
+        case QCAL_OP_ADD: add_f32(&L, x, y, o, threads); break;
+        case QCAL_OP_SUB: sub_f32(&L, x, y, o, threads); break;
+        case QCAL_OP_MUL: mul_f32(&L, x, y, o, threads); break;
+        case QCAL_OP_DIV: div_f32(&L, x, y, o, threads); break;
+        case QCAL_OP_POW: pow_f32(&L, x, y, o, threads); break;
+        case QCAL_OP_PRELU: prelu_f32(&L, x, y, o, threads); break;
         default: return QCAL_ERR(QCAL_UNSUPPORTED, "binary op %d", op);
         }
     } else if (dt == QCAL_I64) {
         switch (op) {
-        case QCAL_OP_ADD: add_i64(&L, x, y, o); break;
-        case QCAL_OP_SUB: sub_i64(&L, x, y, o); break;
-        case QCAL_OP_MUL: mul_i64(&L, x, y, o); break;
-        case QCAL_OP_DIV: div_i64(&L, x, y, o); break;
+        case QCAL_OP_ADD: add_i64(&L, x, y, o, threads); break;
+        case QCAL_OP_SUB: sub_i64(&L, x, y, o, threads); break;
+        case QCAL_OP_MUL: mul_i64(&L, x, y, o, threads); break;
+        case QCAL_OP_DIV: div_i64(&L, x, y, o, threads); break;
         default: return QCAL_ERR(QCAL_UNSUPPORTED, "binary op %d on int64", op);
         }
     } else {
         switch (op) {
-        case QCAL_OP_ADD: add_i32(&L, x, y, o); break;
-        case QCAL_OP_SUB: sub_i32(&L, x, y, o); break;
-        case QCAL_OP_MUL: mul_i32(&L, x, y, o); break;
-        case QCAL_OP_DIV: div_i32(&L, x, y, o); break;
+        case QCAL_OP_ADD: add_i32(&L, x, y, o, threads); break;
+        case QCAL_OP_SUB: sub_i32(&L, x, y, o, threads); break;
+        case QCAL_OP_MUL: mul_i32(&L, x, y, o, threads); break;
+        case QCAL_OP_DIV: div_i32(&L, x, y, o, threads); break;
         default: return QCAL_ERR(QCAL_UNSUPPORTED, "binary op %d on int32", op);
         }
     }
     return QCAL_OK;
 }
 
+/* An input of the output's shape and type may be overwritten in place. */
+static int same_shape_input(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    const struct qcal_tensor *o = &g->values[n->outputs[0]].t;
+    for (int k = 0; k < n->n_inputs && k < 2; k++) {
+        const struct qcal_value *v = &g->values[n->inputs[k]];
+        if (!qcal_value_is_const(v) && qcal_shape_equal(&v->t, o) && v->t.dtype == o->dtype) return k;
+    }
+    return -1;
+}
+
 const struct qcal_op_def qcal_op_binary_def = {
     .name = "binary", .parse = binary_parse, .infer = binary_infer, .layout = follow_layout,
-    .prepare = binary_prepare, .run = binary_run, .destroy = ew_destroy,
+    .prepare = binary_prepare, .run = binary_run, .destroy = ew_destroy, .inplace = same_shape_input,
 };
 
 /* ---- unary ---- */
@@ -312,21 +333,27 @@ static enum qcal_status unary_run(const void *state, const struct qcal_op_args *
     const float *x = a->in[0]->data;
     float *y = a->out[0]->data;
     size_t count = (size_t)qcal_tensor_numel(a->out[0]);
-    switch (s->op) {
-    case QCAL_OP_SQRT:
-        for (size_t i = 0; i < count; i++) y[i] = sqrtf(x[i]);
-        break;
-    case QCAL_OP_EXP:
-        for (size_t i = 0; i < count; i++) y[i] = expf(x[i]);
-        break;
-    default:
-        if (x != y) memcpy(y, x, count * sizeof(float));
-        qcal_act_apply_array(&s->act, y, count);
+    const size_t chunk = BIN_CHUNK, nch = (count + chunk - 1) / chunk;
+    const int threads = op_threads();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nch > 4)
+    for (size_t w = 0; w < nch; w++) {
+        size_t b = w * chunk, e = b + chunk < count ? b + chunk : count;
+        switch (s->op) {
+        case QCAL_OP_SQRT:
+            for (size_t i = b; i < e; i++) y[i] = sqrtf(x[i]);
+            break;
+        case QCAL_OP_EXP:
+            for (size_t i = b; i < e; i++) y[i] = expf(x[i]);
+            break;
+        default:
+            if (x != y) memcpy(y + b, x + b, (e - b) * sizeof(float));
+            qcal_act_apply_array(&s->act, y + b, e - b);
+        }
     }
     return QCAL_OK;
 }
 
 const struct qcal_op_def qcal_op_unary_def = {
     .name = "unary", .parse = unary_parse, .infer = unary_infer, .layout = follow_layout,
-    .prepare = unary_prepare, .run = unary_run, .destroy = ew_destroy,
+    .prepare = unary_prepare, .run = unary_run, .destroy = ew_destroy, .inplace = same_shape_input,
 };

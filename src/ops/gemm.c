@@ -23,7 +23,7 @@ struct gemm_state {
     float *c_row;             /* Gemm: bias broadcast to [N] (owned) or NULL */
     const float *c_full;      /* Gemm: C needing [M,N] broadcast, or NULL */
     const struct qcal_tensor *c_t;
-    struct qcal_act act;
+    struct qcal_post_ops post;
     struct qcal_dnnl_prim *prim;
 };
 
@@ -126,7 +126,7 @@ static enum qcal_status gemm_prepare_common(struct qcal_op_prep *pp, bool is_gem
     s->trans_b = p->trans_b;
     s->alpha = p->alpha;
     s->beta = p->beta;
-    s->act = n->act;
+    s->post = n->post;
     s->batch = 1;
     if (a.dtype != QCAL_F32 || b.dtype != QCAL_F32)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "only float32 operands are supported");
@@ -184,8 +184,19 @@ static enum qcal_status gemm_prepare_common(struct qcal_op_prep *pp, bool is_gem
         s->m = qcal_tensor_numel(&qcal_in(g, n, 0)->t) / s->k;
     }
     if (dnnl_ok) {
-        enum qcal_status st = qcal_dnnl_matmul_create(s->m, s->n, s->k, bv->t.data, s->trans_b,
-                                                      s->c_row, s->alpha, &s->act, &s->prim);
+        /* oneDNN's output scale would also scale the bias: fold alpha into the weights */
+        const float *w = bv->t.data;
+        float *scaled = NULL;
+        if (s->alpha != 1.0f) {
+            size_t count = (size_t)(s->k * s->n);
+            scaled = qcal_malloc(sizeof(float) * count);
+            if (!scaled) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+            for (size_t i = 0; i < count; i++) scaled[i] = s->alpha * w[i];
+            w = scaled;
+        }
+        enum qcal_status st = qcal_dnnl_matmul_create(s->m, s->n, s->k, w, s->trans_b, s->c_row,
+                                                      1.0f, &s->post, &s->prim);
+        qcal_free(scaled);
         if (st != QCAL_OK) return OP_ERR(g, n, st, "oneDNN could not create the matmul");
         s->kind = QCAL_KERNELS_DNNL;
         pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
@@ -249,7 +260,7 @@ static enum qcal_status gemm_run(const void *state, const struct qcal_op_args *a
             qcal_blas_gemm(s->trans_a, s->trans_b, s->m, s->n, s->k, s->alpha, a + ao, lda, b + bo,
                            ldb, beta, yb, s->n, threads);
     }
-    qcal_act_apply_array(&s->act, y, (size_t)(s->batch * s->m * s->n));
+    qcal_post_ops_apply(&s->post, y, NULL, (size_t)(s->batch * s->m * s->n));
     return QCAL_OK;
 }
 

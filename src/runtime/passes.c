@@ -48,7 +48,7 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
         int ci = g->values[x].producer;
         if (ci < 0 || sole_consumer(g, x) != i) continue;
         struct qcal_node *conv = &g->nodes[ci];
-        if (conv->op != QCAL_OP_CONV || conv->act.kind != QCAL_ACT_NONE || !all_const(g, conv, 1, 2))
+        if (conv->op != QCAL_OP_CONV || conv->post.n != 0 || !all_const(g, conv, 1, 2))
             continue;
         if (conv->n_inputs > 2 && conv->inputs[2] >= 0 && !all_const(g, conv, 2, 3)) continue;
         const struct qcal_tensor *w = &g->values[conv->inputs[1]].t;
@@ -105,7 +105,7 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
 static bool fusable_producer(const struct qcal_node *n)
 {
     return (n->op == QCAL_OP_CONV || n->op == QCAL_OP_CONV_TRANSPOSE || n->op == QCAL_OP_GEMM ||
-            n->op == QCAL_OP_MATMUL) && n->act.kind == QCAL_ACT_NONE;
+            n->op == QCAL_OP_MATMUL) && n->post.n < QCAL_MAX_POST_OPS;
 }
 
 /* A scalar float constant input equal to `want`. */
@@ -179,46 +179,203 @@ static int match_paddle_hardswish(const struct qcal_graph *g, int x, int *nodes)
     return -1;
 }
 
+/* x * Sigmoid(x): returns the Mul node and sets *sig, or -1. */
+static int match_swish(const struct qcal_graph *g, int x, int *sig)
+{
+    int cons[4];
+    if (g->values[x].is_output || g->values[x].n_consumers != 2 || consumers(g, x, cons) != 2) return -1;
+    for (int t = 0; t < 2; t++) {
+        const struct qcal_node *sg = &g->nodes[cons[t]], *mul = &g->nodes[cons[1 - t]];
+        if (sg->op != QCAL_OP_SIGMOID || mul->op != QCAL_OP_MUL) continue;
+        if (sole_consumer(g, sg->outputs[0]) != cons[1 - t] || other_input(mul, x) != sg->outputs[0])
+            continue;
+        *sig = cons[t];
+        return cons[1 - t];
+    }
+    return -1;
+}
+
+static void append_post(struct qcal_node *n, struct qcal_act op)
+{
+    struct qcal_post_ops *p = &n->post;
+    if (op.kind == QCAL_ACT_LINEAR && p->n > 0 && p->op[p->n - 1].kind == QCAL_ACT_LINEAR) {
+        struct qcal_act *l = &p->op[p->n - 1]; /* a2 (a1 x + b1) + b2 */
+        l->beta = op.alpha * l->beta + op.beta;
+        l->alpha *= op.alpha;
+        return;
+    }
+    p->op[p->n++] = op;
+}
+
+/* y OP c for a constant c of one value: the affine map it is, or false. */
+static bool scalar_affine(const struct qcal_graph *g, const struct qcal_node *c, int y, struct qcal_act *out)
+{
+    int k = other_input(c, y);
+    if (k < 0) return false;
+    const struct qcal_value *v = &g->values[k];
+    if (!qcal_value_is_const(v) || v->t.dtype != QCAL_F32 || qcal_tensor_numel(&v->t) != 1) return false;
+    float cv = ((const float *)v->t.data)[0];
+    bool y_first = c->inputs[0] == y;
+    out->kind = QCAL_ACT_LINEAR;
+    switch (c->op) {
+    case QCAL_OP_MUL: out->alpha = cv, out->beta = 0.0f; return true;
+    case QCAL_OP_ADD: out->alpha = 1.0f, out->beta = cv; return true;
+    case QCAL_OP_SUB: out->alpha = y_first ? 1.0f : -1.0f, out->beta = y_first ? -cv : cv; return true;
+    case QCAL_OP_DIV:
+        if (!y_first || cv == 0.0f) return false;
+        out->alpha = 1.0f / cv, out->beta = 0.0f;
+        return true;
+    default: return false;
+    }
+}
+
+/* Conv followed by Mul/Add/Sub/Div with a per-channel (or scalar) constant, before any
+ * post-op: fold it into new weight and bias constants. */
+static enum qcal_status fold_channel_affine(struct qcal_graph *g, int ni, int ci, bool *done)
+{
+    struct qcal_node *n = &g->nodes[ni], *c = &g->nodes[ci];
+    *done = false;
+    int y = n->outputs[0], k = other_input(c, y);
+    if (n->op != QCAL_OP_CONV || n->post.n || k < 0 || !qcal_value_is_const(&g->values[k])) return QCAL_OK;
+    if (c->op != QCAL_OP_MUL && c->op != QCAL_OP_ADD && c->op != QCAL_OP_SUB && c->op != QCAL_OP_DIV)
+        return QCAL_OK;
+    if ((c->op == QCAL_OP_SUB || c->op == QCAL_OP_DIV) && c->inputs[0] != y) return QCAL_OK;
+    const struct qcal_tensor *ct = &g->values[k].t, *w = &g->values[n->inputs[1]].t;
+    const struct qcal_tensor *yt = &g->values[y].t;
+    int64_t oc = w->dims[0], cnt = qcal_tensor_numel(ct);
+    if (ct->dtype != QCAL_F32 || (cnt != 1 && cnt != oc) || ct->ndim > yt->ndim) return QCAL_OK;
+    if (cnt == oc && oc > 1) { /* must broadcast along the channel axis only */
+        int ax = 1 - (yt->ndim - ct->ndim);
+        if (ax < 0 || ct->dims[ax] != oc) return QCAL_OK;
+    }
+    if (!all_const(g, n, 1, 2) || (n->n_inputs > 2 && n->inputs[2] >= 0 && !all_const(g, n, 2, 3)))
+        return QCAL_OK;
+    int64_t per = qcal_tensor_numel(w) / oc;
+    float *nw = qcal_malloc(sizeof(float) * (size_t)(oc * per)), *nb = qcal_malloc(sizeof(float) * (size_t)oc);
+    if (!nw || !nb) {
+        qcal_free(nw);
+        qcal_free(nb);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    const float *wd = w->data, *cd = ct->data;
+    const float *bd = n->n_inputs > 2 && n->inputs[2] >= 0 ? g->values[n->inputs[2]].t.data : NULL;
+    for (int64_t o = 0; o < oc; o++) {
+        float v = cd[cnt == 1 ? 0 : o], b = bd ? bd[o] : 0.0f, m = 1.0f;
+        switch (c->op) {
+        case QCAL_OP_MUL: m = v, b *= v; break;
+        case QCAL_OP_DIV: m = 1.0f / v, b /= v; break;
+        case QCAL_OP_ADD: b += v; break;
+        default: b -= v; break;
+        }
+        for (int64_t i = 0; i < per; i++) nw[o * per + i] = wd[o * per + i] * m;
+        nb[o] = b;
+    }
+    enum qcal_status st;
+    int wv, bv;
+    struct qcal_tensor wt = *w, bt = qcal_tensor_make(QCAL_F32, 1, &oc);
+    if ((st = qcal_graph_add_temp_value(g, g->values[n->inputs[1]].name, &wv)) != QCAL_OK ||
+        (st = qcal_graph_add_temp_value(g, n->name, &bv)) != QCAL_OK) {
+        qcal_free(nw);
+        qcal_free(nb);
+        return st;
+    }
+    qcal_graph_set_constant(g, wv, wt, nw);
+    qcal_graph_set_constant(g, bv, bt, nb);
+    if (n->n_inputs < 3) {
+        int *ins = realloc(n->inputs, sizeof(int) * 3);
+        if (!ins) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        n->inputs = ins;
+        n->n_inputs = 3;
+    }
+    n->inputs[1] = wv;
+    n->inputs[2] = bv;
+    n->outputs[0] = c->outputs[0];
+    c->dead = true;
+    *done = true;
+    return QCAL_OK;
+}
+
+/* Conv + Add(residual of the same shape) -> Conv with a SUM post-op on input 3. */
+static enum qcal_status fuse_residual(struct qcal_graph *g, int ni, int ci, bool *done)
+{
+    struct qcal_node *n = &g->nodes[ni], *c = &g->nodes[ci];
+    *done = false;
+    int y = n->outputs[0], r = other_input(c, y);
+    if (n->op != QCAL_OP_CONV || c->op != QCAL_OP_ADD || r < 0 || n->post.sum_input) return QCAL_OK;
+    const struct qcal_value *rv = &g->values[r];
+    if (qcal_value_is_const(rv) || !qcal_shape_equal(&rv->t, &g->values[y].t) || rv->t.dtype != QCAL_F32)
+        return QCAL_OK;
+    if (rv->producer >= ni) return QCAL_OK; /* must exist before the conv runs */
+    int *ins = realloc(n->inputs, sizeof(int) * 4);
+    if (!ins) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    n->inputs = ins;
+    for (int k = n->n_inputs; k < 3; k++) n->inputs[k] = -1;
+    n->inputs[3] = r;
+    n->n_inputs = 4;
+    n->post.sum_input = 3;
+    append_post(n, (struct qcal_act){.kind = QCAL_ACT_SUM});
+    n->outputs[0] = c->outputs[0];
+    c->dead = true;
+    *done = true;
+    return QCAL_OK;
+}
+
+/* One fusion into node ni, if any applies; *done says whether the graph changed. */
+static enum qcal_status fuse_one(struct qcal_graph *g, int ni, bool *done)
+{
+    struct qcal_node *n = &g->nodes[ni];
+    int y = n->outputs[0];
+    enum qcal_status st = QCAL_OK;
+    *done = false;
+    int c = sole_consumer(g, y);
+    struct qcal_act act;
+    if (c >= 0) {
+        struct qcal_node *cn = &g->nodes[c];
+        if (qcal_ops_node_act(cn, &act) && cn->inputs[0] == y) {
+            append_post(n, act);
+            n->outputs[0] = cn->outputs[0];
+            cn->dead = true;
+            *done = true;
+            return QCAL_OK;
+        }
+        if ((st = fold_channel_affine(g, ni, c, done)) != QCAL_OK || *done) return st;
+        if (scalar_affine(g, cn, y, &act)) {
+            append_post(n, act);
+            n->outputs[0] = cn->outputs[0];
+            cn->dead = true;
+            *done = true;
+            return QCAL_OK;
+        }
+        return fuse_residual(g, ni, c, done);
+    }
+    int sig, nodes[4];
+    int mul = match_swish(g, y, &sig);
+    if (mul >= 0) {
+        append_post(n, (struct qcal_act){.kind = QCAL_ACT_SWISH});
+        n->outputs[0] = g->nodes[mul].outputs[0];
+        g->nodes[sig].dead = g->nodes[mul].dead = true;
+        *done = true;
+        return QCAL_OK;
+    }
+    int last = match_paddle_hardswish(g, y, nodes);
+    if (last >= 0) {
+        append_post(n, (struct qcal_act){.kind = QCAL_ACT_HARD_SWISH});
+        n->outputs[0] = g->nodes[last].outputs[0];
+        for (int k = 0; k < 4; k++) g->nodes[nodes[k]].dead = true;
+        *done = true;
+    }
+    return QCAL_OK;
+}
+
 enum qcal_status qcal_pass_fuse_activations(struct qcal_graph *g)
 {
     qcal_graph_update_uses(g);
     for (int i = 0; i < g->n_nodes; i++) {
-        struct qcal_node *n = &g->nodes[i];
-        if (n->dead || !fusable_producer(n)) continue;
-        int y = n->outputs[0];
-        int c = sole_consumer(g, y);
-        struct qcal_act act;
-        if (c >= 0 && qcal_ops_node_act(&g->nodes[c], &act) && g->nodes[c].inputs[0] == y) {
-            n->act = act;
-            n->outputs[0] = g->nodes[c].outputs[0];
-            g->nodes[c].dead = true;
-            qcal_graph_update_uses(g);
-            continue;
-        }
-        int cons[4];
-        if (!g->values[y].is_output && g->values[y].n_consumers == 2 && consumers(g, y, cons) == 2) {
-            /* x * Sigmoid(x) */
-            for (int t = 0; t < 2; t++) {
-                struct qcal_node *sig = &g->nodes[cons[t]], *mul = &g->nodes[cons[1 - t]];
-                if (sig->op != QCAL_OP_SIGMOID || mul->op != QCAL_OP_MUL) continue;
-                if (sole_consumer(g, sig->outputs[0]) != cons[1 - t] ||
-                    other_input(mul, y) != sig->outputs[0])
-                    continue;
-                n->act.kind = QCAL_ACT_SWISH;
-                n->outputs[0] = mul->outputs[0];
-                sig->dead = mul->dead = true;
-                qcal_graph_update_uses(g);
-                break;
-            }
-            if (n->act.kind != QCAL_ACT_NONE) continue;
-            int nodes[4];
-            int last = match_paddle_hardswish(g, y, nodes);
-            if (last >= 0) {
-                n->act.kind = QCAL_ACT_HARD_SWISH;
-                n->outputs[0] = g->nodes[last].outputs[0];
-                for (int k = 0; k < 4; k++) g->nodes[nodes[k]].dead = true;
-                qcal_graph_update_uses(g);
-            }
+        bool done = true;
+        while (done && !g->nodes[i].dead && fusable_producer(&g->nodes[i])) {
+            enum qcal_status st = fuse_one(g, i, &done);
+            if (st != QCAL_OK) return st;
+            if (done) qcal_graph_update_uses(g);
         }
     }
     return QCAL_OK;

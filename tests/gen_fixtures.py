@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""Generates the op-level fixture models (seeded weights) and their inputs for qcal's
+golden tests, plus a manifest for tests/node/ort_run.js, which computes the expected
+outputs with ONNX Runtime during the test run.
+
+    gen_fixtures.py OUTDIR      -> OUTDIR/<case>/model.onnx, input_<i>.npy, manifest.json
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+F = TensorProto.FLOAT
+I64 = TensorProto.INT64
+rng = np.random.default_rng(20261122)
+CASES = []
+
+
+def randn(*shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def case(name, nodes, inputs, outputs, inits=None, opset=13, data=None):
+    """inputs: [(name, shape)] float32 graph inputs; outputs: [(name, elem_type)]."""
+    inits = inits or {}
+    g = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
+                          producer_name="qcal-fixtures")
+    m.ir_version = 7 if opset < 15 else 8
+    m = onnx.shape_inference.infer_shapes(m)
+    # outputs declared without shapes: fill them from shape inference for the checker
+    vi = {v.name: v for v in m.graph.value_info}
+    for o in m.graph.output:
+        if o.name in vi:
+            o.CopyFrom(vi[o.name])
+        elif not o.type.tensor_type.HasField("shape"):
+            o.type.tensor_type.shape.SetInParent()
+    onnx.checker.check_model(m)
+    feeds = data or [randn(*s) for _, s in inputs]
+    CASES.append((name, m, feeds))
+
+
+def conv_case(name, x, w, b=True, opset=13, **attrs):
+    inits = {"W": randn(*w, scale=0.3)}
+    ins = ["X", "W"]
+    if b:
+        inits["B"] = randn(w[0] if "ConvT" not in name else w[1] * attrs.get("group", 1), scale=0.1)
+        ins.append("B")
+    op = "ConvTranspose" if "ConvT" in name else "Conv"
+    case(name, [helper.make_node(op, ins, ["Y"], **attrs)], [("X", x)], [("Y", F)], inits, opset)
+
+
+# ---- convolutions ----
+conv_case("conv_basic", [1, 3, 17, 19], [8, 3, 3, 3], pads=[1, 1, 1, 1])
+conv_case("conv_stride_dil", [2, 4, 20, 18], [6, 4, 3, 3], strides=[2, 2], dilations=[2, 2], pads=[2, 1, 0, 2])
+conv_case("conv_group", [1, 8, 15, 15], [12, 2, 3, 3], group=4, pads=[1, 1, 1, 1], b=False)
+conv_case("conv_depthwise", [1, 16, 14, 14], [16, 1, 3, 3], group=16, strides=[2, 2], pads=[1, 1, 1, 1])
+conv_case("conv_same_upper", [1, 5, 13, 11], [7, 5, 4, 4], auto_pad="SAME_UPPER", strides=[2, 2])
+conv_case("conv_same_lower", [1, 5, 13, 11], [7, 5, 4, 3], auto_pad="SAME_LOWER")
+conv_case("conv_valid", [1, 5, 9, 9], [4, 5, 5, 5], auto_pad="VALID")
+conv_case("conv_pointwise", [1, 32, 7, 9], [24, 32, 1, 1])
+conv_case("conv_1d", [2, 6, 30], [5, 6, 3], pads=[1, 1], strides=[2])
+conv_case("ConvT_basic", [1, 8, 6, 7], [8, 4, 2, 2], strides=[2, 2])
+conv_case("ConvT_pads", [1, 6, 5, 5], [6, 3, 3, 3], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
+conv_case("ConvT_group", [1, 8, 5, 6], [8, 2, 4, 4], group=2, strides=[2, 2], pads=[1, 1, 1, 1])
+
+# ---- Gemm / MatMul ----
+case("gemm_bias", [helper.make_node("Gemm", ["A", "B", "C"], ["Y"], transB=1, alpha=0.7, beta=1.3)],
+     [("A", [3, 20])], [("Y", F)], {"B": randn(10, 20), "C": randn(10)})
+case("gemm_transA_matrixC", [helper.make_node("Gemm", ["A", "B", "C"], ["Y"], transA=1)],
+     [("A", [20, 4])], [("Y", F)], {"B": randn(20, 6), "C": randn(4, 6)})
+case("matmul_const", [helper.make_node("MatMul", ["A", "B"], ["Y"])], [("A", [2, 5, 16])], [("Y", F)],
+     {"B": randn(16, 12)})
+case("matmul_batched", [helper.make_node("MatMul", ["A", "B"], ["Y"])], [("A", [2, 3, 4, 8]), ("B", [3, 8, 5])],
+     [("Y", F)])
+case("matmul_vec", [helper.make_node("MatMul", ["A", "B"], ["Y"])], [("A", [7]), ("B", [2, 7, 3])], [("Y", F)])
+
+# ---- elementwise binary (broadcasting) ----
+for op in ["Add", "Sub", "Mul", "Div"]:
+    case(f"{op.lower()}_bcast", [helper.make_node(op, ["A", "B"], ["Y"])], [("A", [2, 3, 4, 5]), ("B", [3, 1, 5])],
+         [("Y", F)])
+case("add_scalar_first", [helper.make_node("Add", ["C", "A"], ["Y"])], [("A", [1, 4, 3, 3])], [("Y", F)],
+     {"C": np.array(0.5, np.float32)})
+case("pow", [helper.make_node("Pow", ["A", "B"], ["Y"])], [("A", [3, 4])], [("Y", F)], {"B": np.array([2.0], np.float32)},
+     data=[np.abs(randn(3, 4)) + 0.1])
+case("prelu", [helper.make_node("PRelu", ["X", "S"], ["Y"])], [("X", [1, 4, 5, 5])], [("Y", F)],
+     {"S": randn(4, 1, 1)})
+case("sqrt", [helper.make_node("Sqrt", ["X"], ["Y"])], [("X", [2, 9])], [("Y", F)], data=[np.abs(randn(2, 9))])
+case("exp", [helper.make_node("Exp", ["X"], ["Y"])], [("X", [2, 9])], [("Y", F)])
+
+# ---- activations ----
+for op, attrs in [("Relu", {}), ("LeakyRelu", {"alpha": 0.1}), ("Sigmoid", {}), ("Tanh", {}),
+                  ("HardSigmoid", {"alpha": 0.25, "beta": 0.4}), ("HardSwish", {})]:
+    case(op.lower(), [helper.make_node(op, ["X"], ["Y"], **attrs)], [("X", [2, 3, 7, 5])], [("Y", F)],
+         data=[randn(2, 3, 7, 5, scale=4.0)], opset=14 if op == "HardSwish" else 13)
+case("clip_inputs", [helper.make_node("Clip", ["X", "lo", "hi"], ["Y"])], [("X", [3, 10])], [("Y", F)],
+     {"lo": np.array(-0.5, np.float32), "hi": np.array(0.7, np.float32)})
+case("clip_attrs_opset9", [helper.make_node("Clip", ["X"], ["Y"], min=0.0, max=6.0)], [("X", [3, 10])], [("Y", F)],
+     opset=9, data=[randn(3, 10, scale=5.0)])
+
+# ---- softmax family ----
+case("softmax13", [helper.make_node("Softmax", ["X"], ["Y"], axis=1)], [("X", [2, 5, 3])], [("Y", F)])
+case("softmax11_coerce", [helper.make_node("Softmax", ["X"], ["Y"], axis=1)], [("X", [2, 5, 3])], [("Y", F)], opset=11)
+case("logsoftmax", [helper.make_node("LogSoftmax", ["X"], ["Y"])], [("X", [4, 10])], [("Y", F)])
+
+# ---- pooling ----
+def pool(name, op, x, **attrs):
+    case(name, [helper.make_node(op, ["X"], ["Y"], **attrs)], [("X", x)], [("Y", F)])
+
+pool("maxpool_basic", "MaxPool", [1, 4, 11, 12], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+pool("maxpool_ceil", "MaxPool", [1, 3, 10, 10], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)
+pool("maxpool_dil", "MaxPool", [1, 3, 12, 12], kernel_shape=[2, 2], dilations=[2, 2])
+pool("avgpool_exclude", "AveragePool", [1, 4, 9, 9], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+pool("avgpool_include", "AveragePool", [1, 4, 9, 9], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+     count_include_pad=1)
+pool("avgpool_ceil", "AveragePool", [1, 2, 10, 11], kernel_shape=[3, 2], strides=[2, 2], ceil_mode=1)
+pool("avgpool_same", "AveragePool", [1, 2, 10, 11], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
+pool("avgpool_1d", "AveragePool", [2, 3, 20], kernel_shape=[4], strides=[3])
+pool("gap", "GlobalAveragePool", [2, 6, 7, 5])
+pool("gmp", "GlobalMaxPool", [2, 6, 7, 5])
+
+# ---- reductions, argmax, topk ----
+case("reducemean", [helper.make_node("ReduceMean", ["X"], ["Y"], axes=[-1], keepdims=1)], [("X", [2, 6, 10])], [("Y", F)])
+case("reducemean_multi", [helper.make_node("ReduceMean", ["X"], ["Y"], axes=[1, 2], keepdims=0)], [("X", [2, 6, 4, 3])],
+     [("Y", F)])
+case("reducemax", [helper.make_node("ReduceMax", ["X"], ["Y"], axes=[0, 2])], [("X", [3, 4, 5])], [("Y", F)])
+case("argmax", [helper.make_node("ArgMax", ["X"], ["Y"], axis=1, keepdims=0)], [("X", [3, 10, 4])], [("Y", I64)])
+case("topk", [helper.make_node("TopK", ["X", "K"], ["V", "I"], axis=-1)], [("X", [3, 20])], [("V", F), ("I", I64)],
+     {"K": np.array([5], np.int64)})
+
+# ---- batch norm (standalone), concat, split ----
+case("batchnorm", [helper.make_node("BatchNormalization", ["X", "s", "b", "m", "v"], ["Y"], epsilon=1e-3)],
+     [("X", [2, 5, 4, 3])], [("Y", F)],
+     {"s": randn(5), "b": randn(5), "m": randn(5), "v": np.abs(randn(5)) + 0.5})
+case("concat_ch", [helper.make_node("Concat", ["A", "B", "C"], ["Y"], axis=1)],
+     [("A", [1, 2, 4, 4]), ("B", [1, 3, 4, 4]), ("C", [1, 1, 4, 4])], [("Y", F)])
+case("concat_last", [helper.make_node("Concat", ["A", "B"], ["Y"], axis=-1)], [("A", [2, 3, 4]), ("B", [2, 3, 2])], [("Y", F)])
+case("split13", [helper.make_node("Split", ["X", "S"], ["Y0", "Y1", "Y2"], axis=1)], [("X", [2, 9, 3])],
+     [("Y0", F), ("Y1", F), ("Y2", F)], {"S": np.array([2, 3, 4], np.int64)})
+case("split_equal11", [helper.make_node("Split", ["X"], ["Y0", "Y1"], axis=-1)], [("X", [2, 3, 8])],
+     [("Y0", F), ("Y1", F)], opset=11)
+
+# ---- shape manipulation ----
+case("reshape", [helper.make_node("Reshape", ["X", "S"], ["Y"])], [("X", [2, 3, 4])], [("Y", F)],
+     {"S": np.array([0, -1, 2], np.int64)})
+case("flatten", [helper.make_node("Flatten", ["X"], ["Y"], axis=2)], [("X", [2, 3, 4, 5])], [("Y", F)])
+case("transpose", [helper.make_node("Transpose", ["X"], ["Y"], perm=[0, 2, 3, 1])], [("X", [2, 3, 4, 5])], [("Y", F)])
+case("squeeze13", [helper.make_node("Squeeze", ["X", "A"], ["Y"])], [("X", [1, 3, 1, 5])], [("Y", F)],
+     {"A": np.array([0, 2], np.int64)})
+case("squeeze11", [helper.make_node("Squeeze", ["X"], ["Y"], axes=[2])], [("X", [1, 3, 1, 5])], [("Y", F)], opset=11)
+case("unsqueeze13", [helper.make_node("Unsqueeze", ["X", "A"], ["Y"])], [("X", [3, 5])], [("Y", F)],
+     {"A": np.array([0, -1], np.int64)})
+case("unsqueeze11", [helper.make_node("Unsqueeze", ["X"], ["Y"], axes=[1])], [("X", [3, 5])], [("Y", F)], opset=11)
+case("identity", [helper.make_node("Identity", ["X"], ["Y"])], [("X", [3, 5])], [("Y", F)])
+case("slice", [helper.make_node("Slice", ["X", "s", "e", "a", "st"], ["Y"])], [("X", [4, 10, 6])], [("Y", F)],
+     {"s": np.array([1, -1], np.int64), "e": np.array([100, 0], np.int64), "a": np.array([1, 2], np.int64),
+      "st": np.array([3, -2], np.int64)})
+case("slice_opset9", [helper.make_node("Slice", ["X"], ["Y"], starts=[1, 0], ends=[3, -1], axes=[0, 2])],
+     [("X", [4, 5, 6])], [("Y", F)], opset=9)
+case("gather", [helper.make_node("Gather", ["X", "I"], ["Y"], axis=1)], [("X", [3, 6, 2])], [("Y", F)],
+     {"I": np.array([[0, 5], [-1, 2]], np.int64)})
+case("pad_constant", [helper.make_node("Pad", ["X", "P", "V"], ["Y"])], [("X", [1, 2, 4, 4])], [("Y", F)],
+     {"P": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "V": np.array(0.25, np.float32)})
+case("pad_reflect", [helper.make_node("Pad", ["X", "P"], ["Y"], mode="reflect")], [("X", [1, 2, 5, 5])], [("Y", F)],
+     {"P": np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64)})
+case("pad_edge_opset9", [helper.make_node("Pad", ["X"], ["Y"], mode="edge", pads=[0, 1, 2, 0, 1, 0])],
+     [("X", [2, 3, 4])], [("Y", F)], opset=9)
+# Shape -> Gather -> Cast -> Concat -> Reshape: the chain exporters emit; folded at load
+case("shape_chain", [
+    helper.make_node("Shape", ["X"], ["s"]),
+    helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+    helper.make_node("Unsqueeze", ["n", "ax"], ["nu"]),
+    helper.make_node("Cast", ["nu"], ["nc"], to=I64),
+    helper.make_node("Concat", ["nc", "m1"], ["shape"], axis=0),
+    helper.make_node("Reshape", ["X", "shape"], ["Y"])],
+    [("X", [2, 3, 4, 5])], [("Y", F)],
+    {"i0": np.array(0, np.int64), "ax": np.array([0], np.int64), "m1": np.array([-1], np.int64)})
+case("cast_roundtrip", [helper.make_node("Cast", ["X"], ["i"], to=I64), helper.make_node("Cast", ["i"], ["Y"], to=F)],
+     [("X", [3, 7])], [("Y", F)], data=[randn(3, 7, scale=10.0)])
+
+# ---- resize / upsample ----
+def resize(name, x, opset=13, sizes=None, scales=None, **attrs):
+    inits = {}
+    if opset >= 11:
+        ins = ["X", "", "scales", "sizes"] if opset >= 13 else ["X", "roi", "scales", "sizes"]
+        inits["roi"] = np.array([], np.float32)
+        inits["scales"] = np.array(scales if scales else [], np.float32)
+        if sizes:
+            inits["sizes"] = np.array(sizes, np.int64)
+        else:
+            ins = ins[:3]
+        if opset >= 13:
+            del inits["roi"]
+    else:
+        ins = ["X", "scales"]
+        inits["scales"] = np.array(scales, np.float32)
+    case(name, [helper.make_node("Resize", ins, ["Y"], **attrs)], [("X", x)], [("Y", F)], inits, opset)
+
+resize("resize_nearest_x2", [1, 3, 5, 6], scales=[1, 1, 2, 2], mode="nearest")
+resize("resize_nearest_asym_floor", [1, 3, 5, 6], scales=[1, 1, 2, 3], mode="nearest",
+       coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+resize("resize_nearest_sizes", [1, 2, 7, 5], sizes=[1, 2, 10, 12], mode="nearest")
+resize("resize_linear_half_pixel", [1, 3, 5, 6], sizes=[1, 3, 13, 9], mode="linear")
+resize("resize_linear_pytorch", [1, 3, 5, 6], scales=[1, 1, 4, 4], mode="linear",
+       coordinate_transformation_mode="pytorch_half_pixel")
+resize("resize_linear_align", [1, 2, 4, 7], sizes=[1, 2, 9, 5], mode="linear",
+       coordinate_transformation_mode="align_corners")
+resize("resize_opset10", [1, 2, 4, 5], opset=10, scales=[1, 1, 2, 2], mode="nearest")
+resize("resize_opset11_linear", [1, 2, 4, 5], opset=11, scales=[1, 1, 2, 2], mode="linear")
+case("upsample_opset9", [helper.make_node("Upsample", ["X", "scales"], ["Y"], mode="nearest")], [("X", [1, 2, 3, 4])],
+     [("Y", F)], {"scales": np.array([1, 1, 2, 2], np.float32)}, opset=9)
+
+# ---- passes: fusion patterns must not change results ----
+case("fuse_conv_bn_relu", [
+    helper.make_node("Conv", ["X", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+    helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["bn"]),
+    helper.make_node("Relu", ["bn"], ["Y"])], [("X", [1, 4, 9, 9])], [("Y", F)],
+    {"W": randn(6, 4, 3, 3, scale=0.3), "B": randn(6), "s": randn(6), "b": randn(6), "m": randn(6),
+     "v": np.abs(randn(6)) + 0.5})
+case("fuse_conv_paddle_hardswish", [
+    helper.make_node("Conv", ["X", "W"], ["c"], pads=[1, 1, 1, 1]),
+    helper.make_node("Add", ["c", "three"], ["a"]),
+    helper.make_node("Clip", ["a", "zero", "six"], ["cl"]),
+    helper.make_node("Mul", ["c", "cl"], ["m"]),
+    helper.make_node("Div", ["m", "six"], ["Y"])], [("X", [1, 4, 8, 8])], [("Y", F)],
+    {"W": randn(8, 4, 3, 3, scale=0.5), "three": np.array(3, np.float32), "zero": np.array(0, np.float32),
+     "six": np.array(6, np.float32)})
+case("fuse_conv_swish", [
+    helper.make_node("Conv", ["X", "W"], ["c"]),
+    helper.make_node("Sigmoid", ["c"], ["s"]),
+    helper.make_node("Mul", ["c", "s"], ["Y"])], [("X", [1, 4, 6, 6])], [("Y", F)], {"W": randn(5, 4, 1, 1)})
+case("fuse_conv_clip6_hsig", [
+    helper.make_node("Conv", ["X", "W"], ["c"], strides=[2, 2]),
+    helper.make_node("Clip", ["c", "zero", "six"], ["r6"]),
+    helper.make_node("Conv", ["r6", "W2"], ["d"]),
+    helper.make_node("HardSigmoid", ["d"], ["Y"], alpha=0.2, beta=0.5)], [("X", [1, 3, 12, 12])], [("Y", F)],
+    {"W": randn(8, 3, 3, 3), "W2": randn(4, 8, 1, 1), "zero": np.array(0, np.float32), "six": np.array(6, np.float32)})
+case("fuse_gemm_relu", [helper.make_node("Gemm", ["A", "B", "C"], ["g"], transB=1), helper.make_node("Relu", ["g"], ["Y"])],
+     [("A", [2, 16])], [("Y", F)], {"B": randn(8, 16), "C": randn(8)})
+# an NHWC chain with a layout-following op between convs and a residual add
+case("nhwc_residual_se", [
+    helper.make_node("Conv", ["X", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1]),
+    helper.make_node("Relu", ["c1"], ["r1"]),
+    helper.make_node("GlobalAveragePool", ["r1"], ["p"]),
+    helper.make_node("Conv", ["p", "W2"], ["s"]),
+    helper.make_node("HardSigmoid", ["s"], ["h"]),
+    helper.make_node("Mul", ["r1", "h"], ["se"]),
+    helper.make_node("Conv", ["se", "W3"], ["c3"], pads=[1, 1, 1, 1]),
+    helper.make_node("Add", ["c3", "r1"], ["res"]),
+    helper.make_node("Resize", ["res", "", "sc"], ["up"], mode="nearest"),
+    helper.make_node("Concat", ["up", "up"], ["cat"], axis=1),
+    helper.make_node("MaxPool", ["cat"], ["Y"], kernel_shape=[2, 2], strides=[2, 2])],
+    [("X", [1, 3, 10, 10])], [("Y", F)],
+    {"W1": randn(16, 3, 3, 3, scale=0.5), "B1": randn(16), "W2": randn(16, 16, 1, 1, scale=0.3),
+     "W3": randn(16, 16, 3, 3, scale=0.2), "sc": np.array([1, 1, 2, 2], np.float32)})
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    manifest = []
+    for name, model, feeds in CASES:
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        onnx.save(model, os.path.join(d, "model.onnx"))
+        inputs = []
+        for i, x in enumerate(feeds):
+            p = os.path.join(d, f"input_{i}.npy")
+            np.save(p, x)
+            inputs.append(p)
+        manifest.append({"model": os.path.join(d, "model.onnx"), "inputs": inputs,
+                         "outDir": os.path.join(d, "ort")})
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    with open(os.path.join(out, "cases.txt"), "w") as f:
+        f.write("\n".join(n for n, _, _ in CASES) + "\n")
+    print(f"gen_fixtures: {len(CASES)} cases in {out}")
+
+
+if __name__ == "__main__":
+    main()
