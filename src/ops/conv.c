@@ -21,6 +21,7 @@ struct conv_state {
     int kind; /* enum qcal_kernels actually used */
     const float *w, *bias;
     int sum_input;
+    size_t tmp_offset; /* ref/blas with a residual: conv result in scratch */
     struct qcal_dnnl_prim *prim;
 };
 
@@ -261,6 +262,11 @@ static enum qcal_status conv_prepare(struct qcal_op_prep *pp)
         s->kind = QCAL_KERNELS_REF;
         pp->impl = "ref";
     }
+    if (s->kind != QCAL_KERNELS_DNNL && s->sum_input > 0) {
+        /* the output may share the residual's buffer: compute into scratch first */
+        s->tmp_offset = qcal_align_up(pp->scratch_size, QCAL_ALIGN);
+        pp->scratch_size = s->tmp_offset + qcal_tensor_bytes(&qcal_out(g, n, 0)->t);
+    }
     return QCAL_OK;
 }
 
@@ -287,15 +293,17 @@ static enum qcal_status conv_run(const void *state, const struct qcal_op_args *a
         /* oneDNN's sum post-op adds what dst holds; the planner usually makes them share */
         if (residual && residual != y) memcpy(y, residual, count * sizeof(float));
         return qcal_dnnl_run(a->bound);
-    case QCAL_KERNELS_BLAS:
-        qcal_blas_conv2d(&s->d, x, s->w, s->bias, y, a->scratch, op_threads());
-        break;
-    default:
-        if (s->d.transposed) qcal_ref_conv_transpose2d(&s->d, x, s->w, s->bias, y, op_threads());
-        else qcal_ref_conv2d(&s->d, x, s->w, s->bias, y, op_threads());
-        break;
+    default: break;
     }
-    qcal_post_ops_apply(&s->d.post, y, residual, count);
+    float *acc = residual ? (float *)((char *)a->scratch + s->tmp_offset) : y;
+    if (s->kind == QCAL_KERNELS_BLAS)
+        qcal_blas_conv2d(&s->d, x, s->w, s->bias, acc, a->scratch, op_threads());
+    else if (s->d.transposed)
+        qcal_ref_conv_transpose2d(&s->d, x, s->w, s->bias, acc, op_threads());
+    else
+        qcal_ref_conv2d(&s->d, x, s->w, s->bias, acc, op_threads());
+    qcal_post_ops_apply(&s->d.post, acc, residual, count);
+    if (acc != y) memcpy(y, acc, count * sizeof(float));
     return QCAL_OK;
 }
 
