@@ -261,8 +261,29 @@ case("nhwc_residual_se", [
     {"W1": randn(16, 3, 3, 3, scale=0.5), "B1": randn(16), "W2": randn(16, 16, 1, 1, scale=0.3),
      "W3": randn(16, 16, 3, 3, scale=0.2), "sc": np.array([1, 1, 2, 2], np.float32)})
 
+# PP-LCNetV3-style learnable affine blocks around a Paddle HardSwish, and per-channel scaling
+case("fuse_conv_affine_chain", [
+    helper.make_node("Conv", ["X", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+    helper.make_node("Mul", ["a1", "c"], ["m1"]),
+    helper.make_node("Add", ["m1", "b1"], ["x1"]),
+    helper.make_node("Add", ["x1", "three"], ["p3"]),
+    helper.make_node("Clip", ["p3", "zero", "six"], ["cl"]),
+    helper.make_node("Mul", ["x1", "cl"], ["hm"]),
+    helper.make_node("Div", ["hm", "six"], ["hs"]),
+    helper.make_node("Mul", ["a2", "hs"], ["m2"]),
+    helper.make_node("Sub", ["m2", "b2"], ["x2"]),
+    helper.make_node("Conv", ["x2", "W2"], ["c2"]),
+    helper.make_node("Mul", ["c2", "chs"], ["Y"])], [("X", [1, 3, 10, 10])], [("Y", F)],
+    {"W": randn(8, 3, 3, 3, scale=0.5), "B": randn(8), "a1": np.array([1.7], np.float32),
+     "b1": np.array([0.3], np.float32), "three": np.array(3, np.float32), "zero": np.array(0, np.float32),
+     "six": np.array(6, np.float32), "a2": np.array([0.6], np.float32), "b2": np.array([-0.2], np.float32),
+     "W2": randn(4, 8, 1, 1), "chs": randn(1, 4, 1, 1)})
+
 
 def main():
+    if sys.argv[1] == "--list":
+        print(";".join(n for n, _, _ in CASES))
+        return
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     manifest = []

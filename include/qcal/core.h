@@ -40,7 +40,7 @@ const char *qcal_status_str(enum qcal_status s);
 int qcal_status_exit_code(enum qcal_status s);
 
 /* Logging. Messages go to stderr, prefixed with the MPI rank once one is set. */
-enum qcal_log_level { QCAL_LOG_ERROR, QCAL_LOG_WARN, QCAL_LOG_INFO, QCAL_LOG_DEBUG };
+enum qcal_log_level { QCAL_LOG_QUIET = -1, QCAL_LOG_ERROR, QCAL_LOG_WARN, QCAL_LOG_INFO, QCAL_LOG_DEBUG };
 void qcal_log_set_level(enum qcal_log_level level);
 void qcal_log_set_rank(int rank);
 void qcal_log(enum qcal_log_level level, const char *func, const char *fmt, ...)

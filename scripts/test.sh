@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds qcal and runs its test suite: the README's test command and what CI runs.
+#   scripts/test.sh            everything (about 10 minutes on 2 cores)
+#   scripts/test.sh -L unit    a label subset: unit, op, kernel, e2e, badinput
+#   QCAL_SANITIZE="address;undefined" scripts/test.sh   under ASan + UBSan (build-asan/)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bash scripts/install-deps.sh
+build=build
+extra=()
+if [ -n "${QCAL_SANITIZE:-}" ]; then
+  build=build-asan
+  extra=(-DQCAL_SANITIZE="$QCAL_SANITIZE" -DCMAKE_BUILD_TYPE=Debug)
+  # oneDNN's JIT and OpenMP runtime allocate for the life of the process
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+fi
+cmake -S . -B "$build" "${extra[@]}" >/dev/null
+cmake --build "$build" -j"$(nproc)"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+cd "$build"
+ctest --output-on-failure -j2 --timeout 900 "$@"

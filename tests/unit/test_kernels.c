@@ -1,0 +1,176 @@
+/* kernels: oneDNN and OpenBLAS convolutions and matmuls against the reference kernels on
+ * many shapes (groups, strides, dilations, asymmetric pads, transposed, fused post-ops),
+ * and strided copies against a naive loop. Tolerance: 1e-4 of the output's max. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "qcal/kernels.h"
+
+static unsigned long long seed = 0x1234567ull;
+
+static float *rand_buf(size_t n)
+{
+    float *p = qcal_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = check_rand(&seed);
+    return p;
+}
+
+/* plain NCHW <-> NHWC */
+static void to_nhwc(const float *x, float *y, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    for (int64_t a = 0; a < n; a++)
+        for (int64_t k = 0; k < c; k++)
+            for (int64_t i = 0; i < h * w; i++) y[(a * h * w + i) * c + k] = x[(a * c + k) * h * w + i];
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double m = 1e-30, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        m = fabs(a[i]) > m ? fabs(a[i]) : m;
+        d = fabs(a[i] - b[i]) > d ? fabs(a[i] - b[i]) : d;
+    }
+    return d / m;
+}
+
+static void conv_case(struct qcal_conv_desc d)
+{
+    int64_t wn = d.transposed ? d.ic * (d.oc / d.group) * d.kh * d.kw : d.oc * (d.ic / d.group) * d.kh * d.kw;
+    size_t xn = (size_t)(d.n * d.ic * d.ih * d.iw), yn = (size_t)(d.n * d.oc * d.oh * d.ow);
+    float *x = rand_buf(xn), *w = rand_buf((size_t)wn), *b = rand_buf((size_t)d.oc);
+    float *res = rand_buf(yn);
+    float *ref = qcal_malloc(yn * 4), *got = qcal_malloc(yn * 4), *xh = qcal_malloc(xn * 4);
+    float *refh = qcal_malloc(yn * 4);
+    if (d.transposed) qcal_ref_conv_transpose2d(&d, x, w, b, ref, 1);
+    else qcal_ref_conv2d(&d, x, w, b, ref, 1);
+    qcal_post_ops_apply(&d.post, ref, res, yn);
+    to_nhwc(ref, refh, d.n, d.oc, d.oh, d.ow);
+    to_nhwc(x, xh, d.n, d.ic, d.ih, d.iw);
+    struct qcal_dnnl_prim *p = NULL;
+    CHECK(qcal_dnnl_conv_create(&d, w, b, &p) == QCAL_OK);
+    if (p) {
+        void *scratch = qcal_malloc(qcal_dnnl_scratch_size(p) + 1);
+        struct qcal_dnnl_bound *bd = NULL;
+        to_nhwc(res, got, d.n, d.oc, d.oh, d.ow); /* the SUM post-op adds what dst holds */
+        CHECK(qcal_dnnl_bind(p, xh, got, scratch, &bd) == QCAL_OK);
+        CHECK(bd && qcal_dnnl_run(bd) == QCAL_OK);
+        double e = max_rel_diff(refh, got, yn);
+        CHECK(e <= 1e-4);
+        if (e > 1e-4)
+            fprintf(stderr, "  dnnl conv ic%lld oc%lld k%lldx%lld s%lld d%lld g%lld t%d: rel err %g\n",
+                    (long long)d.ic, (long long)d.oc, (long long)d.kh, (long long)d.kw, (long long)d.sh,
+                    (long long)d.dh, (long long)d.group, d.transposed, e);
+        qcal_dnnl_unbind(bd);
+        qcal_free(scratch);
+        qcal_dnnl_destroy(p);
+    }
+    if (!d.transposed) {
+        float *scratch = qcal_malloc(qcal_blas_conv2d_scratch(&d) + 4);
+        qcal_blas_conv2d(&d, x, w, b, got, scratch, 1);
+        qcal_post_ops_apply(&d.post, got, res, yn);
+        CHECK(max_rel_diff(ref, got, yn) <= 1e-4);
+        qcal_free(scratch);
+    }
+    qcal_free(x), qcal_free(w), qcal_free(b), qcal_free(res), qcal_free(ref), qcal_free(got), qcal_free(xh),
+        qcal_free(refh);
+}
+
+static int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe)
+{
+    return (in + pb + pe - ((k - 1) * d + 1)) / s + 1;
+}
+
+static void test_convs(void)
+{
+    struct { int64_t n, ic, oc, h, w, k, s, d, g, pt, pl, pb, pr; } cases[] = {
+        {1, 3, 16, 15, 17, 3, 1, 1, 1, 1, 1, 1, 1},  {2, 8, 8, 9, 9, 3, 2, 1, 8, 1, 1, 1, 1},
+        {1, 16, 24, 7, 6, 1, 1, 1, 1, 0, 0, 0, 0},   {1, 6, 9, 12, 11, 3, 1, 2, 3, 2, 2, 2, 2},
+        {1, 5, 7, 10, 13, 4, 2, 1, 1, 1, 2, 2, 1},   {1, 32, 32, 14, 14, 5, 1, 1, 32, 2, 2, 2, 2},
+        {1, 4, 64, 33, 31, 7, 2, 1, 1, 3, 3, 3, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct qcal_conv_desc d = {0};
+        d.n = cases[i].n, d.ic = cases[i].ic, d.oc = cases[i].oc, d.ih = cases[i].h, d.iw = cases[i].w;
+        d.kh = d.kw = cases[i].k, d.sh = d.sw = cases[i].s, d.dh = d.dw = cases[i].d, d.group = cases[i].g;
+        d.pt = cases[i].pt, d.pl = cases[i].pl, d.pb = cases[i].pb, d.pr = cases[i].pr;
+        d.oh = out_size(d.ih, d.kh, d.sh, d.dh, d.pt, d.pb);
+        d.ow = out_size(d.iw, d.kw, d.sw, d.dw, d.pl, d.pr);
+        conv_case(d);
+        /* the same with a post-op chain: linear, residual sum, hard-swish */
+        d.post.n = 3;
+        d.post.op[0] = (struct qcal_act){.kind = QCAL_ACT_LINEAR, .alpha = 0.5f, .beta = 0.25f};
+        d.post.op[1] = (struct qcal_act){.kind = QCAL_ACT_SUM};
+        d.post.op[2] = (struct qcal_act){.kind = QCAL_ACT_HARD_SWISH};
+        conv_case(d);
+    }
+    /* transposed: k2 s2 (upsampling heads) and k4 s2 p1 with groups */
+    struct qcal_conv_desc t = {.n = 1, .ic = 8, .oc = 4, .ih = 5, .iw = 6, .kh = 2, .kw = 2, .sh = 2, .sw = 2,
+                               .dh = 1, .dw = 1, .group = 1, .transposed = true};
+    t.oh = 10, t.ow = 12;
+    conv_case(t);
+    t.group = 2, t.oc = 6, t.kh = t.kw = 4, t.pt = t.pl = t.pb = t.pr = 1;
+    t.oh = 2 * (5 - 1) + 4 - 2, t.ow = 2 * (6 - 1) + 4 - 2;
+    t.post.n = 1, t.post.op[0] = (struct qcal_act){.kind = QCAL_ACT_RELU};
+    conv_case(t);
+}
+
+static void test_matmul(void)
+{
+    int64_t m = 3, n = 37, k = 70;
+    float *a = rand_buf((size_t)(m * k)), *w = rand_buf((size_t)(k * n)), *b = rand_buf((size_t)n);
+    float *ref = qcal_malloc((size_t)(m * n) * 4), *got = qcal_malloc((size_t)(m * n) * 4);
+    for (int trans = 0; trans < 2; trans++) {
+        /* trans: w holds [N, K] */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) ref[i * n + j] = b[j];
+        qcal_ref_gemm(false, trans, m, n, k, 1.0f, a, k, w, trans ? k : n, 1.0f, ref, n, 1);
+        struct qcal_post_ops post = {.n = 1, .op = {{.kind = QCAL_ACT_RELU}}};
+        qcal_post_ops_apply(&post, ref, NULL, (size_t)(m * n));
+        struct qcal_dnnl_prim *p = NULL;
+        CHECK(qcal_dnnl_matmul_create(m, n, k, w, trans, b, 1.0f, &post, &p) == QCAL_OK);
+        struct qcal_dnnl_bound *bd = NULL;
+        void *scratch = qcal_malloc(qcal_dnnl_scratch_size(p) + 1);
+        CHECK(qcal_dnnl_bind(p, a, got, scratch, &bd) == QCAL_OK);
+        CHECK(qcal_dnnl_run(bd) == QCAL_OK);
+        CHECK(max_rel_diff(ref, got, (size_t)(m * n)) <= 1e-5);
+        qcal_dnnl_unbind(bd);
+        qcal_dnnl_destroy(p);
+        qcal_free(scratch);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) got[i * n + j] = b[j];
+        qcal_blas_gemm(false, trans, m, n, k, 1.0f, a, k, w, trans ? k : n, 1.0f, got, n, 1);
+        qcal_post_ops_apply(&post, got, NULL, (size_t)(m * n));
+        CHECK(max_rel_diff(ref, got, (size_t)(m * n)) <= 1e-5);
+    }
+    qcal_free(a), qcal_free(w), qcal_free(b), qcal_free(ref), qcal_free(got);
+}
+
+static void test_copy_strided(void)
+{
+    /* transpose a 2x3x4 tensor to 4x2x3 through strides */
+    float x[24], y[24];
+    for (int i = 0; i < 24; i++) x[i] = (float)i;
+    int64_t dims[3] = {4, 2, 3}, src[3] = {1, 12, 4}, dst[3] = {6, 3, 1};
+    qcal_copy_strided(3, dims, 4, x, src, y, dst);
+    int bad = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 2; b++)
+            for (int c = 0; c < 3; c++) bad += y[a * 6 + b * 3 + c] != x[b * 12 + c * 4 + a];
+    CHECK_EQ_INT(bad, 0);
+    /* contiguous dims merge into one memcpy; unit dims are dropped */
+    int64_t d2[3] = {2, 1, 12}, s2[3] = {12, 12, 1};
+    memset(y, 0, sizeof y);
+    qcal_copy_strided(3, d2, 4, x, s2, y, s2);
+    CHECK(memcmp(x, y, sizeof x) == 0);
+}
+
+int main(void)
+{
+    qcal_log_set_level(QCAL_LOG_ERROR);
+    CHECK(qcal_dnnl_available());
+    test_convs();
+    test_matmul();
+    test_copy_strided();
+    return check_report();
+}
