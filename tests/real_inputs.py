@@ -45,8 +45,10 @@ def main():
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         link = os.path.join(d, "model.onnx")
+        if os.path.lexists(link) and not os.path.exists(link):
+            os.unlink(link)  # a dangling link from an older checkout
         if not os.path.lexists(link):
-            os.symlink(os.path.join(assets, model), link)
+            os.symlink(os.path.abspath(os.path.join(assets, model)), link)
         np.save(os.path.join(d, "input_0.npy"), x)
 
 

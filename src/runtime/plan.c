@@ -382,11 +382,13 @@ enum qcal_status qcal_plan_create(struct qcal_graph *g, const struct qcal_plan_o
         if (p->value_pval[v] < 0) QCAL_CHECK(new_pval(p, v, QCAL_LAYOUT_PLAIN, -1, &p->value_pval[v]));
         QCAL_CHECK(in_layout(p, p->value_pval[v], QCAL_LAYOUT_PLAIN, alt, &p->output_pval[i]));
     }
-    /* outputs stay live to the end so the caller can read them after the run */
+    /* Inputs stay live through the run (a context may run again without new inputs) and
+     * outputs to its end (the caller reads them after the run). */
     for (int i = 0; i < g->n_outputs; i++) {
         int s = p->pvals[p->output_pval[i]].storage;
         if (s >= 0) p->storages[s].last = p->n_steps + 1;
     }
+    for (int i = 0; i < g->n_inputs; i++) p->storages[p->pvals[p->input_pval[i]].storage].last = p->n_steps + 1;
     share_in_place(p);
     place_storages(p);
 cleanup:
