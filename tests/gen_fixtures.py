@@ -182,6 +182,13 @@ case("shape_chain", [
     helper.make_node("Reshape", ["X", "shape"], ["Y"])],
     [("X", [2, 3, 4, 5])], [("Y", F)],
     {"i0": np.array(0, np.int64), "ax": np.array([0], np.int64), "m1": np.array([-1], np.int64)})
+case("constant_nodes", [
+    helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(randn(3, 1, 5))),
+    helper.make_node("Constant", [], ["f"], value_float=2.5),
+    helper.make_node("Constant", [], ["shape"], value_ints=[6, 5]),
+    helper.make_node("Add", ["X", "c"], ["a"]),
+    helper.make_node("Mul", ["a", "f"], ["m"]),
+    helper.make_node("Reshape", ["m", "shape"], ["Y"])], [("X", [2, 3, 1, 5])], [("Y", F)])
 case("cast_roundtrip", [helper.make_node("Cast", ["X"], ["i"], to=I64), helper.make_node("Cast", ["i"], ["Y"], to=F)],
      [("X", [3, 7])], [("Y", F)], data=[randn(3, 7, scale=10.0)])
 
@@ -244,6 +251,10 @@ case("fuse_conv_clip6_hsig", [
     {"W": randn(8, 3, 3, 3), "W2": randn(4, 8, 1, 1), "zero": np.array(0, np.float32), "six": np.array(6, np.float32)})
 case("fuse_gemm_relu", [helper.make_node("Gemm", ["A", "B", "C"], ["g"], transB=1), helper.make_node("Relu", ["g"], ["Y"])],
      [("A", [2, 16])], [("Y", F)], {"B": randn(8, 16), "C": randn(8)})
+case("fuse_conv_hardswish_opset13", [
+    helper.make_node("Conv", ["X", "W"], ["c"], pads=[1, 1, 1, 1]),
+    helper.make_node("HardSigmoid", ["c"], ["h"], alpha=1.0 / 6.0, beta=0.5),
+    helper.make_node("Mul", ["c", "h"], ["Y"])], [("X", [1, 4, 8, 8])], [("Y", F)], {"W": randn(8, 4, 3, 3)})
 # an NHWC chain with a layout-following op between convs and a residual add
 case("nhwc_residual_se", [
     helper.make_node("Conv", ["X", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1]),

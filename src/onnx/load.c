@@ -129,25 +129,25 @@ static enum qcal_status tensor_from_proto(struct load_ctx *c, const Onnx__Tensor
             st = QCAL_ERR(QCAL_INVALID_MODEL, "%s: tensor '%s' has %zu bytes of data, shape %s "
                           "needs %zu", c->path, name, tp->raw_data.len,
                           qcal_shape_str(out, (char[96]){0}, 96), bytes);
-        else
+        else if (bytes)
             memcpy(data, tp->raw_data.data, bytes);
     } else {
         switch (out->dtype) {
         case QCAL_F32:
             have = tp->n_float_data;
-            if (have == (size_t)numel) memcpy(data, tp->float_data, bytes);
+            if (have == (size_t)numel && bytes) memcpy(data, tp->float_data, bytes);
             break;
         case QCAL_I64:
             have = tp->n_int64_data;
-            if (have == (size_t)numel) memcpy(data, tp->int64_data, bytes);
+            if (have == (size_t)numel && bytes) memcpy(data, tp->int64_data, bytes);
             break;
         case QCAL_F64:
             have = tp->n_double_data;
-            if (have == (size_t)numel) memcpy(data, tp->double_data, bytes);
+            if (have == (size_t)numel && bytes) memcpy(data, tp->double_data, bytes);
             break;
         case QCAL_I32:
             have = tp->n_int32_data;
-            if (have == (size_t)numel) memcpy(data, tp->int32_data, bytes);
+            if (have == (size_t)numel && bytes) memcpy(data, tp->int32_data, bytes);
             break;
         case QCAL_U64: case QCAL_U32:
             have = tp->n_uint64_data;

@@ -179,17 +179,27 @@ static int match_paddle_hardswish(const struct qcal_graph *g, int x, int *nodes)
     return -1;
 }
 
-/* x * Sigmoid(x): returns the Mul node and sets *sig, or -1. */
-static int match_swish(const struct qcal_graph *g, int x, int *sig)
+/* x * gate(x), gate Sigmoid (swish) or HardSigmoid(1/6, 1/2) (hard-swish as exporters emit
+ * it before opset 14): returns the Mul node, sets *gate and the post-op it amounts to, or -1. */
+static int match_gated(const struct qcal_graph *g, int x, int *gate, struct qcal_act *act)
 {
     int cons[4];
     if (g->values[x].is_output || g->values[x].n_consumers != 2 || consumers(g, x, cons) != 2) return -1;
     for (int t = 0; t < 2; t++) {
-        const struct qcal_node *sg = &g->nodes[cons[t]], *mul = &g->nodes[cons[1 - t]];
-        if (sg->op != QCAL_OP_SIGMOID || mul->op != QCAL_OP_MUL) continue;
-        if (sole_consumer(g, sg->outputs[0]) != cons[1 - t] || other_input(mul, x) != sg->outputs[0])
+        const struct qcal_node *gt = &g->nodes[cons[t]], *mul = &g->nodes[cons[1 - t]];
+        struct qcal_act ga;
+        if (mul->op != QCAL_OP_MUL || !qcal_ops_node_act(gt, &ga) || gt->inputs[0] != x) continue;
+        if (ga.kind == QCAL_ACT_SIGMOID) {
+            act->kind = QCAL_ACT_SWISH;
+        } else if (ga.kind == QCAL_ACT_HARD_SIGMOID && fabsf(ga.alpha - 1.0f / 6.0f) < 1e-6f &&
+                   ga.beta == 0.5f) {
+            act->kind = QCAL_ACT_HARD_SWISH;
+        } else {
             continue;
-        *sig = cons[t];
+        }
+        if (sole_consumer(g, gt->outputs[0]) != cons[1 - t] || other_input(mul, x) != gt->outputs[0])
+            continue;
+        *gate = cons[t];
         return cons[1 - t];
     }
     return -1;
@@ -348,12 +358,12 @@ static enum qcal_status fuse_one(struct qcal_graph *g, int ni, bool *done)
         }
         return fuse_residual(g, ni, c, done);
     }
-    int sig, nodes[4];
-    int mul = match_swish(g, y, &sig);
+    int gate, nodes[4];
+    int mul = match_gated(g, y, &gate, &act);
     if (mul >= 0) {
-        append_post(n, (struct qcal_act){.kind = QCAL_ACT_SWISH});
+        append_post(n, act);
         n->outputs[0] = g->nodes[mul].outputs[0];
-        g->nodes[sig].dead = g->nodes[mul].dead = true;
+        g->nodes[gate].dead = g->nodes[mul].dead = true;
         *done = true;
         return QCAL_OK;
     }

@@ -1,0 +1,46 @@
+#!/usr/bin/python3
+"""The passes really fire: after folding and fusion, the plan of each pattern fixture holds
+only the ops listed here (golden.py proves the results did not change).
+
+    check_fusion.py --qcal BUILD/qcal --fixtures DIR
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+EXPECTED = {
+    "fuse_conv_bn_relu": ["Conv"],
+    "fuse_conv_paddle_hardswish": ["Conv"],
+    "fuse_conv_swish": ["Conv"],
+    "fuse_conv_hardswish_opset13": ["Conv"],
+    "fuse_conv_clip6_hsig": ["Conv", "Conv"],
+    "fuse_gemm_relu": ["Gemm"],
+    "fuse_conv_affine_chain": ["Conv", "Conv"],
+    "shape_chain": ["Reshape"],
+    "constant_nodes": ["Add", "Mul", "Reshape"],
+    "nhwc_residual_se": ["Conv", "GlobalAveragePool", "Conv", "Mul", "Conv", "Resize", "Concat", "MaxPool"],
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--qcal", required=True)
+    ap.add_argument("--fixtures", required=True)
+    a = ap.parse_args()
+    failed = 0
+    for case, want in EXPECTED.items():
+        d = os.path.join(a.fixtures, case)
+        r = subprocess.run([a.qcal, "infer", os.path.join(d, "model.onnx"), "--raw-input",
+                            os.path.join(d, "input_0.npy"), "--verbose", "--kernels", "ref"],
+                           capture_output=True, text=True)
+        ops = [l.split()[1] for l in r.stdout.splitlines() if l[:4].strip().isdigit() and l.split()[1] != "reorder"]
+        ok = r.returncode == 0 and ops == want
+        print(f"{case}: {'ok' if ok else 'FAIL'} plan {ops}, expected {want}")
+        failed += not ok
+    print(f"{len(EXPECTED) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
