@@ -82,4 +82,22 @@ void qcal_dnnl_unbind(struct qcal_dnnl_bound *b);
  * (strides in elements). Dims contiguous in both are merged first. */
 void qcal_copy_strided(int ndim, const int64_t *dims, size_t esize, const void *src,
                        const int64_t *src_strides, void *dst, const int64_t *dst_strides);
+
+/* Element strides of `t` in logical dim order; a 4-D tensor with `nhwc` set is stored
+ * N, H, W, C (channels innermost). */
+static inline void qcal_strides(const struct qcal_tensor *t, bool nhwc, int64_t *s)
+{
+    if (nhwc && t->ndim == 4) {
+        s[1] = 1;
+        s[3] = t->dims[1];
+        s[2] = t->dims[1] * t->dims[3];
+        s[0] = s[2] * t->dims[2];
+        return;
+    }
+    int64_t acc = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        s[i] = acc;
+        acc *= t->dims[i];
+    }
+}
 #endif

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "qcal/kernels.h"
 #include "qcal/ops.h"
 
 /* Error naming the model, node and op: "m.onnx: node 'conv_1' (Conv): weight has 3 dims". */
@@ -38,18 +39,7 @@ enum qcal_status op_broadcast(struct qcal_graph *g, struct qcal_node *n, const s
 /* Element strides of a tensor in logical dim order, honouring an NHWC layout. */
 static inline void op_strides(const struct qcal_tensor *t, int layout, int64_t *s)
 {
-    int64_t acc = 1;
-    if (layout == QCAL_LAYOUT_NHWC && t->ndim == 4) {
-        s[1] = 1;
-        s[3] = t->dims[1];
-        s[2] = t->dims[1] * t->dims[3];
-        s[0] = s[2] * t->dims[2];
-        return;
-    }
-    for (int i = t->ndim - 1; i >= 0; i--) {
-        s[i] = acc;
-        acc *= t->dims[i];
-    }
+    qcal_strides(t, layout == QCAL_LAYOUT_NHWC, s);
 }
 
 static inline int op_in_layout(const struct qcal_op_args *a, int i)

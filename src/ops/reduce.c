@@ -7,6 +7,7 @@
 #include "op-internal.h"
 
 struct axis_params {
+    int op;                /* which of the ops in this file */
     int axis;              /* Softmax/ArgMax/TopK, normalised by infer */
     bool keepdims, select_last, largest, sorted;
     int64_t k;
@@ -45,6 +46,7 @@ static enum qcal_status reduce_parse(struct qcal_graph *g, struct qcal_node *n)
     enum qcal_status st = op_check_arity(g, n, 1, 2, 1, 1);
     if (st != QCAL_OK) return st;
     if ((st = op_alloc_params(g, n, sizeof(struct axis_params))) != QCAL_OK) return st;
+    ((struct axis_params *)n->params)->op = n->op;
     ((struct axis_params *)n->params)->keepdims = qcal_node_attr_int(n, "keepdims", 1) != 0;
     return QCAL_OK;
 }
@@ -85,7 +87,7 @@ static enum qcal_status reduce_run(const void *state, const struct qcal_op_args 
     const struct qcal_tensor *x = a->in[0];
     const float *xd = x->data;
     float *y = a->out[0]->data;
-    bool is_max = a->n_out == 1 && p->largest; /* set by prepare for ReduceMax */
+    const bool is_max = p->op == QCAL_OP_REDUCE_MAX;
     /* output strides over the input's dims (0 on reduced dims) */
     int64_t os[QCAL_MAX_DIMS], acc = 1, ny = 1, cnt = 1;
     for (int i = x->ndim - 1; i >= 0; i--) {
@@ -111,15 +113,9 @@ static enum qcal_status reduce_run(const void *state, const struct qcal_op_args 
     return QCAL_OK;
 }
 
-static enum qcal_status reduce_prepare(struct qcal_op_prep *pp)
-{
-    ((struct axis_params *)pp->node->params)->largest = pp->node->op == QCAL_OP_REDUCE_MAX;
-    return plain_state(pp);
-}
-
 const struct qcal_op_def qcal_op_reduce_def = {
     .name = "reduce", .parse = reduce_parse, .infer = reduce_infer, .layout = plain_layout,
-    .prepare = reduce_prepare, .run = reduce_run,
+    .prepare = plain_state, .run = reduce_run,
 };
 
 /* ---- Softmax / LogSoftmax ---- */
@@ -127,8 +123,9 @@ const struct qcal_op_def qcal_op_reduce_def = {
 static enum qcal_status softmax_parse(struct qcal_graph *g, struct qcal_node *n)
 {
     enum qcal_status st = op_check_arity(g, n, 1, 1, 1, 1);
-    if (st != QCAL_OK) return st;
-    return op_alloc_params(g, n, sizeof(struct axis_params));
+    if (st != QCAL_OK || (st = op_alloc_params(g, n, sizeof(struct axis_params))) != QCAL_OK) return st;
+    ((struct axis_params *)n->params)->op = n->op;
+    return QCAL_OK;
 }
 
 static enum qcal_status softmax_infer(struct qcal_graph *g, struct qcal_node *n)
@@ -152,7 +149,7 @@ static enum qcal_status softmax_run(const void *state, const struct qcal_op_args
     const struct axis_params *p = state;
     const float *x = a->in[0]->data;
     float *y = a->out[0]->data;
-    bool log = p->largest; /* set by prepare for LogSoftmax */
+    const bool log = p->op == QCAL_OP_LOG_SOFTMAX;
     for (int64_t o = 0; o < p->outer; o++)
         for (int64_t i = 0; i < p->inner; i++) {
             const float *xp = x + o * p->len * p->inner + i;
@@ -176,15 +173,9 @@ static enum qcal_status softmax_run(const void *state, const struct qcal_op_args
     return QCAL_OK;
 }
 
-static enum qcal_status softmax_prepare(struct qcal_op_prep *pp)
-{
-    ((struct axis_params *)pp->node->params)->largest = pp->node->op == QCAL_OP_LOG_SOFTMAX;
-    return plain_state(pp);
-}
-
 const struct qcal_op_def qcal_op_softmax_def = {
     .name = "softmax", .parse = softmax_parse, .infer = softmax_infer, .layout = plain_layout,
-    .prepare = softmax_prepare, .run = softmax_run,
+    .prepare = plain_state, .run = softmax_run,
 };
 
 /* ---- ArgMax ---- */

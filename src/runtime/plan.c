@@ -530,23 +530,9 @@ enum qcal_status qcal_exec_set_input(struct qcal_exec *ex, int i, const struct q
 
 static void reorder(const struct qcal_tensor *src, int src_layout, struct qcal_tensor *dst, int dst_layout)
 {
-    int64_t ss[QCAL_MAX_DIMS], ds[QCAL_MAX_DIMS];
-    int64_t acc = 1;
-    for (int i = src->ndim - 1; i >= 0; i--) {
-        ss[i] = acc;
-        acc *= src->dims[i];
-    }
-    if (src_layout == QCAL_LAYOUT_NHWC) {
-        ss[1] = 1, ss[3] = src->dims[1], ss[2] = src->dims[1] * src->dims[3], ss[0] = ss[2] * src->dims[2];
-    }
-    acc = 1;
-    for (int i = dst->ndim - 1; i >= 0; i--) {
-        ds[i] = acc;
-        acc *= dst->dims[i];
-    }
-    if (dst_layout == QCAL_LAYOUT_NHWC) {
-        ds[1] = 1, ds[3] = dst->dims[1], ds[2] = dst->dims[1] * dst->dims[3], ds[0] = ds[2] * dst->dims[2];
-    }
+    int64_t ss[QCAL_MAX_DIMS] = {0}, ds[QCAL_MAX_DIMS] = {0};
+    qcal_strides(src, src_layout == QCAL_LAYOUT_NHWC, ss);
+    qcal_strides(dst, dst_layout == QCAL_LAYOUT_NHWC, ds);
     /* walk in destination order: permute dims so the destination's innermost is last */
     if (dst_layout == QCAL_LAYOUT_NHWC) {
         int64_t d[4] = {dst->dims[0], dst->dims[2], dst->dims[3], dst->dims[1]};
