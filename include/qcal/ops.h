@@ -66,6 +66,8 @@ struct qcal_op_def {
     void (*unbind)(void *bound);
     enum qcal_status (*run)(const void *state, const struct qcal_op_args *a);
     void (*destroy)(void *state);
+    /* Its kernels write output 0 in any layout, whatever the input's. */
+    bool any_out_layout;
     /* Optional: index of an input whose buffer output 0 may overwrite, or -1. */
     int (*inplace)(const struct qcal_graph *g, const struct qcal_node *n);
 };

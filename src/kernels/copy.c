@@ -7,8 +7,18 @@ void qcal_copy_strided(int ndim, const int64_t *dims, size_t esize, const void *
 {
     int64_t d[QCAL_MAX_DIMS], ss[QCAL_MAX_DIMS], ds[QCAL_MAX_DIMS];
     int nd = 0;
+    /* walk in the destination's memory order (largest stride outermost) so writes stream */
+    int order[QCAL_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) order[i] = i;
+    for (int i = 1; i < ndim; i++)
+        for (int j = i; j > 0 && dst_strides[order[j]] > dst_strides[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
     /* drop unit dims, then merge a dim into the previous one when both strides allow */
-    for (int i = 0; i < ndim; i++) {
+    for (int k = 0; k < ndim; k++) {
+        int i = order[k];
         if (dims[i] == 0) return;
         if (dims[i] == 1) continue;
         if (nd > 0 && ss[nd - 1] == src_strides[i] * dims[i] &&

@@ -2,6 +2,7 @@
  * dims of a 4-D tensor, in either layout. Source coordinates and weights are computed once
  * at plan time. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 
 #include "op-internal.h"
@@ -17,7 +18,8 @@ struct resize_params {
 
 struct resize_state {
     bool linear;
-    int64_t oh, ow;
+    int64_t ih, oh, ow;
+    int threads;                /* scratch holds one row buffer per thread */
     int64_t *h0, *h1, *w0, *w1; /* source rows/cols */
     float *hw, *ww;             /* weight of the second source (linear) */
 };
@@ -155,6 +157,8 @@ static enum qcal_status resize_prepare(struct qcal_op_prep *pp)
     if (!s) return OP_ERR(pp->g, pp->node, QCAL_OUT_OF_MEMORY, "out of memory");
     pp->state = s;
     s->linear = p->linear;
+    s->ih = x->dims[2];
+    s->threads = qcal_num_threads();
     s->oh = y->dims[2];
     s->ow = y->dims[3];
     size_t nh = (size_t)s->oh, nw = (size_t)s->ow;
@@ -168,6 +172,8 @@ static enum qcal_status resize_prepare(struct qcal_op_prep *pp)
     s->ww = s->hw + nh;
     axis_table(p, p->scale[0], x->dims[2], s->oh, s->h0, s->h1, s->hw);
     axis_table(p, p->scale[1], x->dims[3], s->ow, s->w0, s->w1, s->ww);
+    /* separable linear: input rows interpolated along W once, then lerped along H */
+    if (s->linear) pp->scratch_size = sizeof(float) * (size_t)(s->threads * s->ih * s->ow);
     pp->impl = "ref";
     return QCAL_OK;
 }
@@ -182,8 +188,40 @@ static enum qcal_status resize_run(const void *state, const struct qcal_op_args 
     op_strides(x, op_in_layout(a, 0), xs);
     op_strides(y, op_out_layout(a, 0), ys);
     const int64_t N = x->dims[0], C = x->dims[1];
-    const bool nhwc = op_in_layout(a, 0) == QCAL_LAYOUT_NHWC;
+    const bool nhwc = op_in_layout(a, 0) == QCAL_LAYOUT_NHWC && op_out_layout(a, 0) == QCAL_LAYOUT_NHWC;
     int threads = op_threads();
+    if (op_out_layout(a, 0) == QCAL_LAYOUT_PLAIN) {
+        /* plain output: each channel plane written contiguously, whatever the input layout */
+        if (threads > s->threads) threads = s->threads;
+#pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                const float *xc = xd + n * xs[0] + c * xs[1];
+                float *yc = yd + n * ys[0] + c * ys[1];
+                if (!s->linear) {
+                    for (int64_t oh = 0; oh < s->oh; oh++)
+                        for (int64_t ow = 0; ow < s->ow; ow++)
+                            yc[oh * ys[2] + ow] = xc[s->h0[oh] * xs[2] + s->w0[ow] * xs[3]];
+                    continue;
+                }
+                float *rows = (float *)a->scratch + (size_t)omp_get_thread_num() * (size_t)(s->ih * s->ow);
+                for (int64_t ih = 0; ih < s->ih; ih++) {
+                    const float *xr = xc + ih * xs[2];
+                    float *t = rows + ih * s->ow;
+                    for (int64_t ow = 0; ow < s->ow; ow++) {
+                        float l = xr[s->w0[ow] * xs[3]], r = xr[s->w1[ow] * xs[3]];
+                        t[ow] = l + (r - l) * s->ww[ow];
+                    }
+                }
+                for (int64_t oh = 0; oh < s->oh; oh++) {
+                    const float *top = rows + s->h0[oh] * s->ow, *bot = rows + s->h1[oh] * s->ow;
+                    const float fh = s->hw[oh];
+                    float *yr = yc + oh * ys[2];
+                    for (int64_t ow = 0; ow < s->ow; ow++) yr[ow] = top[ow] + (bot[ow] - top[ow]) * fh;
+                }
+            }
+        return QCAL_OK;
+    }
 #pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1)
     for (int64_t n = 0; n < N; n++)
         for (int64_t oh = 0; oh < s->oh; oh++) {
@@ -214,5 +252,5 @@ static enum qcal_status resize_run(const void *state, const struct qcal_op_args 
 
 const struct qcal_op_def qcal_op_resize_def = {
     .name = "Resize", .parse = resize_parse, .infer = resize_infer, .layout = resize_layout,
-    .prepare = resize_prepare, .run = resize_run, .destroy = resize_destroy,
+    .prepare = resize_prepare, .run = resize_run, .destroy = resize_destroy, .any_out_layout = true,
 };

@@ -229,6 +229,8 @@ static enum qcal_status plan_node(struct qcal_plan *p, int ni, int *alt)
         s->out[k] = -1;
         if (v < 0) continue;
         int layout = g->values[v].t.ndim == 4 ? want : QCAL_LAYOUT_PLAIN;
+        /* an op that writes any layout hands a graph output over in the plain one at once */
+        if (def->any_out_layout && g->values[v].is_output) layout = QCAL_LAYOUT_PLAIN;
         int storage;
         if (view) {
             storage = p->pvals[in_pv[0]].storage;
@@ -533,14 +535,7 @@ static void reorder(const struct qcal_tensor *src, int src_layout, struct qcal_t
     int64_t ss[QCAL_MAX_DIMS] = {0}, ds[QCAL_MAX_DIMS] = {0};
     qcal_strides(src, src_layout == QCAL_LAYOUT_NHWC, ss);
     qcal_strides(dst, dst_layout == QCAL_LAYOUT_NHWC, ds);
-    /* walk in destination order: permute dims so the destination's innermost is last */
-    if (dst_layout == QCAL_LAYOUT_NHWC) {
-        int64_t d[4] = {dst->dims[0], dst->dims[2], dst->dims[3], dst->dims[1]};
-        int64_t s2[4] = {ss[0], ss[2], ss[3], ss[1]}, d2[4] = {ds[0], ds[2], ds[3], ds[1]};
-        qcal_copy_strided(4, d, qcal_dtype_size(src->dtype), src->data, s2, dst->data, d2);
-    } else {
-        qcal_copy_strided(src->ndim, src->dims, qcal_dtype_size(src->dtype), src->data, ss, dst->data, ds);
-    }
+    qcal_copy_strided(src->ndim, src->dims, qcal_dtype_size(src->dtype), src->data, ss, dst->data, ds);
 }
 
 enum qcal_status qcal_exec_run(struct qcal_exec *ex) { return qcal_exec_run_timed(ex, NULL); }
