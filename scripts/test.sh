@@ -12,8 +12,8 @@ extra=()
 if [ -n "${QCAL_SANITIZE:-}" ]; then
   build=build-asan
   extra=(-DQCAL_SANITIZE="$QCAL_SANITIZE" -DCMAKE_BUILD_TYPE=Debug)
-  # oneDNN's JIT and OpenMP runtime allocate for the life of the process
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 cmake -S . -B "$build" "${extra[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"

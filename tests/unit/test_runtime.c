@@ -1,6 +1,7 @@
 /* runtime on a real model (path given by CTest): repeated runs give the same bytes; contexts
  * running concurrently on OpenMP threads (batch mode) give the same bytes as one context
- * alone; the arena reuses memory. Usage: test_runtime MODEL.onnx INPUT.npy */
+ * alone; the arena reuses memory. Usage: test_runtime MODEL.onnx INPUT.npy [dnnl|all]
+ * (all adds the reference kernels: slow on big models) */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,8 @@ static void *run_once(struct qcal_exec *ex, const struct qcal_tensor *x, size_t 
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: test_runtime MODEL.onnx INPUT.npy\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: test_runtime MODEL.onnx INPUT.npy [dnnl|all]\n");
         return 2;
     }
     struct qcal_graph *g = NULL;
@@ -36,7 +37,8 @@ int main(int argc, char **argv)
     struct qcal_prepare_options po = {.n_shapes = 1, .shapes = &shape, .optimize = true};
     CHECK(qcal_model_prepare(g, &po) == QCAL_OK);
     int kernels[] = {QCAL_KERNELS_DNNL, QCAL_KERNELS_REF};
-    for (int k = 0; k < 2; k++) {
+    int n_kernels = argc == 4 && strcmp(argv[3], "dnnl") == 0 ? 1 : 2;
+    for (int k = 0; k < n_kernels; k++) {
         struct qcal_plan *plan = NULL;
         struct qcal_plan_options plo = {.kernels = kernels[k]};
         CHECK(qcal_plan_create(g, &plo, &plan) == QCAL_OK);
