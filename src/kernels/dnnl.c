@@ -22,8 +22,13 @@ struct qcal_dnnl_prim {
     dnnl_memory_desc_t src_md, dst_md, w_md, b_md, scratch_md;
     void *weights; /* packed, owned */
     float *bias;   /* owned */
-    size_t scratch_size;
+    size_t scratch_size; /* everything bind needs: oneDNN scratchpad (+ blocked copies) */
     const char *impl;
+    /* Blocked mode (Winograd convolutions want nChw16c): the caller's NHWC src and dst are
+     * reordered into and out of blocked copies that live in the scratch memory. */
+    dnnl_primitive_t to_blocked, from_blocked;
+    dnnl_memory_desc_t user_src_md, user_dst_md;
+    size_t blocked_src_off, blocked_dst_off;
 };
 
 struct qcal_dnnl_bound {
@@ -32,6 +37,8 @@ struct qcal_dnnl_bound {
     int nargs;
     dnnl_memory_t mem[5];
     dnnl_exec_arg_t args[5];
+    dnnl_memory_t user_src, user_dst;
+    dnnl_exec_arg_t pre[2], post[2];
 };
 
 static dnnl_engine_t engine;
@@ -162,6 +169,76 @@ cleanup:
     return st;
 }
 
+/* Winograd F(2x3)/F(4x3) halves the time of 3x3 stride-1 convolutions with enough
+ * channels on AVX-512 (measured: 1.2-2.4x over direct). It wants blocked layouts; the
+ * choice depends on the shape only, so every run and every rank computes the same way. */
+static bool winograd_fits(const struct qcal_conv_desc *d)
+{
+    if (d->transposed || d->group != 1 || d->kh != 3 || d->kw != 3 || d->sh != 1 || d->sw != 1 ||
+        d->dh != 1 || d->dw != 1 || d->ic < 64 || d->oc < 64 || d->ic % 16 || d->oc % 16)
+        return false;
+    for (int i = 0; i < d->post.n; i++)
+        if (d->post.op[i].kind == QCAL_ACT_SUM) return false;
+    return true;
+}
+
+/* Adds the reorders between the caller's NHWC buffers and the blocked ones the primitive
+ * chose, and the room for the blocked copies after oneDNN's scratchpad. */
+static enum qcal_status add_blocked_io(struct qcal_dnnl_prim *p, const dnnl_memory_desc_t *src,
+                                       const dnnl_memory_desc_t *dst)
+{
+    enum qcal_status st = QCAL_OK;
+    dnnl_primitive_desc_t a = NULL, b = NULL;
+    p->user_src_md = *src;
+    p->user_dst_md = *dst;
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&a, src, get_engine(), &p->src_md, get_engine(), NULL));
+    DNNL_TRY(dnnl_primitive_create(&p->to_blocked, a));
+    DNNL_TRY(dnnl_reorder_primitive_desc_create(&b, &p->dst_md, get_engine(), dst, get_engine(), NULL));
+    DNNL_TRY(dnnl_primitive_create(&p->from_blocked, b));
+    p->blocked_src_off = qcal_align_up(p->scratch_size, QCAL_ALIGN);
+    p->blocked_dst_off = qcal_align_up(p->blocked_src_off + dnnl_memory_desc_get_size(&p->src_md), QCAL_ALIGN);
+    p->scratch_size = p->blocked_dst_off + dnnl_memory_desc_get_size(&p->dst_md);
+cleanup:
+    if (a) dnnl_primitive_desc_destroy(a);
+    if (b) dnnl_primitive_desc_destroy(b);
+    return st;
+}
+
+static enum qcal_status conv_create_winograd(const struct qcal_conv_desc *d, const float *w,
+                                             const float *bias, struct qcal_dnnl_prim **out)
+{
+    enum qcal_status st = QCAL_OK;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t probe = NULL;
+    *out = NULL;
+    dnnl_memory_desc_t src, dst, anysrc, anydst, wei, wuser, bia;
+    dnnl_dims_t sd = {d->n, d->ic, d->ih, d->iw}, dd = {d->n, d->oc, d->oh, d->ow}, bd = {d->oc};
+    dnnl_dims_t wd = {d->oc, d->ic, d->kh, d->kw};
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nhwc));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nhwc));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&anysrc, 4, sd, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&anydst, 4, dd, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&bia, 1, bd, dnnl_f32, dnnl_a));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_format_tag_any));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&wuser, 4, wd, dnnl_f32, dnnl_oihw));
+    dnnl_dims_t strides = {1, 1}, pl = {d->pt, d->pl}, pr = {d->pb, d->pr};
+    if ((st = make_attr(&d->post, 1.0f, &attr)) != QCAL_OK) goto cleanup;
+    dnnl_convolution_desc_t cd;
+    DNNL_TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd,
+                                                &anysrc, &wei, bias ? &bia : NULL, &anydst, strides, pl, pr));
+    /* not every shape and post-op chain has a Winograd kernel: probe quietly */
+    if (dnnl_primitive_desc_create(&probe, &cd, attr, get_engine(), NULL) != dnnl_success) goto cleanup;
+    if ((st = finish_prim(&cd, attr, &wuser, w, bias, (size_t)d->oc, out)) != QCAL_OK) goto cleanup;
+    if ((st = add_blocked_io(*out, &src, &dst)) != QCAL_OK) {
+        qcal_dnnl_destroy(*out);
+        *out = NULL;
+    }
+cleanup:
+    if (probe) dnnl_primitive_desc_destroy(probe);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
 enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const float *w,
                                        const float *bias, struct qcal_dnnl_prim **out)
 {
@@ -169,6 +246,9 @@ enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const flo
     dnnl_primitive_attr_t attr = NULL;
     *out = NULL;
     if (!get_engine()) return QCAL_ERR(QCAL_BACKEND_ERROR, "oneDNN: no CPU engine");
+    if (winograd_fits(d)) {
+        if ((st = conv_create_winograd(d, w, bias, out)) != QCAL_OK || *out) return st;
+    }
     dnnl_memory_desc_t src, dst, wei, wuser, bia;
     dnnl_dims_t sd = {d->n, d->ic, d->ih, d->iw}, dd = {d->n, d->oc, d->oh, d->ow};
     dnnl_dims_t bd = {d->oc};
@@ -266,6 +346,8 @@ void qcal_dnnl_destroy(struct qcal_dnnl_prim *p)
 {
     if (!p) return;
     if (p->prim) dnnl_primitive_destroy(p->prim);
+    if (p->to_blocked) dnnl_primitive_destroy(p->to_blocked);
+    if (p->from_blocked) dnnl_primitive_destroy(p->from_blocked);
     qcal_free(p->weights);
     qcal_free(p->bias);
     free(p);
@@ -279,9 +361,10 @@ enum qcal_status qcal_dnnl_bind(const struct qcal_dnnl_prim *p, const void *src,
     if (!b) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     b->p = p;
     DNNL_TRY(dnnl_stream_create(&b->stream, get_engine(), dnnl_stream_default_flags));
+    char *blocked = scratch;
     struct { int arg; const dnnl_memory_desc_t *md; void *data; } slots[5] = {
-        {DNNL_ARG_SRC, &p->src_md, (void *)src},
-        {DNNL_ARG_DST, &p->dst_md, dst},
+        {DNNL_ARG_SRC, &p->src_md, p->to_blocked ? blocked + p->blocked_src_off : (void *)src},
+        {DNNL_ARG_DST, &p->dst_md, p->to_blocked ? blocked + p->blocked_dst_off : dst},
         {DNNL_ARG_WEIGHTS, &p->w_md, p->weights},
         {DNNL_ARG_BIAS, &p->b_md, p->bias},
         {DNNL_ARG_SCRATCHPAD, &p->scratch_md, scratch},
@@ -293,6 +376,14 @@ enum qcal_status qcal_dnnl_bind(const struct qcal_dnnl_prim *p, const void *src,
         b->args[b->nargs].arg = slots[i].arg;
         b->args[b->nargs].memory = b->mem[b->nargs];
         b->nargs++;
+    }
+    if (p->to_blocked) {
+        DNNL_TRY(dnnl_memory_create(&b->user_src, &p->user_src_md, get_engine(), (void *)src));
+        DNNL_TRY(dnnl_memory_create(&b->user_dst, &p->user_dst_md, get_engine(), dst));
+        b->pre[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, b->user_src};
+        b->pre[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, b->mem[0]};
+        b->post[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, b->mem[1]};
+        b->post[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, b->user_dst};
     }
 cleanup:
     if (st != QCAL_OK) {
@@ -306,7 +397,9 @@ cleanup:
 enum qcal_status qcal_dnnl_run(struct qcal_dnnl_bound *b)
 {
     enum qcal_status st = QCAL_OK;
+    if (b->p->to_blocked) DNNL_TRY(dnnl_primitive_execute(b->p->to_blocked, b->stream, 2, b->pre));
     DNNL_TRY(dnnl_primitive_execute(b->p->prim, b->stream, b->nargs, b->args));
+    if (b->p->from_blocked) DNNL_TRY(dnnl_primitive_execute(b->p->from_blocked, b->stream, 2, b->post));
 cleanup:
     return st;
 }
@@ -315,6 +408,8 @@ void qcal_dnnl_unbind(struct qcal_dnnl_bound *b)
 {
     if (!b) return;
     for (int i = 0; i < b->nargs; i++) dnnl_memory_destroy(b->mem[i]);
+    if (b->user_src) dnnl_memory_destroy(b->user_src);
+    if (b->user_dst) dnnl_memory_destroy(b->user_dst);
     if (b->stream) dnnl_stream_destroy(b->stream);
     free(b);
 }

@@ -8,6 +8,7 @@
 #include "qcal/kernels.h"
 
 static unsigned long long seed = 0x1234567ull;
+static int winograd_cases;
 
 static float *rand_buf(size_t n)
 {
@@ -55,6 +56,7 @@ static void conv_case(struct qcal_conv_desc d)
         to_nhwc(res, got, d.n, d.oc, d.oh, d.ow); /* the SUM post-op adds what dst holds */
         CHECK(qcal_dnnl_bind(p, xh, got, scratch, &bd) == QCAL_OK);
         CHECK(bd && qcal_dnnl_run(bd) == QCAL_OK);
+        if (strstr(qcal_dnnl_impl(p), "wino")) winograd_cases++;
         double e = max_rel_diff(refh, got, yn);
         CHECK(e <= 1e-4);
         if (e > 1e-4)
@@ -104,6 +106,19 @@ static void test_convs(void)
         d.post.op[2] = (struct qcal_act){.kind = QCAL_ACT_HARD_SWISH};
         conv_case(d);
     }
+    /* 3x3 stride-1 convolutions with many channels take oneDNN's Winograd path, through
+     * blocked copies of src and dst */
+    struct qcal_conv_desc wg = {.n = 1, .ic = 64, .oc = 80, .ih = 12, .iw = 13, .kh = 3, .kw = 3, .sh = 1,
+                                .sw = 1, .dh = 1, .dw = 1, .group = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1};
+    wg.oh = 12, wg.ow = 13;
+    conv_case(wg);
+    wg.post.n = 1;
+    wg.post.op[0] = (struct qcal_act){.kind = QCAL_ACT_RELU};
+    conv_case(wg);
+    wg.post.n = 2; /* no Winograd kernel for this chain: the direct one must take over */
+    wg.post.op[0] = (struct qcal_act){.kind = QCAL_ACT_LINEAR, .alpha = 0.5f, .beta = 0.25f};
+    wg.post.op[1] = (struct qcal_act){.kind = QCAL_ACT_HARD_SWISH};
+    conv_case(wg);
     /* transposed: k2 s2 (upsampling heads) and k4 s2 p1 with groups */
     struct qcal_conv_desc t = {.n = 1, .ic = 8, .oc = 4, .ih = 5, .iw = 6, .kh = 2, .kw = 2, .sh = 2, .sw = 2,
                                .dh = 1, .dw = 1, .group = 1, .transposed = true};
@@ -170,6 +185,7 @@ int main(void)
     qcal_log_set_level(QCAL_LOG_ERROR);
     CHECK(qcal_dnnl_available());
     test_convs();
+    CHECK_EQ_INT(winograd_cases, 2);
     test_matmul();
     test_copy_strided();
     return check_report();
