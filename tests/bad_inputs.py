@@ -118,6 +118,20 @@ def main():
     print(f"external data inside the folder: {'ok' if ok else 'FAIL ' + r.stderr}")
     failed += not ok
     cases.append(None)
+    # nodes not in topological order (a Constant defined after its consumer) still load
+    c = np.arange(16, dtype=np.float32).reshape(1, 2, 2, 4) / 8.0
+    tiny_model(f"{w}/unsorted.onnx", [helper.make_node("Add", ["r", "C"], ["Y"], name="add"),
+                                      helper.make_node("Relu", ["X"], ["r"], name="relu"),
+                                      helper.make_node("Constant", [], ["C"], value=numpy_helper.from_array(c))],
+               [], inputs=(("X", [1, 2, 2, 4]),))
+    x = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 2, 2, 4)
+    np.save(f"{w}/unsorted_x.npy", x)
+    r = subprocess.run([a.qcal, "infer", f"{w}/unsorted.onnx", "--raw-input", f"{w}/unsorted_x.npy", "--output",
+                        f"{w}/unsorted_y.npy"], capture_output=True, text=True)
+    ok = r.returncode == 0 and np.allclose(np.load(f"{w}/unsorted_y.npy"), np.maximum(x, 0) + c)
+    print(f"unsorted nodes: {'ok' if ok else 'FAIL ' + r.stderr}")
+    failed += not ok
+    cases.append(None)
     if os.listdir(f"{w}/readonly") or any(f.startswith("y.npy") for f in os.listdir(w)):
         print("partial output files left behind: FAIL")
         failed += 1

@@ -184,9 +184,17 @@ static enum qcal_status tensor_from_proto(struct load_ctx *c, const Onnx__Tensor
 static enum qcal_status add_constant(struct load_ctx *c, const char *name,
                                      const Onnx__TensorProto *tp, const char *what)
 {
-    int v;
-    enum qcal_status st = qcal_graph_add_value(c->g, name, &v);
-    if (st != QCAL_OK) return st;
+    /* A node listed earlier may already name it (files are not always sorted); it must not
+     * have another definition. */
+    int v = qcal_graph_find_value(c->g, name);
+    enum qcal_status st;
+    if (v >= 0) {
+        const struct qcal_value *old = &c->g->values[v];
+        if (old->producer >= 0 || old->is_input || qcal_value_is_const(old))
+            return QCAL_ERR(QCAL_INVALID_MODEL, "%s: tensor '%s' is defined twice", c->path, name);
+    } else if ((st = qcal_graph_add_value(c->g, name, &v)) != QCAL_OK) {
+        return st;
+    }
     struct qcal_tensor t;
     st = tensor_from_proto(c, tp, what, &t);
     if (st != QCAL_OK) return st;
