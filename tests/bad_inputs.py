@@ -82,6 +82,9 @@ def main():
         ("raw input of wrong shape", [a.model, "--input-shape", "1x3x17x19", "--raw-input", f"{w}/x_wrong.npy"],
          "arg", ["1x3x17x19", "1x3x16x19"]),
         ("unknown kernels", [a.model, "--kernels", "gpu"], "arg", ["--kernels 'gpu'"]),
+        ("unknown option", [a.model, "--frobnicate"], "arg", ["--frobnicate"]),
+        ("image argument before the data module", [a.model, "cat.jpg"], "arg", ["--raw-input"]),
+        ("no model", [], "arg", ["MODEL.onnx is missing"]),
         ("unwritable output", [a.model, "--raw-input", f"{w}/x_ok.npy", "--output", f"{w}/nodir/y.npy"], "io",
          ["nodir/y.npy", "cannot create"]),
     ]

@@ -176,6 +176,7 @@ static int cmd_infer(int argc, char **argv)
     bool per_layer = false;
     memset(inputs, 0, sizeof inputs);
     optind = 1;
+    opterr = 0; /* one error line of our own instead of getopt's */
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -209,11 +210,13 @@ static int cmd_infer(int argc, char **argv)
         case O_VERBOSE: verbose = true; break;
         case O_PER_LAYER: per_layer = true; break;
         case 'h': fputs(usage_infer, stdout); goto cleanup;
-        default: fputs(usage_infer, stderr); st = QCAL_INVALID_ARGUMENT; goto cleanup;
+        default:
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "infer: unknown option or missing value in '%s' "
+                          "(see qcal infer --help)", argv[optind - 1]);
+            goto cleanup;
         }
     }
     if (optind != argc - 1) {
-        fputs(usage_infer, stderr);
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, optind >= argc ? "infer: MODEL.onnx is missing"
                       : "infer: image inputs arrive with the data module; use --raw-input FILE.npy");
         goto cleanup;
@@ -309,7 +312,7 @@ int main(int argc, char **argv)
     if (getenv("QCAL_DEBUG")) qcal_log_set_level(QCAL_LOG_DEBUG);
     if (argc < 2) {
         fputs(usage_main, stderr);
-        return 2;
+        return qcal_status_exit_code(QCAL_INVALID_ARGUMENT);
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "infer") == 0) return cmd_infer(argc - 1, argv + 1);
@@ -321,6 +324,6 @@ int main(int argc, char **argv)
         fputs(usage_main, stdout);
         return 0;
     }
-    fprintf(stderr, "qcal: error: unknown command '%s'\n\n%s", cmd, usage_main);
-    return 2;
+    QCAL_LOGE("unknown command '%s' (see qcal --help)", cmd);
+    return qcal_status_exit_code(QCAL_INVALID_ARGUMENT);
 }
