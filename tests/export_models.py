@@ -2,7 +2,8 @@
 """Exports standard CNN architectures to ONNX with Debian's python3-torch/torchvision
 (weights=None: seeded random weights, nothing is downloaded), plus one seeded real input.
 
-    export_models.py OUTDIR [NAME...]   NAME in mobilenet_v2, resnet50, deeplabv3_mnv3
+    export_models.py OUTDIR [NAME...]   NAME in mobilenet_v2, mobilenet_v2_opset9,
+                                        mobilenet_v3_opset17, resnet50, deeplabv3_mnv3
 
 Each lands as OUTDIR/NAME/model.onnx and OUTDIR/NAME/input_0.npy. Existing exports are
 kept (the export is slow and deterministic).
@@ -19,6 +20,9 @@ warnings.filterwarnings("ignore")
 
 MODELS = {
     "mobilenet_v2": (lambda: torchvision.models.mobilenet_v2(weights=None), (1, 3, 224, 224)),
+    # the same architecture through the oldest and newest opsets qcal reads
+    "mobilenet_v2_opset9": (lambda: torchvision.models.mobilenet_v2(weights=None), (1, 3, 224, 224), 9),
+    "mobilenet_v3_opset17": (lambda: torchvision.models.mobilenet_v3_small(weights=None), (1, 3, 224, 224), 17),
     "resnet50": (lambda: torchvision.models.resnet50(weights=None), (1, 3, 224, 224)),
     "deeplabv3_mnv3": (lambda: torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
         weights=None, weights_backbone=None, aux_loss=False), (1, 3, 512, 512)),
@@ -59,14 +63,15 @@ def main():
             continue
         os.makedirs(d, exist_ok=True)
         torch.manual_seed(0)
-        build, shape = MODELS[name]
+        build, shape = MODELS[name][:2]
+        opset = MODELS[name][2] if len(MODELS[name]) > 2 else 13
         model = build()
         fix_bn_stats(model, 1)
         model = OutOnly(model).eval()
         x = torch.from_numpy(np.random.default_rng(7).random(shape, dtype=np.float32) * 2 - 1)
         tmp = path + ".tmp"
         with torch.no_grad():
-            torch.onnx.export(model, x, tmp, opset_version=13, input_names=["input"], output_names=["output"],
+            torch.onnx.export(model, x, tmp, opset_version=opset, input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
         np.save(os.path.join(d, "input_0.npy"), x.numpy())
         os.replace(tmp, path)
