@@ -1,17 +1,29 @@
-/* OpenBLAS family: im2col + sgemm convolutions and plain sgemm. Debian's OpenMP build of
- * OpenBLAS runs single-threaded inside an OpenMP parallel region, so batch work (one image
- * per thread) never oversubscribes the cores. */
+/* OpenBLAS family: im2col + sgemm convolutions and plain sgemm.
+ *
+ * OpenBLAS always runs single-threaded here; qcal splits the work itself into tasks of a
+ * fixed size (output-channel or column blocks) spread over OpenMP threads. The tasks do not
+ * depend on the thread count, so neither do the results, and inside batch work (one image
+ * per thread) nothing is oversubscribed. */
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "qcal/kernels.h"
 
-#include <omp.h>
+#define BLAS_ROWS 64  /* output channels per conv task */
+#define BLAS_COLS 256 /* output columns per gemm task */
 
-/* The thread count is global state in OpenBLAS: only set it outside parallel regions. */
-static void blas_threads(int threads)
+/* OpenBLAS' own threads stay off; its thread count is global state, so set it once, outside
+ * any parallel region. */
+static void blas_single_thread(void)
 {
-    if (!omp_in_parallel()) openblas_set_num_threads(threads);
+    static int done;
+    if (done || omp_in_parallel()) return;
+#pragma omp critical(qcal_blas_init)
+    if (!done) {
+        openblas_set_num_threads(1);
+        done = 1;
+    }
 }
 
 static bool conv_is_pointwise(const struct qcal_conv_desc *d)
@@ -26,8 +38,9 @@ size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d)
     return sizeof(float) * (size_t)(d->ic / d->group * d->kh * d->kw * d->oh * d->ow);
 }
 
-static void im2col(const struct qcal_conv_desc *d, const float *x, int64_t icg, float *col)
+static void im2col(const struct qcal_conv_desc *d, const float *x, int64_t icg, float *col, int threads)
 {
+#pragma omp parallel for collapse(3) num_threads(threads) if (threads > 1)
     for (int64_t ic = 0; ic < icg; ic++)
         for (int64_t kh = 0; kh < d->kh; kh++)
             for (int64_t kw = 0; kw < d->kw; kw++) {
@@ -49,23 +62,28 @@ void qcal_blas_conv2d(const struct qcal_conv_desc *d, const float *x, const floa
 {
     const int64_t icg = d->ic / d->group, ocg = d->oc / d->group;
     const int64_t plane = d->oh * d->ow, kdim = icg * d->kh * d->kw;
-    blas_threads(threads);
+    const int64_t tasks = (ocg + BLAS_ROWS - 1) / BLAS_ROWS;
+    blas_single_thread();
     for (int64_t n = 0; n < d->n; n++) {
         for (int64_t g = 0; g < d->group; g++) {
             const float *xg = x + (n * d->ic + g * icg) * d->ih * d->iw;
             float *yg = y + (n * d->oc + g * ocg) * plane;
             const float *col = xg;
             if (!conv_is_pointwise(d)) {
-                im2col(d, xg, icg, scratch);
+                im2col(d, xg, icg, scratch, threads);
                 col = scratch;
             }
-            for (int64_t oc = 0; oc < ocg; oc++) {
-                const float b = bias ? bias[g * ocg + oc] : 0.0f;
-                for (int64_t i = 0; i < plane; i++) yg[oc * plane + i] = b;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tasks > 1)
+            for (int64_t t = 0; t < tasks; t++) {
+                const int64_t o0 = t * BLAS_ROWS, rows = ocg - o0 < BLAS_ROWS ? ocg - o0 : BLAS_ROWS;
+                for (int64_t oc = o0; oc < o0 + rows; oc++) {
+                    const float b = bias ? bias[g * ocg + oc] : 0.0f;
+                    for (int64_t i = 0; i < plane; i++) yg[oc * plane + i] = b;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)plane,
+                            (blasint)kdim, 1.0f, w + (g * ocg + o0) * kdim, (blasint)kdim, col,
+                            (blasint)plane, 1.0f, yg + o0 * plane, (blasint)plane);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)ocg, (blasint)plane,
-                        (blasint)kdim, 1.0f, w + g * ocg * kdim, (blasint)kdim, col,
-                        (blasint)plane, 1.0f, yg, (blasint)plane);
         }
     }
 }
@@ -74,8 +92,15 @@ void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                     float *c, int64_t ldc, int threads)
 {
-    blas_threads(threads);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
-                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+    const int64_t tasks = (n + BLAS_COLS - 1) / BLAS_COLS;
+    blas_single_thread();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tasks > 1)
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t j0 = t * BLAS_COLS, cols = n - j0 < BLAS_COLS ? n - j0 : BLAS_COLS;
+        /* columns j0.. of op(B): offset along B's columns, or its rows when transposed */
+        const float *bt = trans_b ? b + j0 * ldb : b + j0;
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                    (blasint)m, (blasint)cols, (blasint)k, alpha, a, (blasint)lda, bt, (blasint)ldb, beta,
+                    c + j0, (blasint)ldc);
+    }
 }
