@@ -135,6 +135,29 @@ def main():
     print(f"unsorted nodes: {'ok' if ok else 'FAIL ' + r.stderr}")
     failed += not ok
     cases.append(None)
+    # mutated models: random byte flips and truncations of a valid model never crash qcal
+    rng = np.random.default_rng(2026)
+    crashes = []
+    models = [a.model, os.path.join(os.path.dirname(os.path.dirname(a.model)), "nhwc_residual_se", "model.onnx")]
+    for i in range(150):
+        src = open(models[i % len(models)], "rb").read()
+        b = bytearray(src)
+        for _ in range(int(rng.integers(1, 8))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+        if i % 5 == 0:
+            b = b[: int(rng.integers(1, len(b)))]
+        path = f"{w}/mutant.onnx"
+        open(path, "wb").write(bytes(b))
+        r = subprocess.run([a.qcal, "infer", path], capture_output=True, text=True, errors="replace", timeout=60)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        bad = r.returncode not in (0, 2, 3, 4, 5, 6, 8) or "Sanitizer" in r.stderr or "runtime error" in r.stderr \
+            or (r.returncode != 0 and len(lines) != 1)
+        if bad:
+            crashes.append((i, r.returncode, r.stderr[-300:]))
+            open(f"{w}/mutant_{i}.onnx", "wb").write(bytes(b))
+    print(f"150 mutated models: {'ok' if not crashes else 'FAIL ' + repr(crashes[:3])}")
+    failed += bool(crashes)
+    cases.append(None)
     if os.listdir(f"{w}/readonly") or any(f.startswith("y.npy") for f in os.listdir(w)):
         print("partial output files left behind: FAIL")
         failed += 1

@@ -20,6 +20,9 @@ void qcal_log(enum qcal_log_level level, const char *func, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* names come from input files: keep control bytes from breaking the one-line rule */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     /* One write per line so lines of concurrent ranks do not interleave mid-line. */
     char line[2300];
     if (log_rank >= 0)
