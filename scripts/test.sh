@@ -11,7 +11,7 @@ build=build
 extra=()
 if [ -n "${QCAL_SANITIZE:-}" ]; then
   build=build-asan
-  extra=(-DQCAL_SANITIZE="$QCAL_SANITIZE" -DCMAKE_BUILD_TYPE=Debug)
+  extra=(-DQCAL_SANITIZE="$QCAL_SANITIZE")
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
