@@ -40,7 +40,8 @@ void qcal_ref_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
                    float *c, int64_t ldc, int threads);
 
 /* OpenBLAS family. */
-size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d);
+/* Scratch for qcal_blas_conv2d run with up to `threads` threads. */
+size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d, int threads);
 void qcal_blas_conv2d(const struct qcal_conv_desc *d, const float *x, const float *w,
                       const float *bias, float *y, float *scratch, int threads);
 void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -1,9 +1,12 @@
 /* OpenBLAS family: im2col + sgemm convolutions and plain sgemm.
  *
- * OpenBLAS always runs single-threaded here; qcal splits the work itself into tasks of a
- * fixed size (output-channel or column blocks) spread over OpenMP threads. The tasks do not
- * depend on the thread count, so neither do the results, and inside batch work (one image
- * per thread) nothing is oversubscribed. */
+ * qcal splits the work itself into tasks of a fixed size (output-channel or column blocks)
+ * spread over OpenMP threads; the tasks do not depend on the thread count, so neither do
+ * the results. OpenBLAS must then run each task single-threaded: its OpenMP build does so
+ * inside an active parallel region (and follows omp_get_max_threads() outside one), so
+ * with more than one thread every call is made from inside a parallel region, even when
+ * there is a single task. Inside batch work (one image per thread) it is single-threaded
+ * as well, and nothing is oversubscribed. */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
@@ -13,29 +16,18 @@
 #define BLAS_ROWS 64  /* output channels per conv task */
 #define BLAS_COLS 256 /* output columns per gemm task */
 
-/* OpenBLAS' own threads stay off; its thread count is global state, so set it once, outside
- * any parallel region. */
-static void blas_single_thread(void)
-{
-    static int done;
-    if (done || omp_in_parallel()) return;
-#pragma omp critical(qcal_blas_init)
-    if (!done) {
-        openblas_set_num_threads(1);
-        done = 1;
-    }
-}
-
 static bool conv_is_pointwise(const struct qcal_conv_desc *d)
 {
     return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->pt == 0 && d->pl == 0 &&
            d->pb == 0 && d->pr == 0;
 }
 
-size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d)
+size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d, int threads)
 {
     if (conv_is_pointwise(d)) return 0;
-    return sizeof(float) * (size_t)(d->ic / d->group * d->kh * d->kw * d->oh * d->ow);
+    size_t one = sizeof(float) * (size_t)(d->ic / d->group * d->kh * d->kw * d->oh * d->ow);
+    /* grouped: one im2col buffer per thread, the groups being the tasks */
+    return d->group > 1 ? one * (size_t)threads : one;
 }
 
 static void im2col(const struct qcal_conv_desc *d, const float *x, int64_t icg, float *col, int threads)
@@ -57,33 +49,52 @@ static void im2col(const struct qcal_conv_desc *d, const float *x, int64_t icg, 
             }
 }
 
+/* rows [o0, o0 + rows) of group g: y = bias + W x col */
+static void conv_rows(const struct qcal_conv_desc *d, int64_t g, int64_t o0, int64_t rows, const float *col,
+                      const float *w, const float *bias, float *yg)
+{
+    const int64_t ocg = d->oc / d->group, plane = d->oh * d->ow, kdim = d->ic / d->group * d->kh * d->kw;
+    for (int64_t oc = o0; oc < o0 + rows; oc++) {
+        const float b = bias ? bias[g * ocg + oc] : 0.0f;
+        for (int64_t i = 0; i < plane; i++) yg[oc * plane + i] = b;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)plane, (blasint)kdim, 1.0f,
+                w + (g * ocg + o0) * kdim, (blasint)kdim, col, (blasint)plane, 1.0f, yg + o0 * plane,
+                (blasint)plane);
+}
+
 void qcal_blas_conv2d(const struct qcal_conv_desc *d, const float *x, const float *w,
                       const float *bias, float *y, float *scratch, int threads)
 {
-    const int64_t icg = d->ic / d->group, ocg = d->oc / d->group;
-    const int64_t plane = d->oh * d->ow, kdim = icg * d->kh * d->kw;
-    const int64_t tasks = (ocg + BLAS_ROWS - 1) / BLAS_ROWS;
-    blas_single_thread();
+    const int64_t icg = d->ic / d->group, ocg = d->oc / d->group, plane = d->oh * d->ow;
+    const bool pointwise = conv_is_pointwise(d);
     for (int64_t n = 0; n < d->n; n++) {
-        for (int64_t g = 0; g < d->group; g++) {
-            const float *xg = x + (n * d->ic + g * icg) * d->ih * d->iw;
-            float *yg = y + (n * d->oc + g * ocg) * plane;
-            const float *col = xg;
-            if (!conv_is_pointwise(d)) {
-                im2col(d, xg, icg, scratch, threads);
-                col = scratch;
-            }
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tasks > 1)
-            for (int64_t t = 0; t < tasks; t++) {
-                const int64_t o0 = t * BLAS_ROWS, rows = ocg - o0 < BLAS_ROWS ? ocg - o0 : BLAS_ROWS;
-                for (int64_t oc = o0; oc < o0 + rows; oc++) {
-                    const float b = bias ? bias[g * ocg + oc] : 0.0f;
-                    for (int64_t i = 0; i < plane; i++) yg[oc * plane + i] = b;
+        const float *xn = x + n * d->ic * d->ih * d->iw;
+        float *yn = y + n * d->oc * plane;
+        if (d->group > 1) { /* groups are the tasks; each thread has its own im2col buffer */
+            const size_t one = qcal_blas_conv2d_scratch(d, 1) / sizeof(float);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+            for (int64_t g = 0; g < d->group; g++) {
+                const float *xg = xn + g * icg * d->ih * d->iw, *col = xg;
+                if (!pointwise) {
+                    float *mine = scratch + (size_t)omp_get_thread_num() * one;
+                    im2col(d, xg, icg, mine, 1);
+                    col = mine;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)rows, (blasint)plane,
-                            (blasint)kdim, 1.0f, w + (g * ocg + o0) * kdim, (blasint)kdim, col,
-                            (blasint)plane, 1.0f, yg + o0 * plane, (blasint)plane);
+                conv_rows(d, g, 0, ocg, col, w, bias, yn + g * ocg * plane);
             }
+            continue;
+        }
+        const float *col = xn;
+        if (!pointwise) {
+            im2col(d, xn, icg, scratch, threads);
+            col = scratch;
+        }
+        const int64_t tasks = (ocg + BLAS_ROWS - 1) / BLAS_ROWS;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            const int64_t o0 = t * BLAS_ROWS;
+            conv_rows(d, 0, o0, ocg - o0 < BLAS_ROWS ? ocg - o0 : BLAS_ROWS, col, w, bias, yn);
         }
     }
 }
@@ -93,8 +104,7 @@ void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     float *c, int64_t ldc, int threads)
 {
     const int64_t tasks = (n + BLAS_COLS - 1) / BLAS_COLS;
-    blas_single_thread();
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && tasks > 1)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t j0 = t * BLAS_COLS, cols = n - j0 < BLAS_COLS ? n - j0 : BLAS_COLS;
         /* columns j0.. of op(B): offset along B's columns, or its rows when transposed */

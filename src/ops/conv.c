@@ -21,6 +21,7 @@ struct conv_state {
     int kind; /* enum qcal_kernels actually used */
     const float *w, *bias;
     int sum_input;
+    int threads; /* BLAS: scratch is sized for this many threads */
     size_t tmp_offset; /* ref/blas with a residual: conv result in scratch */
     struct qcal_dnnl_prim *prim;
 };
@@ -254,9 +255,11 @@ static enum qcal_status conv_prepare(struct qcal_op_prep *pp)
         s->kind = QCAL_KERNELS_DNNL;
         pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
         pp->impl = qcal_dnnl_impl(s->prim);
-    } else if (pp->kernels == QCAL_KERNELS_BLAS && !s->d.transposed) {
+    } else if (pp->kernels == QCAL_KERNELS_BLAS && !s->d.transposed && s->d.ic != s->d.group) {
+        /* (depthwise convolutions stay on the direct loop: a GEMM per channel is overhead) */
         s->kind = QCAL_KERNELS_BLAS;
-        pp->scratch_size = qcal_blas_conv2d_scratch(&s->d);
+        s->threads = qcal_num_threads();
+        pp->scratch_size = qcal_blas_conv2d_scratch(&s->d, s->threads);
         pp->impl = "blas:im2col+sgemm";
     } else {
         s->kind = QCAL_KERNELS_REF;
@@ -296,8 +299,9 @@ static enum qcal_status conv_run(const void *state, const struct qcal_op_args *a
     default: break;
     }
     float *acc = residual ? (float *)((char *)a->scratch + s->tmp_offset) : y;
+    int threads = op_threads() < s->threads ? op_threads() : s->threads;
     if (s->kind == QCAL_KERNELS_BLAS)
-        qcal_blas_conv2d(&s->d, x, s->w, s->bias, acc, a->scratch, op_threads());
+        qcal_blas_conv2d(&s->d, x, s->w, s->bias, acc, a->scratch, threads);
     else if (s->d.transposed)
         qcal_ref_conv_transpose2d(&s->d, x, s->w, s->bias, acc, op_threads());
     else

@@ -68,8 +68,8 @@ static void conv_case(struct qcal_conv_desc d)
         qcal_dnnl_destroy(p);
     }
     if (!d.transposed) {
-        float *scratch = qcal_malloc(qcal_blas_conv2d_scratch(&d) + 4);
-        qcal_blas_conv2d(&d, x, w, b, got, scratch, 1);
+        float *scratch = qcal_malloc(qcal_blas_conv2d_scratch(&d, 2) + 4);
+        qcal_blas_conv2d(&d, x, w, b, got, scratch, 2);
         qcal_post_ops_apply(&d.post, got, res, yn);
         CHECK(max_rel_diff(ref, got, yn) <= 1e-4);
         qcal_free(scratch);
