@@ -48,6 +48,9 @@ def main():
     tiny_model(f"{w}/cycle.onnx", [helper.make_node("Relu", ["X2"], ["X1"], name="r1"),
                                    helper.make_node("Relu", ["X1"], ["X2"], name="r2"),
                                    helper.make_node("Add", ["X", "X2"], ["Y"], name="a")], [])
+    tiny_model(f"{w}/dynamic.onnx", [helper.make_node("Relu", ["X"], ["Y"])], [], inputs=(("X", ["N", 3, "H", "W"]),))
+    tiny_model(f"{w}/huge_resize.onnx", [helper.make_node("Resize", ["X", "", "", "sizes"], ["Y"], name="big")],
+               [numpy_helper.from_array(np.array([1, 2, 1 << 31, 1 << 31], np.int64), "sizes")])
     for name, loc in [("escape", "../secret.bin"), ("absolute", "/etc/passwd")]:
         t = numpy_helper.from_array(np.ones((3, 2, 3, 3), np.float32), "W")
         t.ClearField("raw_data")
@@ -74,6 +77,10 @@ def main():
         ("old opset", [f"{w}/old_opset.onnx"], "unsupported", ["opset 6"]),
         ("weight rank", [f"{w}/bad_weight.onnx"], "model", ["conv_3", "weight has 3 dims"]),
         ("cycle", [f"{w}/cycle.onnx"], "model", ["cycle"]),
+        ("output too large", [f"{w}/huge_resize.onnx"], "model", ["'big'", "too large"]),
+        ("input too large", [f"{w}/dynamic.onnx", "--input-shape", "1x3x9000000000x9000000000"], "arg",
+         ["'X'", "too large"]),
+        ("dynamic dims unbound", [f"{w}/dynamic.onnx"], "arg", ["dynamic dim 0 (N)", "--input-shape"]),
         ("external data escapes", [f"{w}/m/escape.onnx"], "model", ["escape.onnx", "escapes the model's folder"]),
         ("external data absolute", [f"{w}/m/absolute.onnx"], "model", ["absolute.onnx", "absolute"]),
         ("wrong input rank", [a.model, "--input-shape", "1x3x17"], "arg", ["has 4 dims", "1x3x17"]),

@@ -52,16 +52,52 @@ static enum qcal_status bind_inputs(struct qcal_graph *g, const struct qcal_prep
     return QCAL_OK;
 }
 
+/* Shapes come from files and the command line: refuse negative dims and sizes whose byte
+ * count would overflow (or could never be allocated) before anything is sized from them. */
+static enum qcal_status check_size(struct qcal_graph *g, const struct qcal_node *n, const struct qcal_value *v)
+{
+    const int64_t limit = (int64_t)1 << 40; /* 1 TiB of one tensor */
+    int64_t bytes = (int64_t)qcal_dtype_size(v->t.dtype);
+    char shape[128];
+    for (int d = 0; d < v->t.ndim; d++) {
+        int64_t dim = v->t.dims[d];
+        if (dim >= 0 && (dim == 0 || bytes <= limit / dim)) {
+            bytes *= dim;
+            continue;
+        }
+        qcal_shape_str(&v->t, shape, sizeof shape);
+        if (!n)
+            return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: input '%s' would be %s, too large", g->path,
+                            v->name, shape);
+        return QCAL_ERR(QCAL_INVALID_MODEL, "%s: node '%s' (%s): output '%s' would be %s, too large",
+                        g->path, n->name, n->op_type, v->name, shape);
+    }
+    return QCAL_OK;
+}
+
+static enum qcal_status check_outputs(struct qcal_graph *g, const struct qcal_node *n)
+{
+    for (int k = 0; k < n->n_outputs; k++) {
+        if (n->outputs[k] < 0) continue;
+        enum qcal_status st = check_size(g, n, &g->values[n->outputs[k]]);
+        if (st != QCAL_OK) return st;
+    }
+    return QCAL_OK;
+}
+
 enum qcal_status qcal_model_prepare(struct qcal_graph *g, const struct qcal_prepare_options *o)
 {
     enum qcal_status st;
     if ((st = qcal_graph_toposort(g)) != QCAL_OK) return st;
     if ((st = bind_inputs(g, o)) != QCAL_OK) return st;
+    for (int i = 0; i < g->n_inputs; i++)
+        if ((st = check_size(g, NULL, &g->values[g->inputs[i]])) != QCAL_OK) return st;
     if ((st = qcal_ops_resolve(g)) != QCAL_OK) return st;
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
         const struct qcal_op_def *def = qcal_op_def(n->op);
         if ((st = def->infer(g, n)) != QCAL_OK) return st;
+        if ((st = check_outputs(g, n)) != QCAL_OK) return st;
         bool folded = true;
         for (int k = 0; k < n->n_outputs; k++)
             if (n->outputs[k] >= 0 && !qcal_value_is_const(&g->values[n->outputs[k]])) folded = false;
