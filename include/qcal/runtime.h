@@ -66,6 +66,13 @@ enum qcal_status qcal_exec_set_input(struct qcal_exec *ex, int i, const struct q
 enum qcal_status qcal_exec_run(struct qcal_exec *ex);
 /* As qcal_exec_run, adding each step's wall time to step_seconds[step] (per-layer tables). */
 enum qcal_status qcal_exec_run_timed(struct qcal_exec *ex, double *step_seconds);
+/* Observer: called after every node (after fusion, so on what a fused node produces) with
+ * its outputs as laid out in the arena (`layouts`: enum qcal_layout per output). This is how
+ * calibration sees activations; kernels know nothing about it. NULL removes it. */
+typedef void (*qcal_observer_fn)(void *ctx, const struct qcal_node *node, int n_out,
+                                 struct qcal_tensor *const *outs, const uint8_t *layouts);
+void qcal_exec_set_observer(struct qcal_exec *ex, qcal_observer_fn fn, void *ctx);
+
 /* View of output i in plain layout; valid until the next run or destroy. */
 const struct qcal_tensor *qcal_exec_output(const struct qcal_exec *ex, int i);
 int qcal_exec_num_outputs(const struct qcal_exec *ex);

@@ -52,6 +52,8 @@ struct qcal_plan {
 
 struct qcal_exec {
     const struct qcal_plan *plan;
+    qcal_observer_fn observer;
+    void *observer_ctx;
     uint8_t *arena, *scratch;
     struct qcal_tensor *tensors; /* per pval */
     struct qcal_op_args *args;   /* per step */
@@ -555,10 +557,18 @@ enum qcal_status qcal_exec_run_timed(struct qcal_exec *ex, double *step_seconds)
                 const struct qcal_node *n = &p->g->nodes[s->node];
                 return QCAL_ERR(st, "%s: node '%s' (%s) failed", p->g->path, n->name, n->op_type);
             }
+            if (ex->observer)
+                ex->observer(ex->observer_ctx, &p->g->nodes[s->node], a->n_out, a->out, s->out_layout);
         }
         if (step_seconds) step_seconds[i] += qcal_now() - t0;
     }
     return QCAL_OK;
+}
+
+void qcal_exec_set_observer(struct qcal_exec *ex, qcal_observer_fn fn, void *ctx)
+{
+    ex->observer = fn;
+    ex->observer_ctx = ctx;
 }
 
 const struct qcal_tensor *qcal_exec_output(const struct qcal_exec *ex, int i)

@@ -11,6 +11,26 @@
 #include "qcal/onnx.h"
 #include "qcal/runtime.h"
 
+struct seen {
+    int calls;
+    const struct qcal_node *last;
+    float last_max;
+};
+
+static void observe(void *ctx, const struct qcal_node *node, int n_out, struct qcal_tensor *const *outs,
+                    const uint8_t *layouts)
+{
+    struct seen *s = ctx;
+    (void)layouts;
+    s->calls++;
+    s->last = node;
+    if (n_out > 0 && outs[0] && outs[0]->dtype == QCAL_F32) {
+        const float *d = outs[0]->data;
+        s->last_max = d[0];
+        for (int64_t i = 1; i < qcal_tensor_numel(outs[0]); i++) s->last_max = d[i] > s->last_max ? d[i] : s->last_max;
+    }
+}
+
 static void *run_once(struct qcal_exec *ex, const struct qcal_tensor *x, size_t *bytes)
 {
     if (qcal_exec_set_input(ex, 0, x) != QCAL_OK || qcal_exec_run(ex) != QCAL_OK) return NULL;
@@ -55,6 +75,17 @@ int main(int argc, char **argv)
         void *ref = run_once(ex, &x, &n1);
         CHECK(qcal_exec_run(ex) == QCAL_OK); /* again, without setting the input */
         CHECK(memcmp(qcal_exec_output(ex, 0)->data, ref, n1) == 0);
+        /* the observer sees every node once per run; the last one produced the output */
+        struct seen seen = {0};
+        qcal_exec_set_observer(ex, observe, &seen);
+        CHECK(qcal_exec_run(ex) == QCAL_OK);
+        CHECK_EQ_INT(seen.calls, g->n_nodes);
+        CHECK(seen.last == &g->nodes[g->n_nodes - 1]);
+        const struct qcal_tensor *y = qcal_exec_output(ex, 0);
+        float ymax = ((const float *)y->data)[0];
+        for (int64_t i = 1; i < qcal_tensor_numel(y); i++)
+            ymax = ((const float *)y->data)[i] > ymax ? ((const float *)y->data)[i] : ymax;
+        CHECK_NEAR(seen.last_max, ymax, 0);
         qcal_exec_destroy(ex);
 
         /* batch mode: one context per thread, all at once */
