@@ -276,13 +276,8 @@ static enum qcal_status conv_prepare(struct qcal_op_prep *pp)
 static enum qcal_status conv_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
 {
     const struct conv_state *s = state;
-    *bound_out = NULL;
-    if (s->kind != QCAL_KERNELS_DNNL) return QCAL_OK;
-    return qcal_dnnl_bind(s->prim, a->in[0]->data, a->out[0]->data, a->scratch,
-                          (struct qcal_dnnl_bound **)bound_out);
+    return op_dnnl_bind(s->kind == QCAL_KERNELS_DNNL ? s->prim : NULL, a, bound_out);
 }
-
-static void conv_unbind(void *bound) { qcal_dnnl_unbind(bound); }
 
 static enum qcal_status conv_run(const void *state, const struct qcal_op_args *a)
 {
@@ -319,12 +314,12 @@ static int conv_inplace(const struct qcal_graph *g, const struct qcal_node *n)
 
 const struct qcal_op_def qcal_op_conv_def = {
     .name = "Conv", .parse = conv_parse, .infer = conv_infer, .layout = conv_layout,
-    .prepare = conv_prepare, .bind = conv_bind, .unbind = conv_unbind, .run = conv_run,
+    .prepare = conv_prepare, .bind = conv_bind, .unbind = op_dnnl_unbind, .run = conv_run,
     .destroy = conv_destroy, .inplace = conv_inplace,
 };
 
 const struct qcal_op_def qcal_op_conv_transpose_def = {
     .name = "ConvTranspose", .parse = conv_transpose_parse, .infer = conv_transpose_infer,
-    .layout = conv_layout, .prepare = conv_prepare, .bind = conv_bind, .unbind = conv_unbind,
+    .layout = conv_layout, .prepare = conv_prepare, .bind = conv_bind, .unbind = op_dnnl_unbind,
     .run = conv_run, .destroy = conv_destroy,
 };

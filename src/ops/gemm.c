@@ -214,13 +214,8 @@ static enum qcal_status matmul_prepare(struct qcal_op_prep *pp) { return gemm_pr
 static enum qcal_status gemm_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
 {
     const struct gemm_state *s = state;
-    *bound_out = NULL;
-    if (s->kind != QCAL_KERNELS_DNNL) return QCAL_OK;
-    return qcal_dnnl_bind(s->prim, a->in[0]->data, a->out[0]->data, a->scratch,
-                          (struct qcal_dnnl_bound **)bound_out);
+    return op_dnnl_bind(s->kind == QCAL_KERNELS_DNNL ? s->prim : NULL, a, bound_out);
 }
-
-static void gemm_unbind(void *bound) { qcal_dnnl_unbind(bound); }
 
 static enum qcal_status gemm_run(const void *state, const struct qcal_op_args *args)
 {
@@ -266,12 +261,12 @@ static enum qcal_status gemm_run(const void *state, const struct qcal_op_args *a
 
 const struct qcal_op_def qcal_op_gemm_def = {
     .name = "Gemm", .parse = gemm_parse, .infer = gemm_infer, .layout = gemm_layout,
-    .prepare = gemm_prepare, .bind = gemm_bind, .unbind = gemm_unbind, .run = gemm_run,
+    .prepare = gemm_prepare, .bind = gemm_bind, .unbind = op_dnnl_unbind, .run = gemm_run,
     .destroy = gemm_destroy,
 };
 
 const struct qcal_op_def qcal_op_matmul_def = {
     .name = "MatMul", .parse = matmul_parse, .infer = matmul_infer, .layout = gemm_layout,
-    .prepare = matmul_prepare, .bind = gemm_bind, .unbind = gemm_unbind, .run = gemm_run,
+    .prepare = matmul_prepare, .bind = gemm_bind, .unbind = op_dnnl_unbind, .run = gemm_run,
     .destroy = gemm_destroy,
 };

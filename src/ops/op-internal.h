@@ -51,6 +51,12 @@ static inline int op_out_layout(const struct qcal_op_args *a, int i)
     return a->out_layout ? a->out_layout[i] : QCAL_LAYOUT_PLAIN;
 }
 
+/* bind/unbind of ops whose fast path is one oneDNN primitive from input 0 to output 0
+ * (prim NULL: another kernel was chosen, nothing to bind). */
+enum qcal_status op_dnnl_bind(const struct qcal_dnnl_prim *prim, const struct qcal_op_args *a,
+                              void **bound_out);
+void op_dnnl_unbind(void *bound);
+
 /* Number of threads an op may use: 1 inside a parallel region (batch mode). */
 int op_threads(void);
 

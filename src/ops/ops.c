@@ -102,6 +102,17 @@ cleanup:
     return st;
 }
 
+enum qcal_status op_dnnl_bind(const struct qcal_dnnl_prim *prim, const struct qcal_op_args *a,
+                              void **bound_out)
+{
+    *bound_out = NULL;
+    if (!prim) return QCAL_OK;
+    return qcal_dnnl_bind(prim, a->in[0]->data, a->out[0]->data, a->scratch,
+                          (struct qcal_dnnl_bound **)bound_out);
+}
+
+void op_dnnl_unbind(void *bound) { qcal_dnnl_unbind(bound); }
+
 int op_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 enum qcal_status op_check_arity(struct qcal_graph *g, struct qcal_node *n, int min_in, int max_in,

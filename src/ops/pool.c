@@ -164,14 +164,8 @@ static enum qcal_status pool_prepare(struct qcal_op_prep *pp)
 
 static enum qcal_status pool_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
 {
-    const struct pool_state *s = state;
-    *bound_out = NULL;
-    if (!s->prim) return QCAL_OK;
-    return qcal_dnnl_bind(s->prim, a->in[0]->data, a->out[0]->data, a->scratch,
-                          (struct qcal_dnnl_bound **)bound_out);
+    return op_dnnl_bind(((const struct pool_state *)state)->prim, a, bound_out);
 }
-
-static void pool_unbind(void *bound) { qcal_dnnl_unbind(bound); }
 
 /* Global pooling in NHWC: channels are contiguous, so sum whole rows of C. */
 static void global_pool_nhwc(const struct qcal_conv_desc *d, bool is_max, const float *x, float *y)
@@ -251,6 +245,6 @@ static enum qcal_status pool_run(const void *state, const struct qcal_op_args *a
 
 const struct qcal_op_def qcal_op_pool_def = {
     .name = "pool", .parse = pool_parse, .infer = pool_infer, .layout = pool_layout,
-    .prepare = pool_prepare, .bind = pool_bind, .unbind = pool_unbind, .run = pool_run,
+    .prepare = pool_prepare, .bind = pool_bind, .unbind = op_dnnl_unbind, .run = pool_run,
     .destroy = pool_destroy,
 };

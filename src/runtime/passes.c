@@ -35,6 +35,37 @@ static bool all_const(const struct qcal_graph *g, const struct qcal_node *n, int
     return true;
 }
 
+/* Gives Conv node ni new weight and bias constants (owning nw and nb, freed on failure) and
+ * makes it produce `output`, the value of the node it absorbs. Weights shared with other
+ * nodes stay intact: these are new constants. */
+static enum qcal_status conv_set_params(struct qcal_graph *g, int ni, float *nw, float *nb, int output)
+{
+    enum qcal_status st;
+    int wv, bv;
+    struct qcal_node *n = &g->nodes[ni];
+    struct qcal_tensor wt = g->values[n->inputs[1]].t;
+    int64_t oc = wt.dims[0];
+    wt.data = NULL;
+    if ((st = qcal_graph_add_temp_value(g, g->values[n->inputs[1]].name, &wv)) != QCAL_OK ||
+        (st = qcal_graph_add_temp_value(g, n->name, &bv)) != QCAL_OK) {
+        qcal_free(nw);
+        qcal_free(nb);
+        return st;
+    }
+    qcal_graph_set_constant(g, wv, wt, nw);
+    qcal_graph_set_constant(g, bv, qcal_tensor_make(QCAL_F32, 1, &oc), nb);
+    if (n->n_inputs < 3) {
+        int *ins = realloc(n->inputs, sizeof(int) * 3);
+        if (!ins) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        n->inputs = ins;
+        n->n_inputs = 3;
+    }
+    n->inputs[1] = wv;
+    n->inputs[2] = bv;
+    n->outputs[0] = output;
+    return QCAL_OK;
+}
+
 /* Conv -> BatchNormalization becomes one Conv with scaled weights and shifted bias. New
  * constants are made, so weights shared with other nodes stay intact. */
 enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
@@ -74,28 +105,7 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
             nb[o] = (bd ? bd[o] : 0.0f) * a[o] + b[o];
         }
         free(a);
-        int wv, bv;
-        struct qcal_tensor wt = *w, bt = qcal_tensor_make(QCAL_F32, 1, &oc);
-        wt.data = NULL;
-        if ((st = qcal_graph_add_temp_value(g, g->values[conv->inputs[1]].name, &wv)) != QCAL_OK ||
-            (st = qcal_graph_add_temp_value(g, conv->name, &bv)) != QCAL_OK) {
-            qcal_free(nw);
-            qcal_free(nb);
-            return st;
-        }
-        bn = &g->nodes[i]; /* values may have moved, nodes have not; refresh anyway */
-        conv = &g->nodes[ci];
-        qcal_graph_set_constant(g, wv, wt, nw);
-        qcal_graph_set_constant(g, bv, bt, nb);
-        if (conv->n_inputs < 3) {
-            int *ins = realloc(conv->inputs, sizeof(int) * 3);
-            if (!ins) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-            conv->inputs = ins;
-            conv->n_inputs = 3;
-        }
-        conv->inputs[1] = wv;
-        conv->inputs[2] = bv;
-        conv->outputs[0] = bn->outputs[0];
+        if ((st = conv_set_params(g, ci, nw, nb, bn->outputs[0])) != QCAL_OK) return st;
         bn->dead = true;
         qcal_graph_update_uses(g);
     }
@@ -280,26 +290,8 @@ static enum qcal_status fold_channel_affine(struct qcal_graph *g, int ni, int ci
         for (int64_t i = 0; i < per; i++) nw[o * per + i] = wd[o * per + i] * m;
         nb[o] = b;
     }
-    enum qcal_status st;
-    int wv, bv;
-    struct qcal_tensor wt = *w, bt = qcal_tensor_make(QCAL_F32, 1, &oc);
-    if ((st = qcal_graph_add_temp_value(g, g->values[n->inputs[1]].name, &wv)) != QCAL_OK ||
-        (st = qcal_graph_add_temp_value(g, n->name, &bv)) != QCAL_OK) {
-        qcal_free(nw);
-        qcal_free(nb);
-        return st;
-    }
-    qcal_graph_set_constant(g, wv, wt, nw);
-    qcal_graph_set_constant(g, bv, bt, nb);
-    if (n->n_inputs < 3) {
-        int *ins = realloc(n->inputs, sizeof(int) * 3);
-        if (!ins) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        n->inputs = ins;
-        n->n_inputs = 3;
-    }
-    n->inputs[1] = wv;
-    n->inputs[2] = bv;
-    n->outputs[0] = c->outputs[0];
+    enum qcal_status st = conv_set_params(g, ni, nw, nb, c->outputs[0]);
+    if (st != QCAL_OK) return st;
     c->dead = true;
     *done = true;
     return QCAL_OK;
