@@ -41,7 +41,7 @@ static enum qcal_status read_pair(struct qcal_graph *g, struct qcal_node *n, con
     return QCAL_OK;
 }
 
-static enum qcal_status conv_parse_common(struct qcal_graph *g, struct qcal_node *n, bool transposed)
+static enum qcal_status conv_parse(struct qcal_graph *g, struct qcal_node *n)
 {
     enum qcal_status st = op_check_arity(g, n, 2, 3, 1, 1);
     if (st != QCAL_OK) return st;
@@ -55,18 +55,7 @@ static enum qcal_status conv_parse_common(struct qcal_graph *g, struct qcal_node
     else return OP_ERR(g, n, QCAL_INVALID_MODEL, "auto_pad '%s' is not valid", ap);
     p->group = qcal_node_attr_int(n, "group", 1);
     if (p->group < 1) return OP_ERR(g, n, QCAL_INVALID_MODEL, "group %lld < 1", (long long)p->group);
-    (void)transposed;
     return QCAL_OK;
-}
-
-static enum qcal_status conv_parse(struct qcal_graph *g, struct qcal_node *n)
-{
-    return conv_parse_common(g, n, false);
-}
-
-static enum qcal_status conv_transpose_parse(struct qcal_graph *g, struct qcal_node *n)
-{
-    return conv_parse_common(g, n, true);
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -319,7 +308,7 @@ const struct qcal_op_def qcal_op_conv_def = {
 };
 
 const struct qcal_op_def qcal_op_conv_transpose_def = {
-    .name = "ConvTranspose", .parse = conv_transpose_parse, .infer = conv_transpose_infer,
+    .name = "ConvTranspose", .parse = conv_parse, .infer = conv_transpose_infer,
     .layout = conv_layout, .prepare = conv_prepare, .bind = conv_bind, .unbind = op_dnnl_unbind,
     .run = conv_run, .destroy = conv_destroy,
 };

@@ -20,9 +20,8 @@ struct gemm_state {
     int64_t a_off[QCAL_MAX_DIMS], b_off[QCAL_MAX_DIMS]; /* batch strides (0 = broadcast) */
     int64_t bdims[QCAL_MAX_DIMS];
     int nb;                   /* batch rank */
-    float *c_row;             /* Gemm: bias broadcast to [N] (owned) or NULL */
-    const float *c_full;      /* Gemm: C needing [M,N] broadcast, or NULL */
-    const struct qcal_tensor *c_t;
+    float *c_row;             /* Gemm: beta * C as a row [N] (owned), or NULL */
+    const struct qcal_tensor *c_t; /* Gemm: a C that needs the general [M, N] broadcast */
     struct qcal_post_ops post;
     struct qcal_dnnl_prim *prim;
 };
