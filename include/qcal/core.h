@@ -27,7 +27,8 @@
     X(QCAL_UNSUPPORTED, 5, "unsupported model feature")                       \
     X(QCAL_OUT_OF_MEMORY, 6, "out of memory")                                 \
     X(QCAL_BACKEND_ERROR, 7, "backend library error")                         \
-    X(QCAL_INVALID_DATA, 8, "invalid input data")
+    X(QCAL_INVALID_DATA, 8, "invalid input data")                            \
+    X(QCAL_INVALID_JOB, 9, "invalid job file")
 
 enum qcal_status {
 #define QCAL_X(name, code, desc) name,

@@ -80,3 +80,17 @@ void qcal_prep_output_size(const struct qcal_prep *p, int width, int height, int
 enum qcal_status qcal_prep_run(const struct qcal_prep *p, const struct qcal_image *im, const char *name,
                                float *work, struct qcal_tensor *out);
 #endif
+
+#ifndef QCAL_DATA_LIST
+#define QCAL_DATA_LIST
+/* The images of a dataset source, in a deterministic order: a folder walked recursively in
+ * sorted order (.jpg, .jpeg, .png), one image file, or a list file of `path [label]` lines
+ * (paths relative to the list's folder). labels[i] is -1 where none is given. */
+struct qcal_image_list {
+    int count, cap;
+    char **paths;    /* owned */
+    int64_t *labels; /* owned */
+};
+enum qcal_status qcal_image_list_load(const char *source, struct qcal_image_list *out);
+void qcal_image_list_free(struct qcal_image_list *l);
+#endif

@@ -9,6 +9,7 @@
 #include "qcal/data.h"
 #include "qcal/onnx.h"
 #include "qcal/runtime.h"
+#include "cli.h"
 
 static const char usage_main[] =
     "usage: qcal <command> [options]\n"
@@ -22,10 +23,11 @@ static const char usage_main[] =
     "exit status:\n"
     "  0 success          2 invalid argument    3 input/output error\n"
     "  4 invalid model    5 unsupported model   6 out of memory\n"
-    "  7 backend error    8 invalid input data\n";
+    "  7 backend error    8 invalid input data  9 invalid job file\n";
 
 static const char usage_infer[] =
     "usage: qcal infer MODEL.onnx [options] [--raw-input FILE.npy ...]\n"
+    "       qcal infer JOB.yml [options] [IMAGE...]   (see qcal infer JOB.yml --help)\n"
     "\n"
     "Runs MODEL in FP32 on the given inputs and prints a summary of each output\n"
     "(top-k classes for 2-D outputs, shape/min/max/mean otherwise).\n"
@@ -80,7 +82,7 @@ static int parse_kernels(const char *s)
     return -1;
 }
 
-static void summarize(const char *name, const struct qcal_tensor *t, int top)
+void cli_summarize(const char *name, const struct qcal_tensor *t, int top)
 {
     char shape[96];
     qcal_shape_str(t, shape, sizeof shape);
@@ -140,7 +142,7 @@ static void fill_synthetic(struct qcal_tensor *t)
     }
 }
 
-static void sanitize(char *s)
+void cli_sanitize(char *s)
 {
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
@@ -150,6 +152,16 @@ static void sanitize(char *s)
 
 static int cmd_infer(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) { /* `qcal infer JOB.yml [IMAGE...]` */
+        size_t l = strlen(argv[i]);
+        if (argv[i][0] == '-') {
+            if (i == 1) continue;
+            break;
+        }
+        if ((l > 4 && strcmp(argv[i] + l - 4, ".yml") == 0) || (l > 5 && strcmp(argv[i] + l - 5, ".yaml") == 0))
+            return cli_infer_job(argc, argv);
+        break;
+    }
     enum { O_SHAPE = 1000, O_RAW, O_OUT, O_OUTDIR, O_KERNELS, O_THREADS, O_TOP, O_REPEAT, O_WARMUP,
            O_NOOPT, O_VERBOSE, O_PER_LAYER };
     static const struct option opts[] = {
@@ -222,6 +234,11 @@ static int cmd_infer(int argc, char **argv)
         goto cleanup;
     }
     const char *model = argv[optind];
+    size_t ml = strlen(model);
+    if (ml > 4 && (strcmp(model + ml - 4, ".yml") == 0 || (ml > 5 && strcmp(model + ml - 5, ".yaml") == 0))) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "infer: a job file takes images, not --raw-input");
+        goto cleanup;
+    }
     QCAL_CHECK(qcal_onnx_load(model, &g));
     /* Shapes of --raw-input files bind dynamic dims when no --input-shape is given. */
     for (int i = 0; i < n_raw; i++) {
@@ -274,7 +291,7 @@ static int cmd_infer(int argc, char **argv)
     }
     if (per_layer) qcal_plan_describe_timed(plan, stdout, step_times, runs);
     for (int i = 0; i < qcal_exec_num_outputs(ex); i++)
-        summarize(qcal_exec_output_name(ex, i), qcal_exec_output(ex, i), top);
+        cli_summarize(qcal_exec_output_name(ex, i), qcal_exec_output(ex, i), top);
     if (repeat) {
         qsort(times, (size_t)runs, sizeof *times, cmp_double);
         double sum = 0;
@@ -288,7 +305,7 @@ static int cmd_infer(int argc, char **argv)
         for (int i = 0; i < qcal_exec_num_outputs(ex); i++) {
             char name[512], path[4096];
             snprintf(name, sizeof name, "%s", qcal_exec_output_name(ex, i));
-            sanitize(name);
+            cli_sanitize(name);
             snprintf(path, sizeof path, "%s/%s.npy", out_dir, name);
             QCAL_CHECK(qcal_npy_write(path, qcal_exec_output(ex, i)));
         }

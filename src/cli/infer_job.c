@@ -1,0 +1,368 @@
+/* qcal infer JOB.yml [IMAGE...]: decode, preprocess, run and print through the adapter.
+ * Images are spread over OpenMP threads, one execution context each; results are printed
+ * in image order. */
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "qcal/job.h"
+#include "qcal/onnx.h"
+#include "qcal/runtime.h"
+
+static const char usage[] =
+    "usage: qcal infer JOB.yml [options] [IMAGE...]\n"
+    "\n"
+    "Decodes and preprocesses the images as the job says (without IMAGE arguments: the job's\n"
+    "validation dataset), runs the model and prints each image's predictions through the job's\n"
+    "adapter: top-k labels for classification, class pixel counts for segmentation, output\n"
+    "statistics otherwise.\n"
+    "\n"
+    "options:\n"
+    "  --kernels dnnl|blas|ref  force a kernel family\n"
+    "  --threads N              OpenMP threads (images are spread over them)\n"
+    "  --top K                  predictions shown per image (default: the adapter's top_k)\n"
+    "  --output-dir DIR         write each image's preprocessed input and outputs as .npy\n"
+    "  -h, --help               this help\n";
+
+struct labels {
+    int n;
+    char **name;
+};
+
+static void labels_free(struct labels *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->name[i]);
+    free(l->name);
+}
+
+static enum qcal_status labels_load(const char *path, struct labels *l)
+{
+    memset(l, 0, sizeof *l);
+    if (!path) return QCAL_OK;
+    FILE *f = fopen(path, "r");
+    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open the labels file", path);
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char **nn = realloc(l->name, sizeof *nn * (size_t)(l->n + 1));
+        if (!nn) {
+            fclose(f);
+            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        }
+        l->name = nn;
+        l->name[l->n++] = strdup(line);
+    }
+    fclose(f);
+    return QCAL_OK;
+}
+
+/* Appends to a growing string (results are formatted per image, printed in order later). */
+static void emit(char **buf, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void emit(char **buf, size_t *len, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
+    char *nb = realloc(*buf, *len + (size_t)n + 1);
+    if (!nb) return;
+    memcpy(nb + *len, tmp, (size_t)n + 1);
+    *buf = nb;
+    *len += (size_t)n;
+}
+
+static void classification(const struct qcal_job *job, const struct labels *lb, const struct qcal_tensor *t,
+                           int top, char **buf, size_t *len)
+{
+    int64_t c = qcal_tensor_numel(t) / (t->ndim ? t->dims[0] : 1);
+    const float *d = t->data;
+    /* probabilities as given, or softmax of logits */
+    double sum = 0, mx = -INFINITY;
+    bool probs = true;
+    for (int64_t i = 0; i < c; i++) {
+        sum += d[i];
+        probs = probs && d[i] >= 0.0f && d[i] <= 1.0f;
+        mx = d[i] > mx ? d[i] : mx;
+    }
+    probs = probs && fabs(sum - 1.0) < 1e-3;
+    double z = 0;
+    if (!probs)
+        for (int64_t i = 0; i < c; i++) z += exp(d[i] - mx);
+    int64_t chosen[64];
+    int k = top < c ? top : (int)c;
+    if (k > 64) k = 64;
+    for (int j = 0; j < k; j++) {
+        int64_t b = -1;
+        for (int64_t i = 0; i < c; i++) {
+            bool taken = false;
+            for (int q = 0; q < j; q++) taken |= chosen[q] == i;
+            if (!taken && (b < 0 || d[i] > d[b])) b = i;
+        }
+        chosen[j] = b;
+        double p = probs ? d[b] : exp(d[b] - mx) / z;
+        int64_t li = b - (job->adapter.background_class >= 0 && lb->n == c - 1 ? 1 : 0);
+        emit(buf, len, "  %lld %s%s(%.4f)\n", (long long)b, li >= 0 && li < lb->n ? lb->name[li] : "",
+             li >= 0 && li < lb->n ? " " : "", p);
+    }
+}
+
+static void segmentation(const struct labels *lb, const struct qcal_tensor *t, int top, char **buf, size_t *len)
+{
+    if (t->ndim != 4) {
+        emit(buf, len, "  segmentation output must be [1, C, H, W]\n");
+        return;
+    }
+    int64_t c = t->dims[1], plane = t->dims[2] * t->dims[3];
+    int64_t *count = calloc((size_t)c, sizeof *count);
+    if (!count) return;
+    const float *d = t->data;
+    for (int64_t i = 0; i < plane; i++) {
+        int64_t b = 0;
+        for (int64_t k = 1; k < c; k++)
+            if (d[k * plane + i] > d[b * plane + i]) b = k;
+        count[b]++;
+    }
+    for (int j = 0; j < top; j++) {
+        int64_t b = -1;
+        for (int64_t k = 0; k < c; k++)
+            if (count[k] > 0 && (b < 0 || count[k] > count[b])) b = k;
+        if (b < 0) break;
+        emit(buf, len, "  class %lld %s%spixels %lld (%.1f%%)\n", (long long)b, b < lb->n ? lb->name[b] : "",
+             b < lb->n ? " " : "", (long long)count[b], 100.0 * count[b] / plane);
+        count[b] = -1;
+    }
+    free(count);
+}
+
+static void tensors(const struct qcal_exec *ex, char **buf, size_t *len)
+{
+    for (int i = 0; i < qcal_exec_num_outputs(ex); i++) {
+        const struct qcal_tensor *t = qcal_exec_output(ex, i);
+        char shape[96];
+        emit(buf, len, "  %s: %s %s", qcal_exec_output_name(ex, i), qcal_dtype_name(t->dtype),
+             qcal_shape_str(t, shape, sizeof shape));
+        if (t->dtype == QCAL_F32 && qcal_tensor_numel(t) > 0) {
+            const float *d = t->data;
+            double mn = d[0], mx = d[0], s = 0;
+            for (int64_t k = 0; k < qcal_tensor_numel(t); k++) {
+                mn = d[k] < mn ? d[k] : mn;
+                mx = d[k] > mx ? d[k] : mx;
+                s += d[k];
+            }
+            emit(buf, len, " min %.6g max %.6g mean %.6g", mn, mx, s / (double)qcal_tensor_numel(t));
+        }
+        emit(buf, len, "\n");
+    }
+}
+
+static int output_index(const struct qcal_exec *ex, const char *name)
+{
+    for (int i = 0; name && i < qcal_exec_num_outputs(ex); i++)
+        if (strcmp(qcal_exec_output_name(ex, i), name) == 0) return i;
+    return name ? -1 : 0;
+}
+
+static enum qcal_status dump(const char *dir, const char *image, const char *what, const struct qcal_tensor *t)
+{
+    char stem[512], path[4096];
+    const char *base = strrchr(image, '/');
+    snprintf(stem, sizeof stem, "%s.%s", base ? base + 1 : image, what);
+    cli_sanitize(stem);
+    snprintf(path, sizeof path, "%s/%s.npy", dir, stem);
+    return qcal_npy_write(path, t);
+}
+
+int cli_infer_job(int argc, char **argv)
+{
+    enum { O_KERNELS = 1000, O_THREADS, O_TOP, O_OUTDIR };
+    static const struct option opts[] = {
+        {"kernels", required_argument, 0, O_KERNELS}, {"threads", required_argument, 0, O_THREADS},
+        {"top", required_argument, 0, O_TOP},         {"output-dir", required_argument, 0, O_OUTDIR},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+    enum qcal_status st = QCAL_OK;
+    int kernels = QCAL_KERNELS_AUTO, top = 0;
+    const char *out_dir = NULL;
+    struct qcal_job *job = NULL;
+    struct qcal_graph *g = NULL;
+    struct qcal_plan *plan = NULL;
+    struct qcal_image_list list = {0};
+    struct labels lb = {0};
+    char **results = NULL;
+    enum qcal_status *status = NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_KERNELS:
+            kernels = !strcmp(optarg, "dnnl") ? QCAL_KERNELS_DNNL : !strcmp(optarg, "blas") ? QCAL_KERNELS_BLAS
+                    : !strcmp(optarg, "ref") ? QCAL_KERNELS_REF : -1;
+            if (kernels < 0) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--kernels '%s': expected dnnl, blas or ref", optarg);
+                goto cleanup;
+            }
+            break;
+        case O_THREADS:
+            if (atoi(optarg) < 1) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--threads must be >= 1");
+                goto cleanup;
+            }
+            omp_set_num_threads(atoi(optarg));
+            break;
+        case O_TOP: top = atoi(optarg); break;
+        case O_OUTDIR: out_dir = optarg; break;
+        case 'h': fputs(usage, stdout); goto cleanup;
+        default:
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "infer: unknown option or missing value in '%s' (see qcal infer "
+                          "JOB.yml --help)", argv[optind - 1]);
+            goto cleanup;
+        }
+    }
+    QCAL_CHECK(qcal_job_load(argv[optind], &job));
+    if (top <= 0) top = job->adapter.top_k;
+    QCAL_CHECK(labels_load(job->adapter.labels, &lb));
+    if (optind + 1 < argc) {
+        for (int i = optind + 1; i < argc; i++) {
+            struct qcal_image_list one;
+            QCAL_CHECK(qcal_image_list_load(argv[i], &one)); /* a folder expands to its images */
+            for (int k = 0; k < one.count; k++) {
+                if (list.count == list.cap) {
+                    int cap = list.cap ? 2 * list.cap : 64;
+                    list.paths = realloc(list.paths, sizeof(char *) * (size_t)cap);
+                    list.labels = realloc(list.labels, sizeof(int64_t) * (size_t)cap);
+                    list.cap = cap;
+                }
+                list.paths[list.count] = strdup(one.paths[k]);
+                list.labels[list.count++] = -1;
+            }
+            qcal_image_list_free(&one);
+        }
+    } else if (job->validation_data.present) {
+        QCAL_CHECK(qcal_image_list_load(job->validation_data.source, &list));
+    } else {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: give images, or a validation dataset in the job", job->path);
+        goto cleanup;
+    }
+    QCAL_CHECK(qcal_onnx_load(job->model, &g));
+    struct qcal_input_shape shapes[QCAL_JOB_MAX_INPUTS];
+    int n_shapes = 0;
+    for (int i = 0; i < job->n_inputs; i++) {
+        if (!job->inputs[i].ndim) continue;
+        shapes[n_shapes].name = job->inputs[i].name ? job->inputs[i].name
+                                                    : (i < g->n_inputs ? g->values[g->inputs[i]].name : NULL);
+        shapes[n_shapes].ndim = job->inputs[i].ndim;
+        memcpy(shapes[n_shapes].dims, job->inputs[i].shape, sizeof shapes[n_shapes].dims);
+        n_shapes++;
+    }
+    struct qcal_prepare_options po = {.n_shapes = n_shapes, .shapes = shapes, .optimize = true};
+    QCAL_CHECK(qcal_model_prepare(g, &po));
+    if (g->n_inputs != 1) {
+        st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: images feed models with one input; this one has %d", job->model,
+                      g->n_inputs);
+        goto cleanup;
+    }
+    struct qcal_plan_options plo = {.kernels = kernels};
+    QCAL_CHECK(qcal_plan_create(g, &plo, &plan));
+    const struct qcal_tensor in_t = g->values[g->inputs[0]].t;
+    if (in_t.ndim != 4 || in_t.dims[0] != 1 || in_t.dtype != QCAL_F32) {
+        st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input must be float32 [1, C, H, W] (or NHWC), is %s",
+                      job->model, qcal_dtype_name(in_t.dtype));
+        goto cleanup;
+    }
+    const int channels = (int)(job->prep.nhwc ? in_t.dims[3] : in_t.dims[1]);
+    if (channels != 1 && channels != 3) {
+        st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input has %d channels; 1 or 3 expected%s", job->model, channels,
+                      job->prep.nhwc ? "" : " (layout NHWC in the job?)");
+        goto cleanup;
+    }
+    results = calloc((size_t)list.count, sizeof *results);
+    status = calloc((size_t)list.count, sizeof *status);
+    if (!results || !status) {
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        goto cleanup;
+    }
+    int failed = 0;
+    const int n = list.count;
+#pragma omp parallel if (n > 1)
+    {
+        struct qcal_exec *ex = NULL;
+        struct qcal_tensor x = in_t;
+        x.data = qcal_malloc(qcal_tensor_bytes(&in_t));
+        enum qcal_status tst = x.data ? qcal_exec_create(plan, &ex) : QCAL_OUT_OF_MEMORY;
+#pragma omp for schedule(dynamic)
+        for (int i = 0; i < n; i++) {
+            int stop;
+#pragma omp atomic read
+            stop = failed;
+            if (stop || tst != QCAL_OK) {
+                status[i] = tst != QCAL_OK ? tst : QCAL_INVALID_DATA;
+                continue;
+            }
+            struct qcal_image im;
+            enum qcal_status s = qcal_image_load(list.paths[i], channels == 1 ? 1 : 3, &im);
+            float *work = NULL;
+            if (s == QCAL_OK) {
+                work = qcal_malloc(2 * sizeof(float) * qcal_prep_work_floats(&job->prep, im.width, im.height, im.channels));
+                s = work ? qcal_prep_run(&job->prep, &im, list.paths[i], work, &x) : QCAL_OUT_OF_MEMORY;
+            }
+            qcal_free(work);
+            qcal_image_free(&im);
+            if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, &x);
+            if (s == QCAL_OK) s = qcal_exec_run(ex);
+            char *buf = NULL;
+            size_t len = 0;
+            if (s == QCAL_OK) {
+                emit(&buf, &len, "%s\n", list.paths[i]);
+                int oi = output_index(ex, job->adapter.output);
+                if (oi < 0) {
+                    s = QCAL_ERR(QCAL_INVALID_JOB, "%s: adapter output '%s' is not an output of %s", job->path,
+                                 job->adapter.output, job->model);
+                } else if (job->adapter.kind == QCAL_ADAPTER_CLASSIFICATION) {
+                    classification(job, &lb, qcal_exec_output(ex, oi), top, &buf, &len);
+                } else if (job->adapter.kind == QCAL_ADAPTER_SEGMENTATION) {
+                    segmentation(&lb, qcal_exec_output(ex, oi), top, &buf, &len);
+                } else {
+                    tensors(ex, &buf, &len);
+                }
+            }
+            if (s == QCAL_OK && out_dir) {
+                s = dump(out_dir, list.paths[i], "input", &x);
+                for (int k = 0; s == QCAL_OK && k < qcal_exec_num_outputs(ex); k++)
+                    s = dump(out_dir, list.paths[i], qcal_exec_output_name(ex, k), qcal_exec_output(ex, k));
+            }
+            status[i] = s;
+            results[i] = buf;
+            if (s != QCAL_OK) {
+#pragma omp atomic write
+                failed = 1;
+            }
+        }
+        qcal_exec_destroy(ex);
+        qcal_free(x.data);
+    }
+    for (int i = 0; i < n; i++) {
+        if (status[i] != QCAL_OK) {
+            st = status[i];
+            break;
+        }
+        fputs(results[i] ? results[i] : "", stdout);
+    }
+cleanup:
+    for (int i = 0; results && i < list.count; i++) free(results[i]);
+    free(results);
+    free(status);
+    labels_free(&lb);
+    qcal_image_list_free(&list);
+    qcal_plan_destroy(plan);
+    qcal_graph_destroy(g);
+    qcal_job_destroy(job);
+    return qcal_status_exit_code(st);
+}
