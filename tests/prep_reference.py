@@ -59,7 +59,8 @@ def area_matrix(n_in, n_out):
 
 def ref_area(img, w, h):
     mx, my = area_matrix(img.shape[1], w), area_matrix(img.shape[0], h)
-    return np.einsum("yi,ixc,wx->ywc", my, img, mx)
+    rows = np.tensordot(my, img, axes=(1, 0))                       # h x W_in x C
+    return np.tensordot(rows, mx, axes=(1, 1)).transpose(0, 2, 1)   # h x w x C
 
 
 def to_hwc(a):  # tool output [1, C, H, W] -> H x W x C
