@@ -27,6 +27,8 @@ static const char usage[] =
     "  --threads N              OpenMP threads (images are spread over them)\n"
     "  --top K                  predictions shown per image (default: the adapter's top_k)\n"
     "  --output-dir DIR         write each image's preprocessed input and outputs as .npy\n"
+    "  --timing                 print the mean time per image of decoding + preprocessing and\n"
+    "                           of inference (summed over threads)\n"
     "  -h, --help               this help\n";
 
 struct labels {
@@ -182,14 +184,17 @@ static enum qcal_status dump(const char *dir, const char *image, const char *wha
 
 int cli_infer_job(int argc, char **argv)
 {
-    enum { O_KERNELS = 1000, O_THREADS, O_TOP, O_OUTDIR };
+    enum { O_KERNELS = 1000, O_THREADS, O_TOP, O_OUTDIR, O_TIMING };
     static const struct option opts[] = {
         {"kernels", required_argument, 0, O_KERNELS}, {"threads", required_argument, 0, O_THREADS},
         {"top", required_argument, 0, O_TOP},         {"output-dir", required_argument, 0, O_OUTDIR},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        {"timing", no_argument, 0, O_TIMING},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     int kernels = QCAL_KERNELS_AUTO, top = 0;
     const char *out_dir = NULL;
+    bool timing = false;
+    double data_seconds = 0, infer_seconds = 0;
     struct qcal_job *job = NULL;
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
@@ -219,6 +224,7 @@ int cli_infer_job(int argc, char **argv)
             break;
         case O_TOP: top = atoi(optarg); break;
         case O_OUTDIR: out_dir = optarg; break;
+        case O_TIMING: timing = true; break;
         case 'h': fputs(usage, stdout); goto cleanup;
         default:
             st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "infer: unknown option or missing value in '%s' (see qcal infer "
@@ -291,7 +297,7 @@ int cli_infer_job(int argc, char **argv)
     }
     int failed = 0;
     const int n = list.count;
-#pragma omp parallel if (n > 1)
+#pragma omp parallel if (n > 1) reduction(+ : data_seconds, infer_seconds)
     {
         struct qcal_exec *ex = NULL;
         struct qcal_tensor x = in_t;
@@ -307,6 +313,7 @@ int cli_infer_job(int argc, char **argv)
                 continue;
             }
             struct qcal_image im;
+            double t0 = qcal_now();
             enum qcal_status s = qcal_image_load(list.paths[i], channels == 1 ? 1 : 3, &im);
             float *work = NULL;
             if (s == QCAL_OK) {
@@ -315,8 +322,11 @@ int cli_infer_job(int argc, char **argv)
             }
             qcal_free(work);
             qcal_image_free(&im);
+            double t1 = qcal_now();
             if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, &x);
             if (s == QCAL_OK) s = qcal_exec_run(ex);
+            data_seconds += t1 - t0;
+            infer_seconds += qcal_now() - t1;
             char *buf = NULL;
             size_t len = 0;
             if (s == QCAL_OK) {
@@ -355,6 +365,10 @@ int cli_infer_job(int argc, char **argv)
         }
         fputs(results[i] ? results[i] : "", stdout);
     }
+    if (st == QCAL_OK && timing)
+        printf("timing_ms_per_image data %.3f inference %.3f data/inference %.3f images %d threads %d\n",
+               1e3 * data_seconds / n, 1e3 * infer_seconds / n, data_seconds / infer_seconds, n,
+               omp_get_max_threads());
 cleanup:
     for (int i = 0; results && i < list.count; i++) free(results[i]);
     free(results);
