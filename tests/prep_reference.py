@@ -120,6 +120,25 @@ def main():
         ok = got is not None and to_hwc(got).shape == ref.shape and np.abs(to_hwc(got) - ref).max() <= 1
         check(f"EXIF orientation {o} vs PIL exif_transpose", ok, f"{None if got is None else to_hwc(got).shape} vs {ref.shape}")
 
+    # DCT-scaled decoding: the smallest libjpeg scale that stays at least the size asked for;
+    # PIL's draft mode uses the same libjpeg scaling
+    for (mw, mh), want in [((300, 200), (300, 200)), ((150, 100), (150, 100)), ((140, 90), (150, 100)),
+                           ((0, 0), (600, 400))]:
+        got = tool(f"{w}/coffee.jpg", "--min", f"{mw}x{mh}")
+        ref_im = Image.open(f"{w}/coffee.jpg")
+        ref_im.draft("RGB", want)
+        ref = np.asarray(ref_im.convert("RGB"), np.float32)
+        ok = got is not None and to_hwc(got).shape == ref.shape and ref.shape[:2] == (want[1], want[0]) \
+            and np.abs(to_hwc(got) - ref).max() <= 1
+        check(f"DCT-scaled decode for at least {mw}x{mh} gives {want[0]}x{want[1]} like PIL draft", ok)
+    got = tool(f"{w}/coffee.jpg", "--min", "301x10")  # libjpeg-turbo also scales by 5/8: 375x250
+    check("DCT scaling takes the M/8 scales too", got is not None and to_hwc(got).shape[:2] == (250, 375),
+          None if got is None else to_hwc(got).shape)
+    # stored 451x300, upright 300x451: at least 100x200 upright is 1/2 of the stored image (sizes round up)
+    got = tool(f"{w}/chelsea_exif6.jpg", "--min", "100x200")
+    check("DCT scaling respects EXIF rotation", got is not None and to_hwc(got).shape[:2] == (226, 150),
+          None if got is None else to_hwc(got).shape)
+
     src = np.asarray(photos["coffee"], np.float32)  # 400 x 600
     png = f"{w}/coffee.png"
     for (tw, th) in [(224, 224), (300, 170), (900, 650)]:

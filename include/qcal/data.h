@@ -39,6 +39,13 @@ void qcal_image_free(struct qcal_image *im);
 enum qcal_status qcal_image_decode(const void *data, size_t size, const char *name, int channels,
                                    struct qcal_image *out);
 enum qcal_status qcal_image_load(const char *path, int channels, struct qcal_image *out);
+/* The same, letting JPEGs decode at a reduced scale (1/2, 1/4, 1/8 through the DCT) as long
+ * as the upright result stays at least min_width x min_height: much faster for large
+ * photos, and what the first resize needs. 0 x 0 decodes at full size. */
+enum qcal_status qcal_image_load_scaled(const char *path, int channels, int min_width, int min_height,
+                                        struct qcal_image *out);
+enum qcal_status qcal_image_decode_scaled(const void *data, size_t size, const char *name, int channels,
+                                          int min_width, int min_height, struct qcal_image *out);
 
 /*
  * Preprocessing, as in OpenVINO's Accuracy Checker, applied in order to a float copy of the

@@ -24,6 +24,7 @@ struct qcal_job_input {
     int64_t shape[QCAL_MAX_DIMS];
     bool nhwc;               /* layout the model takes */
     int color;               /* enum qcal_color */
+    bool decode_scaling;     /* JPEGs may decode at 1/2..1/8 scale before a shrinking resize */
 };
 
 enum qcal_annotation_format {

@@ -289,6 +289,16 @@ int cli_infer_job(int argc, char **argv)
                       job->prep.nhwc ? "" : " (layout NHWC in the job?)");
         goto cleanup;
     }
+    /* decode_scaling: the first geometric step, if a resize, says how small a JPEG may decode */
+    int min_w = 0, min_h = 0;
+    for (int k = 0; job->n_inputs && job->inputs[0].decode_scaling && k < job->prep.n; k++) {
+        const struct qcal_prep_step *s = &job->prep.steps[k];
+        if (s->kind == QCAL_PREP_CENTER_CROP) break;
+        if (s->kind != QCAL_PREP_RESIZE) continue;
+        if (s->mode == QCAL_RESIZE_EXACT) min_w = s->width, min_h = s->height;
+        else if (s->mode == QCAL_RESIZE_SHORTER_SIDE) min_w = min_h = s->width;
+        break;
+    }
     results = calloc((size_t)list.count, sizeof *results);
     status = calloc((size_t)list.count, sizeof *status);
     if (!results || !status) {
@@ -314,7 +324,7 @@ int cli_infer_job(int argc, char **argv)
             }
             struct qcal_image im;
             double t0 = qcal_now();
-            enum qcal_status s = qcal_image_load(list.paths[i], channels == 1 ? 1 : 3, &im);
+            enum qcal_status s = qcal_image_load_scaled(list.paths[i], channels == 1 ? 1 : 3, min_w, min_h, &im);
             float *work = NULL;
             if (s == QCAL_OK) {
                 work = qcal_malloc(2 * sizeof(float) * qcal_prep_work_floats(&job->prep, im.width, im.height, im.channels));

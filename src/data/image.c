@@ -86,8 +86,22 @@ static enum qcal_status apply_orientation(struct qcal_image *im, int o, const ch
     return QCAL_OK;
 }
 
-static enum qcal_status decode_jpeg(const uint8_t *d, size_t n, const char *name, int channels,
-                                    struct qcal_image *out)
+/* The smallest TurboJPEG scale (num/denom <= 1) keeping w x h at least min_w x min_h. */
+static void pick_scale(int w, int h, int min_w, int min_h, tjscalingfactor *best)
+{
+    best->num = best->denom = 1;
+    if (min_w <= 0 && min_h <= 0) return;
+    int count = 0;
+    tjscalingfactor *f = tjGetScalingFactors(&count);
+    for (int i = 0; f && i < count; i++) {
+        if (f[i].num > f[i].denom) continue;
+        int sw = TJSCALED(w, f[i]), sh = TJSCALED(h, f[i]);
+        if (sw >= min_w && sh >= min_h && (long)f[i].num * best->denom < (long)best->num * f[i].denom) *best = f[i];
+    }
+}
+
+static enum qcal_status decode_jpeg(const uint8_t *d, size_t n, const char *name, int channels, int min_w,
+                                    int min_h, struct qcal_image *out)
 {
     enum qcal_status st = QCAL_OK;
     tjhandle tj = tjInitDecompress();
@@ -105,6 +119,11 @@ static enum qcal_status decode_jpeg(const uint8_t *d, size_t n, const char *name
         st = QCAL_ERR(QCAL_INVALID_DATA, "%s: JPEG of %dx%d pixels is not supported", name, w, h);
         goto cleanup;
     }
+    int orient = exif_orientation(d, n);
+    tjscalingfactor sf;
+    if (orient >= 5) pick_scale(w, h, min_h, min_w, &sf); /* rotated a quarter turn afterwards */
+    else pick_scale(w, h, min_w, min_h, &sf);
+    w = TJSCALED(w, sf), h = TJSCALED(h, sf);
     out->width = w, out->height = h, out->channels = channels;
     out->pixels = qcal_malloc((size_t)w * (size_t)h * (size_t)channels);
     if (!out->pixels) {
@@ -117,7 +136,7 @@ static enum qcal_status decode_jpeg(const uint8_t *d, size_t n, const char *name
         st = QCAL_ERR(QCAL_INVALID_DATA, "%s: corrupt or truncated JPEG (%s)", name, tjGetErrorStr2(tj));
         goto cleanup;
     }
-    st = apply_orientation(out, exif_orientation(d, n), name);
+    st = apply_orientation(out, orient, name);
 cleanup:
     tjDestroy(tj);
     if (st != QCAL_OK) qcal_image_free(out);
@@ -161,17 +180,29 @@ static enum qcal_status decode_png(const uint8_t *d, size_t n, const char *name,
 enum qcal_status qcal_image_decode(const void *data, size_t size, const char *name, int channels,
                                    struct qcal_image *out)
 {
+    return qcal_image_decode_scaled(data, size, name, channels, 0, 0, out);
+}
+
+enum qcal_status qcal_image_decode_scaled(const void *data, size_t size, const char *name, int channels,
+                                          int min_w, int min_h, struct qcal_image *out)
+{
     const uint8_t *d = data;
     memset(out, 0, sizeof *out);
     if (channels != 1 && channels != 3)
         return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: images decode to 1 or 3 channels, not %d", name, channels);
     if (size == 0) return QCAL_ERR(QCAL_INVALID_DATA, "%s: empty file", name);
-    if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return decode_jpeg(d, size, name, channels, out);
+    if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return decode_jpeg(d, size, name, channels, min_w, min_h, out);
     if (size >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) return decode_png(d, size, name, channels, out);
     return QCAL_ERR(QCAL_INVALID_DATA, "%s: not a JPEG or PNG image", name);
 }
 
 enum qcal_status qcal_image_load(const char *path, int channels, struct qcal_image *out)
+{
+    return qcal_image_load_scaled(path, channels, 0, 0, out);
+}
+
+enum qcal_status qcal_image_load_scaled(const char *path, int channels, int min_w, int min_h,
+                                        struct qcal_image *out)
 {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
@@ -189,7 +220,7 @@ enum qcal_status qcal_image_load(const char *path, int channels, struct qcal_ima
     }
     size_t got = fread(buf, 1, size, f);
     fclose(f);
-    enum qcal_status st = got == size ? qcal_image_decode(buf, size, path, channels, out)
+    enum qcal_status st = got == size ? qcal_image_decode_scaled(buf, size, path, channels, min_w, min_h, out)
                                       : QCAL_ERR(QCAL_IO_ERROR, "%s: short read", path);
     free(buf);
     return st;

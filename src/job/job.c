@@ -276,7 +276,7 @@ static enum qcal_status read_step(const struct reader *r, const struct ynode *n,
 
 static enum qcal_status read_input(const struct reader *r, const struct ynode *n, struct qcal_job_input *in)
 {
-    static const char *const keys[] = {"name", "shape", "layout", "color", NULL};
+    static const char *const keys[] = {"name", "shape", "layout", "color", "decode_scaling", NULL};
     static const char *const layouts[] = {"NCHW", "NHWC", NULL};
     static const char *const colors[] = {"RGB", "BGR", "GRAY", NULL};
     enum qcal_status st = want(r, n, YNODE_MAPPING, "input");
@@ -295,6 +295,8 @@ static enum qcal_status read_input(const struct reader *r, const struct ynode *n
     if ((v = get(n, "layout")) && (st = get_enum(r, v, "layout", layouts, &layout)) != QCAL_OK) return st;
     in->nhwc = layout == 1;
     if ((v = get(n, "color")) && (st = get_enum(r, v, "color", colors, &in->color)) != QCAL_OK) return st;
+    if ((v = get(n, "decode_scaling")) && (st = get_bool(r, v, "decode_scaling", &in->decode_scaling)) != QCAL_OK)
+        return st;
     return QCAL_OK;
 }
 

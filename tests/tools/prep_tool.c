@@ -1,7 +1,7 @@
 /* Test tool: decodes an image, runs preprocessing steps given on the command line and
  * writes the result as .npy ([1, C, H, W] float32, or [1, H, W, C] with --nhwc).
  *
- *   prep_tool IMAGE OUT.npy [--gray] [--nhwc] STEP...
+ *   prep_tool IMAGE OUT.npy [--gray] [--nhwc] [--min WxH] STEP...   (--min: JPEG DCT scaling)
  *   STEP: resize=WxH:INTERP  shorter=S:INTERP  fit=WxH:INTERP:PAD  crop=WxH  swaprb
  *         norm=M1,M2,M3/S1,S2,S3  scale=F        INTERP: bilinear | nearest | area
  */
@@ -26,13 +26,14 @@ int main(int argc, char **argv)
         return 2;
     }
     struct qcal_prep p = {0};
-    int channels = 3;
+    int channels = 3, min_w = 0, min_h = 0;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i];
         struct qcal_prep_step *s = &p.steps[p.n];
         memset(s, 0, sizeof *s);
         if (strcmp(a, "--gray") == 0) { channels = 1; continue; }
         if (strcmp(a, "--nhwc") == 0) { p.nhwc = true; continue; }
+        if (strcmp(a, "--min") == 0 && i + 1 < argc) { sscanf(argv[++i], "%dx%d", &min_w, &min_h); continue; }
         if (strncmp(a, "resize=", 7) == 0) {
             s->kind = QCAL_PREP_RESIZE, s->mode = QCAL_RESIZE_EXACT;
             sscanf(a + 7, "%dx%d", &s->width, &s->height);
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
         p.n++;
     }
     struct qcal_image im;
-    enum qcal_status st = qcal_image_load(argv[1], channels, &im);
+    enum qcal_status st = qcal_image_load_scaled(argv[1], channels, min_w, min_h, &im);
     if (st != QCAL_OK) return qcal_status_exit_code(st);
     int w, h;
     qcal_prep_output_size(&p, im.width, im.height, &w, &h);
