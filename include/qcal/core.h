@@ -82,6 +82,10 @@ void qcal_free(void *ptr);
 char *qcal_strdup(const char *s);
 static inline size_t qcal_align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
+/* Reads a whole regular file (at most max_bytes, 0: no limit) into memory owned by the
+ * caller (free()), NUL-terminated past *size_out. Errors name the file. */
+enum qcal_status qcal_read_file(const char *path, size_t max_bytes, void **data_out, size_t *size_out);
+
 /* Monotonic time in seconds. */
 double qcal_now(void);
 

@@ -1,10 +1,7 @@
 /* JPEG (TurboJPEG) and PNG (libpng) decoding into 8-bit RGB or gray, upright. */
-#include <errno.h>
 #include <png.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <turbojpeg.h>
 
 #include "qcal/data.h"
@@ -205,23 +202,10 @@ enum qcal_status qcal_image_load_scaled(const char *path, int channels, int min_
                                         struct qcal_image *out)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return QCAL_ERR(QCAL_IO_ERROR, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    uint8_t *buf = malloc(size ? size : 1);
-    if (!buf) {
-        fclose(f);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, size, f);
-    fclose(f);
-    enum qcal_status st = got == size ? qcal_image_decode_scaled(buf, size, path, channels, min_w, min_h, out)
-                                      : QCAL_ERR(QCAL_IO_ERROR, "%s: short read", path);
+    void *buf = NULL;
+    size_t size = 0;
+    enum qcal_status st = qcal_read_file(path, 0, &buf, &size);
+    if (st == QCAL_OK) st = qcal_image_decode_scaled(buf, size, path, channels, min_w, min_h, out);
     free(buf);
     return st;
 }

@@ -560,38 +560,11 @@ enum qcal_status qcal_job_load_string(const char *text, size_t size, const char 
 enum qcal_status qcal_job_load(const char *path, struct qcal_job **job_out)
 {
     *job_out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t size = 0, cap = 0;
-    for (;;) {
-        if (size == cap) {
-            cap = cap ? 2 * cap : 4096;
-            if (cap > ((size_t)16 << 20)) {
-                free(buf);
-                fclose(f);
-                return QCAL_ERR(QCAL_INVALID_JOB, "%s: larger than 16 MiB; not a job file", path);
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + size, 1, cap - size, f);
-        size += got;
-        if (got == 0) break;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return QCAL_ERR(QCAL_IO_ERROR, "%s: read error", path);
-    }
-    enum qcal_status st = qcal_job_load_string(buf ? buf : "", size, path, job_out);
-    free(buf);
+    void *text = NULL;
+    size_t size = 0;
+    enum qcal_status st = qcal_read_file(path, (size_t)16 << 20, &text, &size);
+    if (st == QCAL_OK) st = qcal_job_load_string(text, size, path, job_out);
+    free(text);
     return st;
 }
 

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "onnx.pb-c.h"
 
@@ -15,33 +14,6 @@ struct load_ctx {
     char dir[PATH_MAX];      /* model folder, for external data */
     char dir_real[PATH_MAX]; /* its canonical form */
 };
-
-static enum qcal_status read_file(const char *path, uint8_t **data_out, size_t *size_out)
-{
-    *data_out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return QCAL_ERR(QCAL_IO_ERROR, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    uint8_t *data = malloc(size ? size : 1);
-    if (!data) {
-        fclose(f);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, size);
-    }
-    size_t got = fread(data, 1, size, f);
-    fclose(f);
-    if (got != size) {
-        free(data);
-        return QCAL_ERR(QCAL_IO_ERROR, "%s: short read (%zu of %zu bytes)", path, got, size);
-    }
-    *data_out = data;
-    *size_out = size;
-    return QCAL_OK;
-}
 
 /* Reads `length` bytes at `offset` of an external data file, refusing any location that
  * resolves outside the model's folder (absolute paths, "..", symlinks out). */
@@ -482,10 +454,10 @@ enum qcal_status qcal_onnx_load_buffer(const void *data, size_t size, const char
 
 enum qcal_status qcal_onnx_load(const char *path, struct qcal_graph **graph_out)
 {
-    uint8_t *data = NULL;
+    void *data = NULL;
     size_t size = 0;
     *graph_out = NULL;
-    enum qcal_status st = read_file(path, &data, &size);
+    enum qcal_status st = qcal_read_file(path, 0, &data, &size);
     if (st != QCAL_OK) return st;
     if (size == 0) {
         free(data);
