@@ -6,6 +6,11 @@
 
 /* Prints an output: top-k classes for 2-D float outputs, shape/min/max/mean otherwise. */
 void cli_summarize(const char *name, const struct qcal_tensor *t, int top);
+/* Indices of the k largest of row[0..n) in descending order (ties: the lower index),
+ * k <= n and k <= 64; returns k. */
+int cli_top_k(const float *row, int64_t n, int k, int64_t *out);
+/* dnnl | blas | ref | auto -> enum qcal_kernels, -1 for anything else. */
+int cli_parse_kernels(const char *s);
 /* Replaces characters unfit for file names with '_'. */
 void cli_sanitize(char *s);
 /* `qcal infer JOB.yml [IMAGE...]`. */

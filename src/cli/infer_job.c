@@ -99,16 +99,9 @@ static void classification(const struct qcal_job *job, const struct labels *lb, 
     if (!probs)
         for (int64_t i = 0; i < c; i++) z += exp(d[i] - mx);
     int64_t chosen[64];
-    int k = top < c ? top : (int)c;
-    if (k > 64) k = 64;
+    int k = cli_top_k(d, c, top, chosen);
     for (int j = 0; j < k; j++) {
-        int64_t b = -1;
-        for (int64_t i = 0; i < c; i++) {
-            bool taken = false;
-            for (int q = 0; q < j; q++) taken |= chosen[q] == i;
-            if (!taken && (b < 0 || d[i] > d[b])) b = i;
-        }
-        chosen[j] = b;
+        int64_t b = chosen[j];
         double p = probs ? d[b] : exp(d[b] - mx) / z;
         int64_t li = b - (job->adapter.background_class >= 0 && lb->n == c - 1 ? 1 : 0);
         emit(buf, len, "  %lld %s%s(%.4f)\n", (long long)b, li >= 0 && li < lb->n ? lb->name[li] : "",
@@ -208,9 +201,7 @@ int cli_infer_job(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_KERNELS:
-            kernels = !strcmp(optarg, "dnnl") ? QCAL_KERNELS_DNNL : !strcmp(optarg, "blas") ? QCAL_KERNELS_BLAS
-                    : !strcmp(optarg, "ref") ? QCAL_KERNELS_REF : -1;
-            if (kernels < 0) {
+            if ((kernels = cli_parse_kernels(optarg)) < 0) {
                 st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--kernels '%s': expected dnnl, blas or ref", optarg);
                 goto cleanup;
             }

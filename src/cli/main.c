@@ -73,7 +73,23 @@ static enum qcal_status parse_shape(const char *arg, struct qcal_input_shape *s,
     return QCAL_OK;
 }
 
-static int parse_kernels(const char *s)
+int cli_top_k(const float *row, int64_t n, int k, int64_t *out)
+{
+    if (k > n) k = (int)n;
+    if (k > 64) k = 64;
+    for (int j = 0; j < k; j++) {
+        int64_t b = -1;
+        for (int64_t c = 0; c < n; c++) {
+            bool taken = false;
+            for (int q = 0; q < j; q++) taken |= out[q] == c;
+            if (!taken && (b < 0 || row[c] > row[b])) b = c;
+        }
+        out[j] = b;
+    }
+    return k;
+}
+
+int cli_parse_kernels(const char *s)
 {
     if (strcmp(s, "dnnl") == 0) return QCAL_KERNELS_DNNL;
     if (strcmp(s, "blas") == 0) return QCAL_KERNELS_BLAS;
@@ -92,21 +108,12 @@ void cli_summarize(const char *name, const struct qcal_tensor *t, int top)
     const float *d = t->data;
     if (t->ndim == 2 && t->dims[1] > 1) {
         int64_t rows = t->dims[0] < 8 ? t->dims[0] : 8, cols = t->dims[1];
-        int k = top < cols ? top : (int)cols;
         for (int64_t r = 0; r < rows; r++) {
             const float *row = d + r * cols;
             int64_t best[64];
+            int k = cli_top_k(row, cols, top, best);
             printf("  row %lld top-%d:", (long long)r, k);
-            for (int j = 0; j < k && j < 64; j++) {
-                int64_t b = -1;
-                for (int64_t c = 0; c < cols; c++) {
-                    bool taken = false;
-                    for (int q = 0; q < j; q++) taken |= best[q] == c;
-                    if (!taken && (b < 0 || row[c] > row[b])) b = c;
-                }
-                best[j] = b;
-                printf(" %lld (%.4f)", (long long)b, row[b]);
-            }
+            for (int j = 0; j < k; j++) printf(" %lld (%.4f)", (long long)best[j], row[best[j]]);
             printf("\n");
         }
         return;
@@ -204,7 +211,7 @@ static int cmd_infer(int argc, char **argv)
         case O_OUT: out_path = optarg; break;
         case O_OUTDIR: out_dir = optarg; break;
         case O_KERNELS:
-            if ((kernels = parse_kernels(optarg)) < 0) {
+            if ((kernels = cli_parse_kernels(optarg)) < 0) {
                 st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--kernels '%s': expected dnnl, blas or ref", optarg);
                 goto cleanup;
             }
