@@ -1,0 +1,41 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "qcal/core.h"
+
+enum qcal_status qcal_read_file(const char *path, size_t max_bytes, void **data_out, size_t *size_out)
+{
+    *data_out = NULL;
+    *size_out = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return QCAL_ERR(QCAL_IO_ERROR, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    if (max_bytes && size > max_bytes) {
+        fclose(f);
+        return QCAL_ERR(QCAL_INVALID_DATA, "%s: %zu bytes, more than the %zu such a file may hold", path, size,
+                        max_bytes);
+    }
+    char *data = malloc(size + 1); /* +1: a NUL after the bytes, for text */
+    if (!data) {
+        fclose(f);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, size);
+    }
+    size_t got = fread(data, 1, size, f);
+    fclose(f);
+    if (got != size) {
+        free(data);
+        return QCAL_ERR(QCAL_IO_ERROR, "%s: short read (%zu of %zu bytes)", path, got, size);
+    }
+    data[size] = '\0';
+    *data_out = data;
+    *size_out = size;
+    return QCAL_OK;
+}
