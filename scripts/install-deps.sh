@@ -13,7 +13,8 @@ debs=(
   libopenblas-openmp-dev
   libdnnl-dev
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-  libyaml-dev
+  libyaml-dev libexpat1-dev libcjson-dev
+  clang libclang-rt-14-dev
   python3 python3-onnx python3-numpy python3-pil python3-yaml python3-skimage
   python3-torch python3-torchvision
 )

@@ -101,3 +101,114 @@ struct qcal_image_list {
 enum qcal_status qcal_image_list_load(const char *source, struct qcal_image_list *out);
 void qcal_image_list_free(struct qcal_image_list *l);
 #endif
+
+#ifndef QCAL_DATA_SET
+#define QCAL_DATA_SET
+/*
+ * Datasets: the images of a source joined with their annotations, in a deterministic order
+ * that every rank computes alike.
+ *
+ *     struct qcal_dataset_spec spec = {.source = "val/", .format = QCAL_DATA_VOC, ...};
+ *     struct qcal_dataset ds;
+ *     if (qcal_dataset_load(&spec, &ds) != QCAL_OK) return 1;
+ *     qcal_dataset_subset(&ds, 300, true, 42);        // the same 300 on every rank
+ *     int64_t begin, end;
+ *     qcal_shard(ds.count, rank, nranks, &begin, &end); // this rank's images
+ *     ...
+ *     qcal_dataset_free(&ds);
+ *
+ * Boxes are in pixels of the upright image, x1/y1 exclusive ends as the annotations give
+ * them (VOC xmax/ymax, COCO x + w / y + h).
+ */
+enum qcal_data_format {
+    QCAL_DATA_NONE,       /* images only (labels from a `path label` list file, if given) */
+    QCAL_DATA_IMAGENET,   /* `file label` lines (annotations), or a list file with labels */
+    QCAL_DATA_SUBFOLDERS, /* source/<class>/...: the class is the subfolder */
+    QCAL_DATA_VOC,        /* Pascal VOC: Annotations/ XML files (+ an ImageSets/Main list) */
+    QCAL_DATA_COCO,       /* COCO instances JSON */
+    QCAL_DATA_MASKS,      /* semantic segmentation masks as PNG (palette indices; 255 = ignore) */
+};
+
+struct qcal_dataset_spec {
+    const char *source;      /* image folder, image or list file */
+    const char *annotations; /* file or folder, per format (NULL: none) */
+    const char *imageset;    /* VOC/masks: file of image ids, one per line (NULL: all) */
+    const char *masks;       /* MASKS: folder of <image stem>.png */
+    const char *classes;     /* file of class names, one per line (NULL: the format's own) */
+    int format;              /* enum qcal_data_format */
+};
+
+struct qcal_object {
+    float x0, y0, x1, y1;
+    int32_t cls;             /* index into classes */
+    uint8_t difficult;       /* VOC difficult (ignored by metrics) */
+    uint8_t crowd;           /* COCO iscrowd */
+    int32_t segm;            /* index into segms, -1: no mask */
+};
+
+enum qcal_segm_kind { QCAL_SEGM_POLYGONS, QCAL_SEGM_RLE };
+struct qcal_segm {
+    int kind;                /* enum qcal_segm_kind */
+    int width, height;       /* the image's size the mask is drawn at */
+    /* POLYGONS: values[begin, end) = n, x0, y0, ... x(n-1), y(n-1), n, ... per polygon;
+     * RLE: run lengths, column-major, starting with a run of zeros (COCO's convention). */
+    int64_t begin, end;
+};
+
+struct qcal_dataset {
+    int64_t count;
+    char **paths;            /* owned */
+    int64_t *labels;         /* class index per image, -1: none */
+    int64_t *index;          /* position in the full dataset (before a subset) */
+    char **mask_paths;       /* MASKS: per image; NULL otherwise */
+    int64_t *obj_begin;      /* count + 1 offsets into objects (NULL without boxes) */
+    struct qcal_object *objects;
+    int64_t n_objects;
+    struct qcal_segm *segms;
+    int64_t n_segms;
+    double *values;          /* polygon coordinates and RLE counts */
+    int64_t n_values;
+    int n_classes;
+    char **classes;          /* names; NULL when the dataset names none */
+    int32_t *class_ids;      /* COCO category ids (NULL otherwise) */
+    int format;
+};
+
+enum qcal_status qcal_dataset_load(const struct qcal_dataset_spec *spec, struct qcal_dataset *out);
+void qcal_dataset_free(struct qcal_dataset *ds);
+/* Keeps n images (n >= count keeps all): the first n, or n drawn with a seeded generator and
+ * kept in dataset order. The same choice on every machine, rank and run. */
+enum qcal_status qcal_dataset_subset(struct qcal_dataset *ds, int64_t n, bool random, uint64_t seed);
+
+/* Rank `rank` of `nranks` gets images [begin, end): contiguous slices in rank order whose
+ * sizes differ by at most one, so gathering per-image results in rank order restores the
+ * dataset order. */
+void qcal_shard(int64_t count, int rank, int nranks, int64_t *begin, int64_t *end);
+
+/* Draws segms[s] as a width x height mask (1 inside, row-major). Polygons are filled by the
+ * even-odd rule at pixel centres; RLE is decoded exactly. */
+enum qcal_status qcal_segm_draw(const struct qcal_dataset *ds, int64_t s, uint8_t *mask);
+
+/* A segmentation mask: one byte per pixel, the class index (palette index of a palette PNG,
+ * value of an 8-bit gray PNG); 255 conventionally means "ignore". */
+struct qcal_mask {
+    int width, height;
+    uint8_t *pixels;         /* owned (qcal_mask_free) */
+};
+enum qcal_status qcal_mask_decode(const void *data, size_t size, const char *name, struct qcal_mask *out);
+enum qcal_status qcal_mask_load(const char *path, struct qcal_mask *out);
+void qcal_mask_free(struct qcal_mask *m);
+
+/* Parsers of one annotation file held in memory (what the loaders and the fuzzers call). */
+struct qcal_voc_image {
+    char *filename;          /* <filename>, NULL when absent (owned) */
+    int width, height;       /* <size>, 0 when absent */
+    struct qcal_object *objects; /* owned */
+    int64_t n_objects;
+};
+enum qcal_status qcal_voc_parse(const char *xml, size_t size, const char *name, char *const *classes, int n_classes,
+                                struct qcal_voc_image *out);
+void qcal_voc_image_free(struct qcal_voc_image *v);
+enum qcal_status qcal_coco_parse(const char *json, size_t size, const char *name, const char *image_dir,
+                                 bool check_files, struct qcal_dataset *out);
+#endif

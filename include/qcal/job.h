@@ -27,16 +27,14 @@ struct qcal_job_input {
     bool decode_scaling;     /* JPEGs may decode at 1/2..1/8 scale before a shrinking resize */
 };
 
-enum qcal_annotation_format {
-    QCAL_ANN_NONE, QCAL_ANN_IMAGENET, QCAL_ANN_VOC, QCAL_ANN_COCO, QCAL_ANN_MASKS,
-};
-
 struct qcal_job_dataset {
     bool present;
     char *source;            /* folder of images, or a list file */
     char *annotations;       /* file or folder, by format */
-    int annotation_format;   /* enum qcal_annotation_format */
+    int annotation_format;   /* enum qcal_data_format */
     char *masks;             /* segmentation masks folder */
+    char *imageset;          /* VOC/masks image ids file */
+    char *classes;           /* class names file */
     int64_t subset;          /* 0: all */
     bool subset_random;
     int64_t seed;

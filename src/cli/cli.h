@@ -13,6 +13,13 @@ int cli_top_k(const float *row, int64_t n, int k, int64_t *out);
 int cli_parse_kernels(const char *s);
 /* Replaces characters unfit for file names with '_'. */
 void cli_sanitize(char *s);
+struct qcal_job;
+struct qcal_job_dataset;
+struct qcal_dataset;
+/* Loads one of the job's datasets with its annotations and subset. */
+enum qcal_status cli_load_dataset(const struct qcal_job *job, const struct qcal_job_dataset *d, struct qcal_dataset *ds);
+/* `qcal dataset JOB.yml`. */
+int cli_dataset(int argc, char **argv);
 /* `qcal infer JOB.yml [IMAGE...]`. */
 int cli_infer_job(int argc, char **argv);
 

@@ -16,6 +16,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  infer     run a model on inputs and print or save its outputs\n"
+    "  dataset   show what a job's dataset resolves to (images, labels, boxes, masks)\n"
     "  version   print the version\n"
     "\n"
     "Run 'qcal <command> --help' for a command's options.\n"
@@ -340,6 +341,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "infer") == 0) return cmd_infer(argc - 1, argv + 1);
+    if (strcmp(cmd, "dataset") == 0) return cli_dataset(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("qcal %s\n", QCAL_VERSION);
         return 0;

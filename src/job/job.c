@@ -302,9 +302,10 @@ static enum qcal_status read_input(const struct reader *r, const struct ynode *n
 
 static enum qcal_status read_dataset(const struct reader *r, const struct ynode *n, struct qcal_job_dataset *d)
 {
-    static const char *const keys[] = {"source", "annotations", "annotation_format", "masks", "subset",
-                                       "subset_random", "seed", "skip_bad_images", NULL};
-    static const char *const formats[] = {"none", "imagenet", "voc", "coco", "masks", NULL};
+    static const char *const keys[] = {"source", "annotations", "annotation_format", "masks", "imageset",
+                                       "classes", "subset", "subset_random", "seed", "skip_bad_images", NULL};
+    /* the order of enum qcal_data_format */
+    static const char *const formats[] = {"none", "imagenet", "subfolders", "voc", "coco", "masks", NULL};
     enum qcal_status st = want(r, n, YNODE_MAPPING, "dataset");
     if (st == QCAL_OK) st = check_keys(r, n, keys, "a dataset");
     if (st != QCAL_OK) return st;
@@ -316,9 +317,20 @@ static enum qcal_status read_dataset(const struct reader *r, const struct ynode 
     if ((v = get(n, "annotation_format")) &&
         (st = get_enum(r, v, "annotation_format", formats, &d->annotation_format)) != QCAL_OK)
         return st;
-    if (d->annotations && d->annotation_format == QCAL_ANN_NONE)
-        return JERR(r, n, "'annotations' given without 'annotation_format' (imagenet, voc, coco or masks)");
+    const int f = d->annotation_format;
+    if (d->annotations && (f == QCAL_DATA_NONE || f == QCAL_DATA_SUBFOLDERS || f == QCAL_DATA_MASKS))
+        return JERR(r, get(n, "annotations"), "'annotations' is used with annotation_format imagenet, voc or coco");
+    if (!d->annotations && (f == QCAL_DATA_VOC || f == QCAL_DATA_COCO))
+        return JERR(r, n, "annotation_format %s needs 'annotations' (%s)", f == QCAL_DATA_VOC ? "voc" : "coco",
+                    f == QCAL_DATA_VOC ? "the Annotations/ folder of XML files" : "the instances JSON file");
     if ((v = get(n, "masks")) && (st = get_path(r, v, "masks", &d->masks)) != QCAL_OK) return st;
+    if (d->masks && f != QCAL_DATA_MASKS) return JERR(r, v, "'masks' is used with annotation_format masks");
+    if (!d->masks && f == QCAL_DATA_MASKS) return JERR(r, n, "annotation_format masks needs 'masks' (a folder of PNG masks)");
+    if ((v = get(n, "imageset")) && (st = get_path(r, v, "imageset", &d->imageset)) != QCAL_OK) return st;
+    if (v && f != QCAL_DATA_VOC && f != QCAL_DATA_MASKS)
+        return JERR(r, v, "'imageset' is used with annotation_format voc or masks");
+    if ((v = get(n, "classes")) && (st = get_path(r, v, "classes", &d->classes)) != QCAL_OK) return st;
+    if (v && f == QCAL_DATA_COCO) return JERR(r, v, "'classes' is not used with coco (the JSON names the categories)");
     if ((v = get(n, "subset")) && (st = get_int(r, v, "subset", 0, INT64_MAX, &d->subset)) != QCAL_OK) return st;
     if ((v = get(n, "subset_random")) && (st = get_bool(r, v, "subset_random", &d->subset_random)) != QCAL_OK) return st;
     if ((v = get(n, "seed")) && (st = get_int(r, v, "seed", 0, INT64_MAX, &d->seed)) != QCAL_OK) return st;
@@ -581,6 +593,8 @@ void qcal_job_destroy(struct qcal_job *j)
         free(ds[i]->source);
         free(ds[i]->annotations);
         free(ds[i]->masks);
+        free(ds[i]->imageset);
+        free(ds[i]->classes);
     }
     free(j->adapter.labels);
     free(j->adapter.anchors);
