@@ -110,6 +110,32 @@ def main():
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     check("a broken image in the folder fails the run", r.returncode == 8 and lines and "zz_broken.jpg" in lines[0],
           lines[0] if lines else "")
+    # bad images: the first one in image order fails the run with one line, whatever the threads;
+    # with skip_bad_images they are skipped, named in warnings and counted
+    open(f"{w}/img/b_empty.jpg", "wb").close()
+    open(f"{w}/img/b_text.jpg", "w").write("not an image\n")
+    for t in ("1", "2"):
+        r = run(job, f"{w}/img", "--threads", t)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        check(f"bad images, {t} thread(s): one error line naming the first bad image in order",
+              r.returncode == 8 and len(lines) == 1 and "b_empty.jpg" in lines[0] and not r.stdout, r.stderr.strip())
+    r = run(job, f"{w}/img", "--skip-bad-images")
+    warns = [l for l in r.stderr.splitlines() if "skipped" in l]
+    check("--skip-bad-images: good images predicted, bad ones named and counted",
+          r.returncode == 0 and "skipped 3 of 7 images" in r.stdout and len(warns) == 3 and
+          all(b in r.stderr for b in ("b_empty.jpg", "b_text.jpg", "zz_broken.jpg")) and
+          [os.path.basename(l) for l in r.stdout.splitlines() if l.endswith(".jpg")] ==
+          ["a_title.jpg", "a_title_rot.jpg", "c_line.jpg", "c_line_rot.jpg"], r.stdout + r.stderr)
+    jtext = open(job).read().replace("../tests/", os.path.relpath(os.path.join(a.jobs, "../tests"), w) + "/")
+    jtext = jtext.replace("labels: ppocr_cls_labels.txt", f"labels: {os.path.relpath(os.path.join(a.jobs, 'ppocr_cls_labels.txt'), w)}")
+    open(f"{w}/skip.yml", "w").write(jtext + "datasets:\n  validation:\n    source: img\n    skip_bad_images: true\n")
+    r = run(f"{w}/skip.yml")
+    check("dataset skip_bad_images: true skips and counts", r.returncode == 0 and "skipped 3 of 7 images" in r.stdout,
+          r.stdout[-300:] + r.stderr)
+    os.makedirs(f"{w}/allbad")
+    open(f"{w}/allbad/x.jpg", "wb").close()
+    r = run(job, f"{w}/allbad", "--skip-bad-images")
+    check("all images bad: an error even when skipping", r.returncode == 8 and "all 1 images" in r.stderr, r.stderr)
     print(f"{total - failures} passed, {failures} failed")
     return 1 if failures else 0
 

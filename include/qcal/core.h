@@ -47,6 +47,10 @@ void qcal_log_set_rank(int rank);
 void qcal_log(enum qcal_log_level level, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* While buf is set, this thread's error messages are not printed: the first one is kept in
+ * buf (cap bytes) for the caller to report or to count as skipped. NULL stops capturing. */
+void qcal_log_capture(char *buf, size_t cap);
+
 #define QCAL_LOGE(...) qcal_log(QCAL_LOG_ERROR, __func__, __VA_ARGS__)
 #define QCAL_LOGW(...) qcal_log(QCAL_LOG_WARN, __func__, __VA_ARGS__)
 #define QCAL_LOGI(...) qcal_log(QCAL_LOG_INFO, __func__, __VA_ARGS__)

@@ -29,7 +29,29 @@ static const char usage[] =
     "  --output-dir DIR         write each image's preprocessed input and outputs as .npy\n"
     "  --timing                 print the mean time per image of decoding + preprocessing and\n"
     "                           of inference (summed over threads)\n"
+    "  --skip-bad-images        skip and count images that cannot be read instead of failing\n"
+    "                           (the dataset's skip_bad_images does the same)\n"
     "  -h, --help               this help\n";
+
+/* Appends a command-line image to a dataset without annotations. */
+static enum qcal_status push_image(struct qcal_dataset *ds, int64_t *cap, const char *path)
+{
+    if (ds->count == *cap) {
+        int64_t c = *cap ? 2 * *cap : 64;
+        char **p = qcal_realloc_array(ds->paths, (size_t)c, sizeof *p);
+        if (p) ds->paths = p;
+        int64_t *lb = qcal_realloc_array(ds->labels, (size_t)c, sizeof *lb);
+        if (lb) ds->labels = lb;
+        int64_t *ix = qcal_realloc_array(ds->index, (size_t)c, sizeof *ix);
+        if (ix) ds->index = ix;
+        if (!p || !lb || !ix) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        *cap = c;
+    }
+    if (!(ds->paths[ds->count] = qcal_strdup(path))) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    ds->labels[ds->count] = -1, ds->index[ds->count] = ds->count;
+    ds->count++;
+    return QCAL_OK;
+}
 
 struct labels {
     int n;
@@ -177,23 +199,25 @@ static enum qcal_status dump(const char *dir, const char *image, const char *wha
 
 int cli_infer_job(int argc, char **argv)
 {
-    enum { O_KERNELS = 1000, O_THREADS, O_TOP, O_OUTDIR, O_TIMING };
+    enum { O_KERNELS = 1000, O_THREADS, O_TOP, O_OUTDIR, O_TIMING, O_SKIP };
     static const struct option opts[] = {
         {"kernels", required_argument, 0, O_KERNELS}, {"threads", required_argument, 0, O_THREADS},
         {"top", required_argument, 0, O_TOP},         {"output-dir", required_argument, 0, O_OUTDIR},
         {"timing", no_argument, 0, O_TIMING},         {"help", no_argument, 0, 'h'},
+        {"skip-bad-images", no_argument, 0, O_SKIP},
         {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     int kernels = QCAL_KERNELS_AUTO, top = 0;
     const char *out_dir = NULL;
-    bool timing = false;
+    bool timing = false, skip_bad = false;
     double data_seconds = 0, infer_seconds = 0;
     struct qcal_job *job = NULL;
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
-    struct qcal_image_list list = {0};
+    struct qcal_dataset list = {0};
     struct labels lb = {0};
-    char **results = NULL;
+    char **results = NULL, **errors = NULL;
+    uint8_t *bad_image = NULL;
     enum qcal_status *status = NULL;
     optind = 1;
     opterr = 0;
@@ -216,6 +240,7 @@ int cli_infer_job(int argc, char **argv)
         case O_TOP: top = atoi(optarg); break;
         case O_OUTDIR: out_dir = optarg; break;
         case O_TIMING: timing = true; break;
+        case O_SKIP: skip_bad = true; break;
         case 'h': fputs(usage, stdout); goto cleanup;
         default:
             st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "infer: unknown option or missing value in '%s' (see qcal infer "
@@ -227,23 +252,17 @@ int cli_infer_job(int argc, char **argv)
     if (top <= 0) top = job->adapter.top_k;
     QCAL_CHECK(labels_load(job->adapter.labels, &lb));
     if (optind + 1 < argc) {
+        int64_t cap = 0;
         for (int i = optind + 1; i < argc; i++) {
             struct qcal_image_list one;
             QCAL_CHECK(qcal_image_list_load(argv[i], &one)); /* a folder expands to its images */
-            for (int k = 0; k < one.count; k++) {
-                if (list.count == list.cap) {
-                    int cap = list.cap ? 2 * list.cap : 64;
-                    list.paths = realloc(list.paths, sizeof(char *) * (size_t)cap);
-                    list.labels = realloc(list.labels, sizeof(int64_t) * (size_t)cap);
-                    list.cap = cap;
-                }
-                list.paths[list.count] = strdup(one.paths[k]);
-                list.labels[list.count++] = -1;
-            }
+            for (int k = 0; st == QCAL_OK && k < one.count; k++) st = push_image(&list, &cap, one.paths[k]);
             qcal_image_list_free(&one);
+            if (st != QCAL_OK) goto cleanup;
         }
     } else if (job->validation_data.present) {
-        QCAL_CHECK(qcal_image_list_load(job->validation_data.source, &list));
+        QCAL_CHECK(cli_load_dataset(job, &job->validation_data, &list));
+        skip_bad |= job->validation_data.skip_bad_images;
     } else {
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: give images, or a validation dataset in the job", job->path);
         goto cleanup;
@@ -292,12 +311,14 @@ int cli_infer_job(int argc, char **argv)
     }
     results = calloc((size_t)list.count, sizeof *results);
     status = calloc((size_t)list.count, sizeof *status);
-    if (!results || !status) {
+    errors = calloc((size_t)list.count, sizeof *errors);
+    bad_image = calloc((size_t)list.count, 1);
+    if (!results || !status || !errors || !bad_image) {
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
         goto cleanup;
     }
     int failed = 0;
-    const int n = list.count;
+    const int n = (int)list.count;
 #pragma omp parallel if (n > 1) reduction(+ : data_seconds, infer_seconds)
     {
         struct qcal_exec *ex = NULL;
@@ -307,13 +328,16 @@ int cli_infer_job(int argc, char **argv)
 #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
             int stop;
+            bool bad = false;
 #pragma omp atomic read
             stop = failed;
             if (stop || tst != QCAL_OK) {
-                status[i] = tst != QCAL_OK ? tst : QCAL_INVALID_DATA;
+                status[i] = tst != QCAL_OK ? tst : QCAL_STATUS_COUNT; /* not run: another image failed */
                 continue;
             }
             struct qcal_image im;
+            char err[1024];
+            qcal_log_capture(err, sizeof err); /* reported below, in image order */
             double t0 = qcal_now();
             enum qcal_status s = qcal_image_load_scaled(list.paths[i], channels == 1 ? 1 : 3, min_w, min_h, &im);
             float *work = NULL;
@@ -324,6 +348,7 @@ int cli_infer_job(int argc, char **argv)
             qcal_free(work);
             qcal_image_free(&im);
             double t1 = qcal_now();
+            if (s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR) bad = true; /* the image, not the model */
             if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, &x);
             if (s == QCAL_OK) s = qcal_exec_run(ex);
             data_seconds += t1 - t0;
@@ -349,9 +374,12 @@ int cli_infer_job(int argc, char **argv)
                 for (int k = 0; s == QCAL_OK && k < qcal_exec_num_outputs(ex); k++)
                     s = dump(out_dir, list.paths[i], qcal_exec_output_name(ex, k), qcal_exec_output(ex, k));
             }
+            qcal_log_capture(NULL, 0);
             status[i] = s;
             results[i] = buf;
-            if (s != QCAL_OK) {
+            if (s != QCAL_OK) errors[i] = strdup(err[0] ? err : qcal_status_str(s));
+            bad_image[i] = bad;
+            if (s != QCAL_OK && !(bad && skip_bad)) {
 #pragma omp atomic write
                 failed = 1;
             }
@@ -359,12 +387,25 @@ int cli_infer_job(int argc, char **argv)
         qcal_exec_destroy(ex);
         qcal_free(x.data);
     }
+    int skipped = 0, first_skipped = -1;
+    for (int i = 0; i < n; i++) { /* the first failure in image order: one deterministic line */
+        if (status[i] == QCAL_OK || status[i] == QCAL_STATUS_COUNT || (skip_bad && bad_image[i])) continue;
+        st = QCAL_ERR(status[i], "%s", errors[i] ? errors[i] : qcal_status_str(status[i]));
+        goto cleanup;
+    }
     for (int i = 0; i < n; i++) {
-        if (status[i] != QCAL_OK) {
-            st = status[i];
-            break;
+        if (status[i] != QCAL_OK && skip_bad && bad_image[i] && errors[i]) {
+            if (first_skipped < 0) first_skipped = i;
+            skipped++;
+            QCAL_LOGW("skipped: %s", errors[i]);
+            continue;
         }
         fputs(results[i] ? results[i] : "", stdout);
+    }
+    if (st == QCAL_OK && skipped == n) {
+        st = QCAL_ERR(QCAL_INVALID_DATA, "all %d images could not be read (first: %s)", n, errors[first_skipped]);
+    } else if (st == QCAL_OK && skipped) {
+        printf("skipped %d of %d images that could not be read\n", skipped, n);
     }
     if (st == QCAL_OK && timing)
         printf("timing_ms_per_image data %.3f inference %.3f data/inference %.3f images %d threads %d\n",
@@ -372,10 +413,13 @@ int cli_infer_job(int argc, char **argv)
                omp_get_max_threads());
 cleanup:
     for (int i = 0; results && i < list.count; i++) free(results[i]);
+    for (int i = 0; errors && i < list.count; i++) free(errors[i]);
+    free(errors);
+    free(bad_image);
     free(results);
     free(status);
     labels_free(&lb);
-    qcal_image_list_free(&list);
+    qcal_dataset_free(&list);
     qcal_plan_destroy(plan);
     qcal_graph_destroy(g);
     qcal_job_destroy(job);

@@ -11,15 +11,28 @@ static void (*abort_hook)(int code);
 void qcal_log_set_level(enum qcal_log_level level) { log_level = level; }
 void qcal_log_set_rank(int rank) { log_rank = rank; }
 
+static _Thread_local char *capture_buf;
+static _Thread_local size_t capture_cap;
+
+void qcal_log_capture(char *buf, size_t cap)
+{
+    capture_buf = buf, capture_cap = cap;
+    if (buf && cap) buf[0] = '\0';
+}
+
 void qcal_log(enum qcal_log_level level, const char *func, const char *fmt, ...)
 {
     static const char *const tags[] = {"error", "warning", "info", "debug"};
-    if (level > log_level) return;
+    if (level > log_level && !(level == QCAL_LOG_ERROR && capture_buf)) return;
     char msg[2048];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (level == QCAL_LOG_ERROR && capture_buf) { /* the first error is the cause */
+        if (!capture_buf[0]) snprintf(capture_buf, capture_cap, "%s", msg);
+        return;
+    }
     /* names come from input files: keep control bytes from breaking the one-line rule */
     for (char *p = msg; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
