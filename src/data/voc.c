@@ -145,6 +145,7 @@ static void XMLCALL on_end(void *ud, const XML_Char *el)
         double v = 0;
         if (f == F_FILENAME) {
             free(p->out->filename);
+            p->out->filename = NULL; /* a second <filename> replaces the first */
             if (!*t || strchr(t, '/')) return fail(p, QCAL_INVALID_DATA, "<filename> empty or with a '/'");
             if (!(p->out->filename = qcal_strdup(t))) return fail(p, QCAL_OUT_OF_MEMORY, "out of memory");
         } else if (f == F_NAME) {
