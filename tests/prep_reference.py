@@ -200,6 +200,20 @@ def main():
               lines[0] if lines else "")
     err = tool(f"{w}/chelsea.png", "crop=500x500", expect=8)
     check("image smaller than the crop", err is not None and "smaller than the 500x500 crop" in err, (err or "").strip())
+    # the fused 8-bit path (resize, crop, per-pixel steps in one pass) gives the very bytes of
+    # the generic float path; a `scale=1` before the crop forces the generic one
+    cases = [("shorter=256:bilinear", "crop=224x224", "norm=123.675,116.28,103.53/58.395,57.12,57.375"),
+             ("resize=192x48:bilinear", "swaprb", "norm=127.5/127.5", "--nhwc"),
+             ("shorter=100:nearest", "crop=90x80", "scale=0.0039215", "swaprb", "norm=0.5,0.4,0.3/0.2,0.25,0.3"),
+             ("resize=300x500:bilinear", "crop=299x480", "--gray", "scale=2"),
+             ("crop=100x60", "norm=10/3")]
+    for steps in cases:
+        geo = [x for x in steps if x.startswith(("shorter", "resize"))]
+        rest = [x for x in steps if x not in geo]
+        fused = tool(f"{w}/coffee.jpg", *steps)
+        generic = tool(f"{w}/coffee.jpg", *geo, "scale=1", *rest)
+        check(f"fused path == generic path {' '.join(steps)}", fused is not None and generic is not None and
+              fused.tobytes() == generic.tobytes())
     print(f"{total - failures} passed, {failures} failed")
     return 1 if failures else 0
 

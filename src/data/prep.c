@@ -37,11 +37,16 @@ static void resize_target(const struct qcal_prep_step *s, int w, int h, int *rw,
 /* Walks the steps' sizes; returns the largest intermediate in floats. */
 static size_t walk_sizes(const struct qcal_prep *p, int *w, int *h, int c)
 {
-    size_t best = (size_t)*w * (size_t)*h * (size_t)c;
+    /* the image, and the fast path's sampling tables and row when there is no resize */
+    size_t best = (size_t)*w * (size_t)*h * (size_t)c + 3 * ((size_t)*w + (size_t)*h) + 64;
     for (int i = 0; i < p->n; i++) {
         const struct qcal_prep_step *s = &p->steps[i];
         int rw, rh, ow = *w, oh = *h;
-        if (s->kind == QCAL_PREP_RESIZE) resize_target(s, *w, *h, &rw, &rh, &ow, &oh);
+        if (s->kind == QCAL_PREP_RESIZE) {
+            resize_target(s, *w, *h, &rw, &rh, &ow, &oh);
+            size_t tables = (size_t)rw + (size_t)rh + (size_t)(rw > ow ? rw : ow); /* sampling tables, a row */
+            if (tables > best) best = tables;
+        }
         else if (s->kind == QCAL_PREP_CENTER_CROP) ow = s->width < *w ? s->width : *w, oh = s->height < *h ? s->height : *h;
         *w = ow, *h = oh;
         size_t n = (size_t)ow * (size_t)oh * (size_t)c;
@@ -147,9 +152,154 @@ static void resize_area(const struct plane *src, struct plane *dst, int dst_stri
     }
 }
 
+/* Per output channel: the image channel it reads and the arithmetic of the per-pixel steps,
+ * in job order, as the generic path does it (same float operations, same results). */
+struct pixel_ops {
+    int src;         /* image channel */
+    int n;
+    char op[QCAL_PREP_MAX_STEPS];  /* '-' then '/' for normalize, '*' for scale */
+    float arg[2 * QCAL_PREP_MAX_STEPS];
+};
+
+/* The fast path covers what classification and detection jobs use: an optional resize
+ * (bilinear or nearest, to a size or the shorter side), an optional centre crop, then only
+ * per-pixel steps. It samples the 8-bit image for the output pixels only and writes the
+ * model's layout in one pass: no float copy of the image, no intermediate planes. */
+static bool fast_path(const struct qcal_prep *p, int c, int *n_geom, struct pixel_ops ops[4])
+{
+    int i = 0;
+    if (i < p->n && p->steps[i].kind == QCAL_PREP_RESIZE) {
+        const struct qcal_prep_step *s = &p->steps[i];
+        if (s->mode == QCAL_RESIZE_FIT_PAD || s->interp == QCAL_INTERP_AREA) return false;
+        i++;
+    }
+    if (i < p->n && p->steps[i].kind == QCAL_PREP_CENTER_CROP) i++;
+    *n_geom = i;
+    int perm[4] = {0, 1, 2, 3};
+    for (int k = 0; k < c; k++) ops[k].n = 0;
+    for (; i < p->n; i++) {
+        const struct qcal_prep_step *s = &p->steps[i];
+        if (s->kind == QCAL_PREP_SWAP_RB) {
+            if (c != 3) continue;
+            struct pixel_ops t = ops[0];
+            ops[0] = ops[2], ops[2] = t;
+            int u = perm[0];
+            perm[0] = perm[2], perm[2] = u;
+        } else if (s->kind == QCAL_PREP_NORMALIZE) {
+            for (int k = 0; k < c; k++) {
+                struct pixel_ops *o = &ops[k];
+                o->op[o->n] = '-', o->arg[2 * o->n] = s->mean[k], o->arg[2 * o->n + 1] = s->std[k];
+                o->n++;
+            }
+        } else if (s->kind == QCAL_PREP_SCALE) {
+            for (int k = 0; k < c; k++) {
+                struct pixel_ops *o = &ops[k];
+                o->op[o->n] = '*', o->arg[2 * o->n] = s->scale;
+                o->n++;
+            }
+        } else {
+            return false;
+        }
+    }
+    for (int k = 0; k < c; k++) ops[k].src = perm[k];
+    return true;
+}
+
+static enum qcal_status prep_fast(const struct qcal_prep *p, int n_geom, const struct pixel_ops *ops,
+                                  const struct qcal_image *im, const char *name, float *work, struct qcal_tensor *out)
+{
+    const int c = im->channels;
+    int rw = im->width, rh = im->height, w = rw, h = rh, x0 = 0, y0 = 0;
+    const struct qcal_prep_step *rs = n_geom > 0 && p->steps[0].kind == QCAL_PREP_RESIZE ? &p->steps[0] : NULL;
+    if (rs) {
+        int ow, oh;
+        resize_target(rs, im->width, im->height, &rw, &rh, &ow, &oh);
+        if (rw < 1 || rh < 1)
+            return QCAL_ERR(QCAL_INVALID_DATA, "%s: %dx%d image cannot be resized to %dx%d", name, im->width,
+                            im->height, rw, rh);
+        w = rw, h = rh;
+    }
+    if (n_geom > (rs ? 1 : 0)) {
+        const struct qcal_prep_step *s = &p->steps[n_geom - 1];
+        if (s->width > w || s->height > h)
+            return QCAL_ERR(QCAL_INVALID_DATA, "%s: %dx%d image is smaller than the %dx%d crop", name, w, h, s->width,
+                            s->height);
+        x0 = (w - s->width) / 2, y0 = (h - s->height) / 2;
+        w = s->width, h = s->height;
+    }
+    int oc = (int)(p->nhwc ? out->dims[3] : out->dims[1]), ohh = (int)(p->nhwc ? out->dims[1] : out->dims[2]);
+    int oww = (int)(p->nhwc ? out->dims[2] : out->dims[3]);
+    if (out->ndim != 4 || out->dims[0] != 1 || oc != c || ohh != h || oww != w)
+        return QCAL_ERR(QCAL_INVALID_DATA, "%s: preprocessing gives a %dx%d image with %d channels; the model "
+                        "input needs %dx%d with %d", name, w, h, c, oww, ohh, oc);
+    /* sampling tables over the resized image, used for the cropped window only */
+    int *ix = (int *)work, *iy = ix + rw;
+    float *fx = (float *)(iy + rh), *fy = fx + rw;
+    bool bilinear = rs && rs->interp != QCAL_INTERP_NEAREST;
+    if (bilinear) {
+        linear_coords(im->width, rw, ix, fx);
+        linear_coords(im->height, rh, iy, fy);
+    } else {
+        double sx = (double)im->width / rw, sy = (double)im->height / rh;
+        for (int x = 0; x < rw; x++) {
+            int v = (int)floor(x * sx);
+            ix[x] = v > im->width - 1 ? im->width - 1 : v, fx[x] = 0;
+        }
+        for (int y = 0; y < rh; y++) {
+            int v = (int)floor(y * sy);
+            iy[y] = v > im->height - 1 ? im->height - 1 : v, fy[y] = 0;
+        }
+    }
+    float *o = out->data;
+    float *row = fy + rh; /* one output row of one channel */
+    const size_t plane = (size_t)w * h;
+    for (int k = 0; k < c; k++) {
+        const struct pixel_ops *po = &ops[k];
+        const int sc = po->src;
+        for (int y = 0; y < h; y++) {
+            const int yy = y + y0;
+            const uint8_t *r0 = im->pixels + (size_t)iy[yy] * im->width * c;
+            const uint8_t *r1 = im->pixels + (size_t)(iy[yy] + (fy[yy] > 0 ? 1 : 0)) * im->width * c;
+            const float g = fy[yy];
+            if (bilinear) {
+                for (int x = 0; x < w; x++) {
+                    const int xx = x + x0;
+                    const size_t a = (size_t)ix[xx] * c + sc;
+                    const size_t b = a + (fx[xx] > 0 ? (size_t)c : 0);
+                    const float f = fx[xx];
+                    float a0 = r0[a], a1 = r0[b], b0 = r1[a], b1 = r1[b];
+                    float top = a0 + (a1 - a0) * f;
+                    float bot = b0 + (b1 - b0) * f;
+                    row[x] = top + (bot - top) * g;
+                }
+            } else {
+                for (int x = 0; x < w; x++) row[x] = r0[(size_t)ix[x + x0] * c + sc];
+            }
+            for (int i = 0; i < po->n; i++) { /* per-pixel steps, a row at a time */
+                const float m = po->arg[2 * i], d = po->arg[2 * i + 1];
+                if (po->op[i] == '-')
+                    for (int x = 0; x < w; x++) row[x] = (row[x] - m) / d;
+                else
+                    for (int x = 0; x < w; x++) row[x] *= m;
+            }
+            if (p->nhwc) {
+                float *dst = o + (size_t)y * w * c + k;
+                for (int x = 0; x < w; x++) dst[(size_t)x * c] = row[x];
+            } else {
+                memcpy(o + k * plane + (size_t)y * w, row, sizeof(float) * (size_t)w);
+            }
+        }
+    }
+    return QCAL_OK;
+}
+
 enum qcal_status qcal_prep_run(const struct qcal_prep *p, const struct qcal_image *im, const char *name,
                                float *work, struct qcal_tensor *out)
 {
+    int n_geom;
+    struct pixel_ops ops[4];
+    if (im->channels <= 4 && fast_path(p, im->channels, &n_geom, ops))
+        return prep_fast(p, n_geom, ops, im, name, work, out);
     const int c = im->channels;
     const size_t cap = qcal_prep_work_floats(p, im->width, im->height, c);
     struct plane cur = {work, im->width, im->height, c};
