@@ -28,28 +28,35 @@ def main():
     a = ap.parse_args()
     subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/export_models.py"), os.path.join(ROOT, "build/models"),
                     "mobilenet_v2"], check=True)
-    img = os.path.join(a.build, "bench-images")
-    os.makedirs(img, exist_ok=True)
     photos = [Image.open(f"{SK}/{n}").convert("RGB") for n in
               ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "retina.jpg"]]
-    for i in range(48):
-        p = photos[i % len(photos)]
-        p.save(os.path.join(img, f"img{i:03d}.jpg"), quality=90)
-    sizes = sorted({f"{p.width}x{p.height}" for p in photos})
-    print(f"images: 48 JPEGs of {', '.join(sizes)}")
-    print(f"{'threads':>7s} {'data ms':>9s} {'infer ms':>9s} {'data/infer':>10s}")
-    for t in a.threads.split(","):
-        ratios, dms, ims = [], [], []
-        for _ in range(a.rounds):
-            r = subprocess.run([os.path.join(a.build, "qcal"), "infer", os.path.join(ROOT, "jobs/mobilenet_v2.yml"), img,
-                                "--timing", "--threads", t], capture_output=True, text=True)
-            m = re.search(r"data ([0-9.]+) inference ([0-9.]+) data/inference ([0-9.]+)", r.stdout)
-            if r.returncode != 0 or not m:
-                sys.exit(f"qcal failed: {r.stderr}")
-            dms.append(float(m.group(1)))
-            ims.append(float(m.group(2)))
-            ratios.append(float(m.group(3)))
-        print(f"{t:>7s} {statistics.median(dms):9.3f} {statistics.median(ims):9.3f} {statistics.median(ratios):10.3f}")
+    sets = {}
+    # set A: the photos as they are (300x451 up to 1411x1411); set B: ImageNet-typical sizes
+    # (500x375 landscape, 375x500 portrait, the most common shapes of ImageNet val)
+    for name, size in (("photos", None), ("imagenet-sized", True)):
+        d = os.path.join(a.build, f"bench-images-{name}")
+        os.makedirs(d, exist_ok=True)
+        for i in range(48):
+            p = photos[i % len(photos)]
+            if size:
+                p = p.resize((500, 375) if i % 3 else (375, 500), Image.BICUBIC)
+            p.save(os.path.join(d, f"img{i:03d}.jpg"), quality=90)
+        sets[name] = d
+    print(f"{'images':>15s} {'threads':>7s} {'decode ms':>9s} {'prep ms':>8s} {'data ms':>8s} {'infer ms':>9s} "
+          f"{'data/infer':>10s}")
+    for name, img in sets.items():
+        for t in a.threads.split(","):
+            rows = []
+            for _ in range(a.rounds):
+                r = subprocess.run([os.path.join(a.build, "qcal"), "infer", os.path.join(ROOT, "jobs/mobilenet_v2.yml"),
+                                    img, "--timing", "--threads", t], capture_output=True, text=True)
+                m = re.search(r"data ([0-9.]+) inference ([0-9.]+) data/inference ([0-9.]+).*decode ([0-9.]+), "
+                              r"preprocess ([0-9.]+)", r.stdout)
+                if r.returncode != 0 or not m:
+                    sys.exit(f"qcal failed: {r.stderr}")
+                rows.append([float(g) for g in m.groups()])
+            med = [statistics.median(col) for col in zip(*rows)]
+            print(f"{name:>15s} {t:>7s} {med[3]:9.3f} {med[4]:8.3f} {med[0]:8.3f} {med[1]:9.3f} {med[2]:10.3f}")
     print("target: data/infer < 0.15 (times are per image, summed over the threads that share the images)")
 
 

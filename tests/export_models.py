@@ -3,7 +3,8 @@
 (weights=None: seeded random weights, nothing is downloaded), plus one seeded real input.
 
     export_models.py OUTDIR [NAME...]   NAME in mobilenet_v2, mobilenet_v2_opset9,
-                                        mobilenet_v3_opset17, resnet50, deeplabv3_mnv3
+                                        mobilenet_v3_opset17, resnet50, deeplabv3_mnv3,
+                                        ssdlite_mnv3, yoloseg_mnv3
 
 Each lands as OUTDIR/NAME/model.onnx and OUTDIR/NAME/input_0.npy. Existing exports are
 kept (the export is slow and deterministic).
@@ -26,7 +27,63 @@ MODELS = {
     "resnet50": (lambda: torchvision.models.resnet50(weights=None), (1, 3, 224, 224)),
     "deeplabv3_mnv3": (lambda: torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
         weights=None, weights_backbone=None, aux_loss=False), (1, 3, 512, 512)),
+    # detection and instance segmentation: outputs before NMS (qcal's adapters do it)
+    "ssdlite_mnv3": (lambda: SSDDecoded(torchvision.models.detection.ssdlite320_mobilenet_v3_large(
+        weights=None, weights_backbone=None)), (1, 3, 320, 320), 13, ["boxes", "scores"]),
+    "yoloseg_mnv3": (lambda: YoloSeg(), (1, 3, 320, 320), 13, ["output0", "output1"]),
 }
+
+
+class SSDDecoded(torch.nn.Module):
+    """torchvision's SSDlite320-MobileNetV3 up to its box decoding: boxes [1, A, 4] (x0, y0, x1,
+    y1 normalized to the input) and class probabilities [1, A, 91] (0 = background), i.e.
+    everything but NMS, the way SSD exports usually end."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.backbone, self.head = m.backbone, m.head
+        x = torch.zeros(1, 3, 320, 320)
+        m.eval()
+        with torch.no_grad():
+            feats = list(m.backbone(x).values())
+            from torchvision.models.detection.image_list import ImageList
+            a = m.anchor_generator(ImageList(x, [(320, 320)]), feats)[0]  # [A, 4] xyxy pixels
+        self.register_buffer("prior_c", ((a[:, :2] + a[:, 2:]) / 2).unsqueeze(0))
+        self.register_buffer("prior_s", (a[:, 2:] - a[:, :2]).unsqueeze(0))
+        self.w = m.box_coder.weights  # (10, 10, 5, 5)
+
+    def forward(self, x):
+        out = self.head(list(self.backbone(x).values()))
+        d, logits = out["bbox_regression"], out["cls_logits"]
+        c = d[..., :2] / torch.tensor(self.w[:2]) * self.prior_s + self.prior_c
+        s = torch.exp(d[..., 2:] / torch.tensor(self.w[2:])) * self.prior_s
+        boxes = torch.cat([c - s / 2, c + s / 2], dim=-1) / 320.0
+        return boxes, torch.softmax(logits, dim=-1)
+
+
+class YoloSeg(torch.nn.Module):
+    """A YOLOv8-seg-style instance segmentation head on MobileNetV3-Large (stride 16):
+    output0 [1, 4 + 80 + 32, N] (box centre/size in input pixels, class scores, mask
+    coefficients), output1 [1, 32, 40, 40] mask prototypes."""
+
+    def __init__(self, nc=80, nm=32):
+        super().__init__()
+        self.features = torchvision.models.mobilenet_v3_large(weights=None).features[:13]  # 112 ch, stride 16
+        self.pred = torch.nn.Conv2d(112, 4 + nc + nm, 1)
+        self.proto = torch.nn.Sequential(torch.nn.Conv2d(112, 64, 3, padding=1), torch.nn.ReLU(),
+                                         torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.Conv2d(64, nm, 1))
+        gy, gx = torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij")
+        self.register_buffer("grid", torch.stack([gx, gy]).reshape(1, 2, 400))
+        self.nc = nc
+
+    def forward(self, x):
+        f = self.features(x)
+        p = self.pred(f).flatten(2)  # [1, 4 + nc + nm, 400]
+        xy = (torch.sigmoid(p[:, :2]) * 2 - 0.5 + self.grid) * 16
+        wh = torch.sigmoid(p[:, 2:4]) * 2
+        wh = wh * wh * 48
+        cls = torch.sigmoid(p[:, 4:4 + self.nc])
+        return torch.cat([xy, wh, cls, p[:, 4 + self.nc:]], dim=1), self.proto(f)
 
 
 class OutOnly(torch.nn.Module):
@@ -70,9 +127,10 @@ def main():
         model = OutOnly(model).eval()
         x = torch.from_numpy(np.random.default_rng(7).random(shape, dtype=np.float32) * 2 - 1)
         tmp = path + ".tmp"
+        outs = MODELS[name][3] if len(MODELS[name]) > 3 else ["output"]
         with torch.no_grad():
-            torch.onnx.export(model, x, tmp, opset_version=opset, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            torch.onnx.export(model, x, tmp, opset_version=opset, input_names=["input"], output_names=outs,
+                              dynamic_axes=None if len(outs) > 1 else {"input": {0: "batch"}, "output": {0: "batch"}})
         np.save(os.path.join(d, "input_0.npy"), x.numpy())
         os.replace(tmp, path)
         print(f"export_models: {name} -> {path}")

@@ -32,6 +32,7 @@ enum qcal_status qcal_npy_write(const char *path, const struct qcal_tensor *t);
 struct qcal_image {
     int width, height, channels;
     uint8_t *pixels; /* width * height * channels bytes, owned (qcal_image_free) */
+    float scale;     /* decoded size / file's size (below 1 after DCT-scaled decoding) */
 };
 
 void qcal_image_free(struct qcal_image *im);
@@ -86,6 +87,9 @@ size_t qcal_prep_work_floats(const struct qcal_prep *p, int width, int height, i
 void qcal_prep_output_size(const struct qcal_prep *p, int width, int height, int *width_out, int *height_out);
 enum qcal_status qcal_prep_run(const struct qcal_prep *p, const struct qcal_image *im, const char *name,
                                float *work, struct qcal_tensor *out);
+/* Maps a point of the model input (after the steps) back to the image of width x height the
+ * steps started from: undoes crops, pads and resizes. */
+void qcal_prep_map_back(const struct qcal_prep *p, int width, int height, float *x, float *y);
 #endif
 
 #ifndef QCAL_DATA_LIST

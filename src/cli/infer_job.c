@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "qcal/eval.h"
 #include "qcal/job.h"
 #include "qcal/onnx.h"
 #include "qcal/runtime.h"
@@ -180,6 +181,86 @@ static void tensors(const struct qcal_exec *ex, char **buf, size_t *len)
     }
 }
 
+static int output_index(const struct qcal_exec *ex, const char *name);
+
+/* Where the image the model saw came from, to draw boxes on the original file. */
+struct image_geometry {
+    int width, height; /* decoded */
+    float scale;       /* decoded / file */
+};
+
+/* Detection and instance segmentation: boxes (in the image file's pixels) with class and
+ * score; instance masks are reported by their pixel count. */
+static enum qcal_status detection(const struct qcal_job *job, const struct labels *lb, const struct qcal_exec *ex,
+                                  const struct qcal_tensor *in, const struct image_geometry *geo, int top, char **buf,
+                                  size_t *len)
+{
+    const struct qcal_job_adapter *ad = &job->adapter;
+    struct qcal_detect_options opt = {.confidence = ad->confidence_threshold, .nms_iou = ad->nms_threshold,
+                                      .background_class = ad->background_class, .max_detections = top,
+                                      .input_width = (int)(job->prep.nhwc ? in->dims[2] : in->dims[3]),
+                                      .input_height = (int)(job->prep.nhwc ? in->dims[1] : in->dims[2])};
+    /* SSD: one DetectionOutput, or boxes [1, A, 4] + scores [1, A, C]; YOLO: predictions (the
+     * adapter's output, or the first 3-D one) and, for masks, prototypes (the 4-D one) */
+    const struct qcal_tensor *a = NULL, *b = NULL;
+    const int n_out = qcal_exec_num_outputs(ex);
+    if (ad->output) a = qcal_exec_output(ex, output_index(ex, ad->output));
+    for (int i = 0; i < n_out; i++) {
+        const struct qcal_tensor *t = qcal_exec_output(ex, i);
+        if (ad->kind == QCAL_ADAPTER_SSD) {
+            if (n_out == 1) a = t;
+            else if (t->ndim == 3 && t->dims[2] == 4 && !ad->output) a = t;
+            else if (t->ndim == 3 && t != a && !b) b = t;
+        } else {
+            if (t->ndim == 3 && !a) a = t;
+            else if (t->ndim == 4 && !b) b = t;
+        }
+    }
+    if (!a || (ad->kind == QCAL_ADAPTER_SSD && n_out > 1 && !b))
+        return QCAL_ERR(QCAL_INVALID_JOB, "%s: the model's outputs are not what the %s adapter reads", job->path,
+                        ad->kind == QCAL_ADAPTER_SSD ? "ssd" : "yolo");
+    struct qcal_detections d = {0};
+    float *coef = NULL;
+    uint8_t *masks = NULL;
+    int n_coef = 0;
+    enum qcal_status st;
+    if (ad->kind == QCAL_ADAPTER_SSD) {
+        st = qcal_detect_ssd(a, b, &opt, &d);
+    } else {
+        bool seg = ad->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION;
+        if (seg && (!b || b->ndim != 4))
+            return QCAL_ERR(QCAL_INVALID_JOB, "%s: instance_segmentation needs predictions [1, 4 + C + M, N] and "
+                            "prototypes [1, M, H, W] outputs", job->path);
+        int n_classes = seg ? (int)((a->dims[1] < a->dims[2] ? a->dims[1] : a->dims[2]) - 4 - b->dims[1]) : 0;
+        st = qcal_detect_yolo(a, n_classes, false, &opt, &d, seg ? &coef : NULL, &n_coef);
+        if (st == QCAL_OK && seg && d.n) {
+            masks = malloc((size_t)d.n * opt.input_width * opt.input_height);
+            st = masks ? qcal_yolo_masks(&d, coef, n_coef, b, &opt, masks) : QCAL_OUT_OF_MEMORY;
+        }
+    }
+    for (int i = 0; st == QCAL_OK && i < d.n; i++) {
+        const struct qcal_detection *k = &d.det[i];
+        float x0 = k->x0, y0 = k->y0, x1 = k->x1, y1 = k->y1;
+        qcal_prep_map_back(&job->prep, geo->width, geo->height, &x0, &y0);
+        qcal_prep_map_back(&job->prep, geo->width, geo->height, &x1, &y1);
+        float s = geo->scale > 0 ? geo->scale : 1;
+        emit(buf, len, "  %s %.4f [%.1f %.1f %.1f %.1f]", k->cls < lb->n ? lb->name[k->cls] : "", k->score, x0 / s,
+             y0 / s, x1 / s, y1 / s);
+        if (k->cls >= lb->n) emit(buf, len, " class %d", k->cls);
+        if (masks) {
+            size_t area = 0, n = (size_t)opt.input_width * opt.input_height;
+            for (size_t p = 0; p < n; p++) area += masks[(size_t)i * n + p];
+            emit(buf, len, " mask %zu px", area);
+        }
+        emit(buf, len, "\n");
+    }
+    if (st == QCAL_OK && d.n == 0) emit(buf, len, "  (no detection >= %g)\n", (double)opt.confidence);
+    free(coef);
+    free(masks);
+    qcal_detections_free(&d);
+    return st;
+}
+
 static int output_index(const struct qcal_exec *ex, const char *name)
 {
     for (int i = 0; name && i < qcal_exec_num_outputs(ex); i++)
@@ -210,7 +291,7 @@ int cli_infer_job(int argc, char **argv)
     int kernels = QCAL_KERNELS_AUTO, top = 0;
     const char *out_dir = NULL;
     bool timing = false, skip_bad = false;
-    double data_seconds = 0, infer_seconds = 0;
+    double data_seconds = 0, infer_seconds = 0, decode_seconds = 0;
     struct qcal_job *job = NULL;
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
@@ -319,7 +400,7 @@ int cli_infer_job(int argc, char **argv)
     }
     int failed = 0;
     const int n = (int)list.count;
-#pragma omp parallel if (n > 1) reduction(+ : data_seconds, infer_seconds)
+#pragma omp parallel if (n > 1) reduction(+ : data_seconds, infer_seconds, decode_seconds)
     {
         struct qcal_exec *ex = NULL;
         struct qcal_tensor x = in_t;
@@ -341,11 +422,13 @@ int cli_infer_job(int argc, char **argv)
             double t0 = qcal_now();
             enum qcal_status s = qcal_image_load_scaled(list.paths[i], channels == 1 ? 1 : 3, min_w, min_h, &im);
             float *work = NULL;
+            decode_seconds += qcal_now() - t0;
             if (s == QCAL_OK) {
                 work = qcal_malloc(2 * sizeof(float) * qcal_prep_work_floats(&job->prep, im.width, im.height, im.channels));
                 s = work ? qcal_prep_run(&job->prep, &im, list.paths[i], work, &x) : QCAL_OUT_OF_MEMORY;
             }
             qcal_free(work);
+            struct image_geometry geo = {im.width, im.height, im.scale};
             qcal_image_free(&im);
             double t1 = qcal_now();
             if (s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR) bad = true; /* the image, not the model */
@@ -365,6 +448,9 @@ int cli_infer_job(int argc, char **argv)
                     classification(job, &lb, qcal_exec_output(ex, oi), top, &buf, &len);
                 } else if (job->adapter.kind == QCAL_ADAPTER_SEGMENTATION) {
                     segmentation(&lb, qcal_exec_output(ex, oi), top, &buf, &len);
+                } else if (job->adapter.kind == QCAL_ADAPTER_SSD || job->adapter.kind == QCAL_ADAPTER_YOLO ||
+                           job->adapter.kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION) {
+                    s = detection(job, &lb, ex, &x, &geo, top, &buf, &len);
                 } else {
                     tensors(ex, &buf, &len);
                 }
@@ -408,9 +494,10 @@ int cli_infer_job(int argc, char **argv)
         printf("skipped %d of %d images that could not be read\n", skipped, n);
     }
     if (st == QCAL_OK && timing)
-        printf("timing_ms_per_image data %.3f inference %.3f data/inference %.3f images %d threads %d\n",
+        printf("timing_ms_per_image data %.3f inference %.3f data/inference %.3f images %d threads %d "
+               "(decode %.3f, preprocess %.3f)\n",
                1e3 * data_seconds / n, 1e3 * infer_seconds / n, data_seconds / infer_seconds, n,
-               omp_get_max_threads());
+               omp_get_max_threads(), 1e3 * decode_seconds / n, 1e3 * (data_seconds - decode_seconds) / n);
 cleanup:
     for (int i = 0; results && i < list.count; i++) free(results[i]);
     for (int i = 0; errors && i < list.count; i++) free(errors[i]);

@@ -121,7 +121,7 @@ static enum qcal_status decode_jpeg(const uint8_t *d, size_t n, const char *name
     if (orient >= 5) pick_scale(w, h, min_h, min_w, &sf); /* rotated a quarter turn afterwards */
     else pick_scale(w, h, min_w, min_h, &sf);
     w = TJSCALED(w, sf), h = TJSCALED(h, sf);
-    out->width = w, out->height = h, out->channels = channels;
+    out->width = w, out->height = h, out->channels = channels, out->scale = (float)sf.num / (float)sf.denom;
     out->pixels = qcal_malloc((size_t)w * (size_t)h * (size_t)channels);
     if (!out->pixels) {
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: out of memory", name);
@@ -158,7 +158,7 @@ static enum qcal_status decode_png(const uint8_t *d, size_t n, const char *name,
                         png.height);
     }
     png.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY; /* alpha composed on black */
-    out->width = (int)png.width, out->height = (int)png.height, out->channels = channels;
+    out->width = (int)png.width, out->height = (int)png.height, out->channels = channels, out->scale = 1;
     out->pixels = qcal_malloc(PNG_IMAGE_SIZE(png));
     if (!out->pixels) {
         png_image_free(&png);

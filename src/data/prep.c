@@ -392,3 +392,27 @@ enum qcal_status qcal_prep_run(const struct qcal_prep *p, const struct qcal_imag
     }
     return QCAL_OK;
 }
+
+void qcal_prep_map_back(const struct qcal_prep *p, int width, int height, float *x, float *y)
+{
+    int ws[QCAL_PREP_MAX_STEPS + 1], hs[QCAL_PREP_MAX_STEPS + 1];
+    ws[0] = width, hs[0] = height;
+    for (int i = 0; i < p->n; i++) { /* sizes before each step */
+        const struct qcal_prep_step *s = &p->steps[i];
+        int rw, rh, ow = ws[i], oh = hs[i];
+        if (s->kind == QCAL_PREP_RESIZE) resize_target(s, ws[i], hs[i], &rw, &rh, &ow, &oh);
+        else if (s->kind == QCAL_PREP_CENTER_CROP) ow = s->width < ws[i] ? s->width : ws[i], oh = s->height < hs[i] ? s->height : hs[i];
+        ws[i + 1] = ow, hs[i + 1] = oh;
+    }
+    for (int i = p->n - 1; i >= 0; i--) {
+        const struct qcal_prep_step *s = &p->steps[i];
+        if (s->kind == QCAL_PREP_CENTER_CROP) {
+            *x += (float)((ws[i] - ws[i + 1]) / 2), *y += (float)((hs[i] - hs[i + 1]) / 2);
+        } else if (s->kind == QCAL_PREP_RESIZE) {
+            int rw, rh, ow, oh;
+            resize_target(s, ws[i], hs[i], &rw, &rh, &ow, &oh);
+            float ox = (float)((ow - rw) / 2), oy = (float)((oh - rh) / 2); /* fit_pad's offset */
+            *x = (*x - ox) * (float)ws[i] / (float)rw, *y = (*y - oy) * (float)hs[i] / (float)rh;
+        }
+    }
+}

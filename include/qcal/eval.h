@@ -1,0 +1,70 @@
+/*
+ * qcal eval: adapters that turn raw model outputs into predictions. Detection: boxes with a
+ * score and a class, after per-class non-maximum suppression; instance segmentation adds a
+ * mask per box.
+ *
+ *     struct qcal_detections d = {0};
+ *     qcal_detect_ssd(boxes, scores, &opt, &d);   // or qcal_detect_yolo(...)
+ *     for (int i = 0; i < d.n; i++) ... d.det[i].x0 ...
+ *     qcal_detections_free(&d);
+ *
+ * Everything is deterministic: sorts break ties by anchor index, so any thread count gives
+ * the same list.
+ */
+#ifndef QCAL_EVAL_H
+#define QCAL_EVAL_H
+
+#include "qcal/tensor.h"
+
+struct qcal_detection {
+    float x0, y0, x1, y1; /* model input pixels */
+    float score;
+    int32_t cls;          /* the model's class index, background removed (see background_class) */
+    int32_t anchor;       /* the prediction it came from */
+};
+
+struct qcal_detections {
+    int n, cap;
+    struct qcal_detection *det; /* owned */
+};
+void qcal_detections_free(struct qcal_detections *d);
+
+struct qcal_detect_options {
+    float confidence;     /* keep class scores >= this */
+    float nms_iou;        /* suppress boxes of the same class with IoU > this */
+    int background_class; /* this class is never a detection, and classes above it shift down by one; -1: none */
+    int max_detections;   /* after NMS, the best ones (0: all) */
+    int input_width, input_height;
+};
+
+/* Intersection over union of two boxes (0 when either is empty). */
+float qcal_iou(const struct qcal_detection *a, const struct qcal_detection *b);
+
+/* Greedy per-class NMS in place: per class, the QCAL_NMS_TOP_K best candidates by score
+ * (ties: lower anchor first) are visited in order and a box is dropped when it overlaps a
+ * kept box by more than iou (SSD's nms_top_k, torchvision's 300 per class for SSDlite).
+ * The result is sorted by score. */
+#define QCAL_NMS_TOP_K 400
+void qcal_nms(struct qcal_detections *d, float iou);
+
+/* SSD-style outputs: either one DetectionOutput tensor [1, 1, N, 7] (image, class, score, x0,
+ * y0, x1, y1 normalized; NMS already done), or boxes [1, A, 4] (x0, y0, x1, y1 normalized)
+ * with class probabilities [1, A, C]. */
+enum qcal_status qcal_detect_ssd(const struct qcal_tensor *boxes, const struct qcal_tensor *scores,
+                                 const struct qcal_detect_options *opt, struct qcal_detections *out);
+
+/* YOLO (v5/v8-style) outputs [1, 4 + C (+ M), N] or [1, N, 4 + C (+ M)]: box centre and size in
+ * input pixels, then C class scores (and M mask coefficients, which `coefficients` receives
+ * per kept detection when not NULL, n_coef = M). The layout is told by which axis is N:
+ * the longer one. `objectness`: v5 has a score at index 4 multiplying the class scores. */
+enum qcal_status qcal_detect_yolo(const struct qcal_tensor *t, int n_classes, bool objectness,
+                                  const struct qcal_detect_options *opt, struct qcal_detections *out,
+                                  float **coefficients, int *n_coef);
+
+/* YOLO-seg masks: for detection i, sigmoid(coefficients[i] . protos) upsampled to the input
+ * size, cropped to its box, > 0.5. masks: n x input_height x input_width bytes. */
+enum qcal_status qcal_yolo_masks(const struct qcal_detections *d, const float *coefficients, int n_coef,
+                                 const struct qcal_tensor *protos, const struct qcal_detect_options *opt,
+                                 uint8_t *masks);
+
+#endif

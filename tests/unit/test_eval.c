@@ -1,0 +1,146 @@
+/* eval: detection adapters on hand-made outputs whose answers are worked out by hand. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "qcal/eval.h"
+
+static struct qcal_detection box(float x0, float y0, float x1, float y1, float score, int cls, int anchor)
+{
+    return (struct qcal_detection){x0, y0, x1, y1, score, cls, anchor};
+}
+
+static void test_iou(void)
+{
+    struct qcal_detection a = box(0, 0, 10, 10, 1, 0, 0), b = box(5, 0, 15, 10, 1, 0, 1);
+    CHECK_NEAR(qcal_iou(&a, &b), 50.0f / 150.0f, 1e-6); /* overlap 5x10, union 150 */
+    struct qcal_detection c = box(10, 10, 20, 20, 1, 0, 2);
+    CHECK_NEAR(qcal_iou(&a, &c), 0.0f, 0); /* touching corners */
+    CHECK_NEAR(qcal_iou(&a, &a), 1.0f, 1e-6);
+    struct qcal_detection e = box(3, 3, 3, 8, 1, 0, 3); /* empty */
+    CHECK_NEAR(qcal_iou(&a, &e), 0.0f, 0);
+}
+
+static void test_nms(void)
+{
+    struct qcal_detection v[] = {
+        box(0, 0, 10, 10, 0.9f, 1, 0),   /* kept */
+        box(1, 0, 11, 10, 0.8f, 1, 1),   /* IoU 90/110 = 0.82 with the first: dropped */
+        box(1, 0, 11, 10, 0.85f, 2, 2),  /* other class: kept */
+        box(20, 20, 30, 30, 0.3f, 1, 3), /* no overlap: kept */
+        box(5, 0, 15, 10, 0.7f, 1, 4),   /* IoU 1/3 with the first: kept at 0.45 */
+        box(0, 0, 10, 10, 0.7f, 1, 5),   /* same score as anchor 4, overlaps the first: dropped */
+    };
+    struct qcal_detections d = {.n = 6, .cap = 6, .det = malloc(sizeof v)};
+    memcpy(d.det, v, sizeof v);
+    qcal_nms(&d, 0.45f);
+    CHECK_EQ_INT(d.n, 4);
+    int want[] = {0, 2, 4, 3}; /* by score */
+    for (int i = 0; i < d.n && i < 4; i++) CHECK_EQ_INT(d.det[i].anchor, want[i]);
+    qcal_detections_free(&d);
+}
+
+static void test_ssd(void)
+{
+    /* 3 anchors x 3 classes (0 = background); boxes normalized, input 200 x 100 */
+    float boxes[] = {0.1f, 0.1f, 0.5f, 0.5f, 0.12f, 0.1f, 0.52f, 0.5f, 0.6f, 0.6f, 0.9f, 0.9f};
+    float scores[] = {0.1f, 0.7f, 0.2f, /* class 1 at 0.7 */
+                      0.2f, 0.6f, 0.2f, /* class 1 at 0.6, overlaps anchor 0: suppressed */
+                      0.9f, 0.05f, 0.05f /* background */};
+    struct qcal_tensor b = {.dtype = QCAL_F32, .ndim = 3, .dims = {1, 3, 4}, .data = boxes};
+    struct qcal_tensor s = {.dtype = QCAL_F32, .ndim = 3, .dims = {1, 3, 3}, .data = scores};
+    struct qcal_detect_options opt = {.confidence = 0.15f, .nms_iou = 0.5f, .background_class = 0,
+                                      .input_width = 200, .input_height = 100};
+    struct qcal_detections d;
+    CHECK(qcal_detect_ssd(&b, &s, &opt, &d) == QCAL_OK);
+    /* kept: anchor 0 class 1 -> 0 (0.7), anchor 0 class 2 -> 1 (0.2), anchor 1 class 2 -> 1 (0.2)
+     * overlaps anchor 0's class-2 box (IoU 0.9): dropped */
+    CHECK_EQ_INT(d.n, 2);
+    if (d.n == 2) {
+        CHECK_EQ_INT(d.det[0].cls, 0);
+        CHECK_NEAR(d.det[0].score, 0.7f, 0);
+        CHECK_NEAR(d.det[0].x0, 20.0f, 1e-4);
+        CHECK_NEAR(d.det[0].y1, 50.0f, 1e-4);
+        CHECK_EQ_INT(d.det[1].cls, 1);
+        CHECK_EQ_INT(d.det[1].anchor, 0);
+    }
+    qcal_detections_free(&d);
+    /* DetectionOutput [1, 1, N, 7], ending at image id -1 */
+    float det[] = {0, 3, 0.8f, 0.1f, 0.2f, 0.3f, 0.4f, 0, 1, 0.3f, 0, 0, 1, 1, -1, 0, 0, 0, 0, 0, 0};
+    struct qcal_tensor t = {.dtype = QCAL_F32, .ndim = 4, .dims = {1, 1, 3, 7}, .data = det};
+    opt.confidence = 0.5f;
+    CHECK(qcal_detect_ssd(&t, NULL, &opt, &d) == QCAL_OK);
+    CHECK_EQ_INT(d.n, 1);
+    if (d.n == 1) {
+        CHECK_EQ_INT(d.det[0].cls, 2); /* 3 with background 0 */
+        CHECK_NEAR(d.det[0].x1, 60.0f, 1e-4);
+        CHECK_NEAR(d.det[0].y1, 40.0f, 1e-4);
+    }
+    qcal_detections_free(&d);
+    struct qcal_tensor bad = {.dtype = QCAL_F32, .ndim = 3, .dims = {1, 3, 5}, .data = boxes};
+    CHECK(qcal_detect_ssd(&bad, &s, &opt, &d) == QCAL_INVALID_DATA);
+}
+
+static void test_yolo(void)
+{
+    /* 9 predictions (the layout is told by N being the longer axis) x (4 + 2 classes + 1
+     * coefficient); only the first two score above the threshold */
+    float rows[9][7] = {{50, 40, 20, 10, 0.1f, 0.9f, 1.0f}, {80, 40, 20, 20, 0.6f, 0.2f, -1.0f}};
+    float nf[9 * 7], fn[7 * 9];
+    for (int i = 0; i < 9; i++)
+        for (int f = 0; f < 7; f++) nf[i * 7 + f] = rows[i][f], fn[f * 9 + i] = rows[i][f];
+    struct qcal_tensor a = {.dtype = QCAL_F32, .ndim = 3, .dims = {1, 9, 7}, .data = nf};
+    struct qcal_tensor b = {.dtype = QCAL_F32, .ndim = 3, .dims = {1, 7, 9}, .data = fn};
+    struct qcal_detect_options opt = {.confidence = 0.5f, .nms_iou = 0.5f, .background_class = -1,
+                                      .input_width = 100, .input_height = 80};
+    struct qcal_detections d1, d2;
+    float *c1 = NULL, *c2 = NULL;
+    int m1 = 0, m2 = 0;
+    CHECK(qcal_detect_yolo(&b, 2, false, &opt, &d1, &c1, &m1) == QCAL_OK);
+    CHECK(qcal_detect_yolo(&a, 2, false, &opt, &d2, &c2, &m2) == QCAL_OK); /* [1, N, F]: the same */
+    CHECK(d1.n == d2.n && m1 == m2 && !memcmp(d1.det, d2.det, sizeof *d1.det * (size_t)d1.n) &&
+          !memcmp(c1, c2, sizeof *c1 * (size_t)(d1.n * m1)));
+    free(c2);
+    qcal_detections_free(&d2);
+    CHECK_EQ_INT(d1.n, 2);
+    CHECK_EQ_INT(m1, 1);
+    if (d1.n == 2) {
+        CHECK_EQ_INT(d1.det[0].cls, 1);
+        CHECK_NEAR(d1.det[0].x0, 40.0f, 0);
+        CHECK_NEAR(d1.det[0].y0, 35.0f, 0);
+        CHECK_NEAR(d1.det[0].x1, 60.0f, 0);
+        CHECK_EQ_INT(d1.det[1].cls, 0);
+        CHECK_NEAR(c1[0], 1.0f, 0);
+        CHECK_NEAR(c1[1], -1.0f, 0);
+    }
+    /* masks: prototypes 1 x 4 x 5 = +1 on the left half, -1 on the right; coefficient +1
+     * keeps the left half inside the box, -1 the right half */
+    float protos[4 * 5];
+    for (int y = 0; y < 4; y++)
+        for (int x = 0; x < 5; x++) protos[y * 5 + x] = x < 2 ? 1.0f : -1.0f;
+    struct qcal_tensor p = {.dtype = QCAL_F32, .ndim = 4, .dims = {1, 1, 4, 5}, .data = protos};
+    uint8_t *masks = calloc(2, 100 * 80);
+    CHECK(qcal_yolo_masks(&d1, c1, m1, &p, &opt, masks) == QCAL_OK);
+    /* detection 0: box x 40..60 -> proto column x*5/100 < 2 means x < 40: none inside */
+    size_t area0 = 0, area1 = 0;
+    for (int i = 0; i < 100 * 80; i++) area0 += masks[i], area1 += masks[100 * 80 + i];
+    CHECK_EQ_INT(area0, 0);
+    CHECK_EQ_INT(area1, 20 * 20); /* box 70..90 x 30..50, right half everywhere: the whole box */
+    free(masks);
+    free(c1);
+    qcal_detections_free(&d1);
+    /* v5 objectness multiplies the class scores: 0.1 * 0.9 < 0.5 */
+    CHECK(qcal_detect_yolo(&b, 1, true, &opt, &d1, NULL, NULL) == QCAL_OK);
+    CHECK_EQ_INT(d1.n, 0);
+    qcal_detections_free(&d1);
+}
+
+int main(void)
+{
+    qcal_log_set_level(QCAL_LOG_QUIET);
+    test_iou();
+    test_nms();
+    test_ssd();
+    test_yolo();
+    return check_report();
+}
