@@ -14,8 +14,7 @@ const char *ynode_kind_name(int kind)
 void ynode_free(struct ynode *n)
 {
     if (!n) return;
-    int count = n->kind == YNODE_MAPPING ? 2 * n->n : n->n;
-    for (int i = 0; i < count; i++) ynode_free(n->items[i]);
+    for (int i = 0; i < n->n_stored; i++) ynode_free(n->items[i]);
     free(n->items);
     free(n->value);
     free(n);
@@ -39,6 +38,7 @@ static bool append(struct ynode *parent, struct ynode *child, int count)
     if (!items) return false;
     parent->items = items;
     items[count] = child;
+    parent->n_stored = count + 1;
     return true;
 }
 

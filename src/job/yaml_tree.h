@@ -13,6 +13,7 @@ struct ynode {
     bool quoted;           /* SCALAR written with quotes */
     int n;                 /* SEQUENCE items / MAPPING pairs */
     struct ynode **items;  /* SEQUENCE: n items; MAPPING: 2n (key, value) */
+    int n_stored;          /* items owned (a mapping's key may wait for its value) */
 };
 
 /* Parses one document; errors name path:line:col. The tree is owned by the caller. */
