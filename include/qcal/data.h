@@ -176,10 +176,13 @@ struct qcal_dataset {
     char **classes;          /* names; NULL when the dataset names none */
     int32_t *class_ids;      /* COCO category ids (NULL otherwise) */
     int format;
+    int64_t cap;             /* room in the per-image arrays */
 };
 
 enum qcal_status qcal_dataset_load(const struct qcal_dataset_spec *spec, struct qcal_dataset *out);
 void qcal_dataset_free(struct qcal_dataset *ds);
+/* Appends an image (path copied; label -1 for none; mask_path NULL unless every image has one). */
+enum qcal_status qcal_dataset_push(struct qcal_dataset *ds, const char *path, int64_t label, const char *mask_path);
 /* Keeps n images (n >= count keeps all): the first n, or n drawn with a seeded generator and
  * kept in dataset order. The same choice on every machine, rank and run. */
 enum qcal_status qcal_dataset_subset(struct qcal_dataset *ds, int64_t n, bool random, uint64_t seed);

@@ -34,26 +34,6 @@ static const char usage[] =
     "                           (the dataset's skip_bad_images does the same)\n"
     "  -h, --help               this help\n";
 
-/* Appends a command-line image to a dataset without annotations. */
-static enum qcal_status push_image(struct qcal_dataset *ds, int64_t *cap, const char *path)
-{
-    if (ds->count == *cap) {
-        int64_t c = *cap ? 2 * *cap : 64;
-        char **p = qcal_realloc_array(ds->paths, (size_t)c, sizeof *p);
-        if (p) ds->paths = p;
-        int64_t *lb = qcal_realloc_array(ds->labels, (size_t)c, sizeof *lb);
-        if (lb) ds->labels = lb;
-        int64_t *ix = qcal_realloc_array(ds->index, (size_t)c, sizeof *ix);
-        if (ix) ds->index = ix;
-        if (!p || !lb || !ix) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        *cap = c;
-    }
-    if (!(ds->paths[ds->count] = qcal_strdup(path))) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    ds->labels[ds->count] = -1, ds->index[ds->count] = ds->count;
-    ds->count++;
-    return QCAL_OK;
-}
-
 struct labels {
     int n;
     char **name;
@@ -333,11 +313,10 @@ int cli_infer_job(int argc, char **argv)
     if (top <= 0) top = job->adapter.top_k;
     QCAL_CHECK(labels_load(job->adapter.labels, &lb));
     if (optind + 1 < argc) {
-        int64_t cap = 0;
         for (int i = optind + 1; i < argc; i++) {
             struct qcal_image_list one;
             QCAL_CHECK(qcal_image_list_load(argv[i], &one)); /* a folder expands to its images */
-            for (int k = 0; st == QCAL_OK && k < one.count; k++) st = push_image(&list, &cap, one.paths[k]);
+            for (int k = 0; st == QCAL_OK && k < one.count; k++) st = qcal_dataset_push(&list, one.paths[k], -1, NULL);
             qcal_image_list_free(&one);
             if (st != QCAL_OK) goto cleanup;
         }

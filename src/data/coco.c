@@ -222,6 +222,7 @@ enum qcal_status qcal_coco_parse(const char *json, size_t size, const char *name
     ds->labels = malloc(sizeof *ds->labels * ((size_t)n_img + 1));
     ds->index = malloc(sizeof *ds->index * ((size_t)n_img + 1));
     ds->obj_begin = calloc((size_t)n_img + 1, sizeof *ds->obj_begin);
+    ds->cap = n_img + 1;
     ds->objects = malloc(sizeof *ds->objects * ((size_t)n_ann + 1));
     img_map = malloc(sizeof *img_map * ((size_t)n_img + 1));
     img_w = malloc(sizeof *img_w * ((size_t)n_img + 1));

@@ -253,31 +253,32 @@ static enum qcal_status load_classes(const struct qcal_dataset_spec *spec, struc
     return QCAL_OK;
 }
 
-/* Appends one image (path copied). */
-static enum qcal_status ds_push(struct qcal_dataset *ds, int64_t *cap, const char *path, int64_t label,
-                                const char *mask_path)
+enum qcal_status qcal_dataset_push(struct qcal_dataset *ds, const char *path, int64_t label, const char *mask_path)
 {
-    if (ds->count == *cap) {
-        int64_t c = *cap ? 2 * *cap : 256;
+    if (ds->count == ds->cap) {
+        int64_t c = ds->cap ? 2 * ds->cap : 256;
         char **p = qcal_realloc_array(ds->paths, (size_t)c, sizeof *p);
         if (p) ds->paths = p;
         int64_t *lb = qcal_realloc_array(ds->labels, (size_t)c, sizeof *lb);
         if (lb) ds->labels = lb;
+        int64_t *ix = qcal_realloc_array(ds->index, (size_t)c, sizeof *ix);
+        if (ix) ds->index = ix;
         char **m = mask_path ? qcal_realloc_array(ds->mask_paths, (size_t)c, sizeof *m) : ds->mask_paths;
         if (m) ds->mask_paths = m;
-        if (!p || !lb || (mask_path && !m)) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory listing images");
-        *cap = c;
+        if (!p || !lb || !ix || (mask_path && !m)) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory listing images");
+        ds->cap = c;
     }
     ds->paths[ds->count] = qcal_strdup(path);
     if (mask_path) ds->mask_paths[ds->count] = qcal_strdup(mask_path);
     ds->labels[ds->count] = label;
+    ds->index[ds->count] = ds->count;
     ds->count++;
     if (!ds->paths[ds->count - 1] || (mask_path && !ds->mask_paths[ds->count - 1]))
         return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory listing images");
     return QCAL_OK;
 }
 
-static enum qcal_status load_list(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds, int64_t *cap)
+static enum qcal_status load_list(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds)
 {
     struct qcal_image_list l;
     enum qcal_status st = qcal_image_list_load(spec->source, &l);
@@ -285,14 +286,14 @@ static enum qcal_status load_list(const struct qcal_dataset_spec *spec, struct q
         if (spec->format == QCAL_DATA_IMAGENET && l.labels[i] < 0)
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: image '%s' has no label (imagenet datasets need `path label` "
                           "lines, or an annotations file)", spec->source, l.paths[i]);
-        else st = ds_push(ds, cap, l.paths[i], l.labels[i], NULL);
+        else st = qcal_dataset_push(ds, l.paths[i], l.labels[i], NULL);
     }
     qcal_image_list_free(&l);
     return st;
 }
 
 /* ImageNet-style annotations: `file label` per line, files relative to the source folder. */
-static enum qcal_status load_imagenet(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds, int64_t *cap)
+static enum qcal_status load_imagenet(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds)
 {
     if (!is_dir(spec->source))
         return QCAL_ERR(QCAL_INVALID_DATA, "%s: with an imagenet annotations file, source must be the image folder",
@@ -318,14 +319,14 @@ static enum qcal_status load_imagenet(const struct qcal_dataset_spec *spec, stru
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s:%d: image '%s' does not exist", spec->annotations, l.line[i], path);
             break;
         }
-        st = ds_push(ds, cap, path, label, NULL);
+        st = qcal_dataset_push(ds, path, label, NULL);
     }
     lines_free(&l);
     return st;
 }
 
 /* source/<class>/...: classes are the subfolders (sorted), or the classes file's order. */
-static enum qcal_status load_subfolders(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds, int64_t *cap)
+static enum qcal_status load_subfolders(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds)
 {
     struct qcal_image_list sub = {0};
     enum qcal_status st = QCAL_OK;
@@ -363,7 +364,7 @@ static enum qcal_status load_subfolders(const struct qcal_dataset_spec *spec, st
         snprintf(path, sizeof path, "%s/%s", spec->source, sub.paths[i]);
         struct qcal_image_list imgs = {0};
         st = walk(&imgs, path, 1);
-        for (int k = 0; st == QCAL_OK && k < imgs.count; k++) st = ds_push(ds, cap, imgs.paths[k], cls, NULL);
+        for (int k = 0; st == QCAL_OK && k < imgs.count; k++) st = qcal_dataset_push(ds, imgs.paths[k], cls, NULL);
         qcal_image_list_free(&imgs);
     }
     qcal_image_list_free(&sub);
@@ -426,7 +427,7 @@ static enum qcal_status find_image(const char *dir, const char *id, const char *
     return QCAL_ERR(QCAL_INVALID_DATA, "%s: no image '%s/%s.jpg' (or .jpeg, .png)", from, dir, id);
 }
 
-static enum qcal_status load_voc(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds, int64_t *cap)
+static enum qcal_status load_voc(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds)
 {
     struct lines ids;
     enum qcal_status st = spec->imageset ? load_ids(spec->imageset, &ids) : list_stems(spec->annotations, ".xml", &ids);
@@ -451,7 +452,7 @@ static enum qcal_status load_voc(const struct qcal_dataset_spec *spec, struct qc
         } else if (st == QCAL_OK) {
             st = find_image(spec->source, ids.text[i], xml_path, 0, img, sizeof img);
         }
-        if (st == QCAL_OK) st = ds_push(ds, cap, img, -1, NULL);
+        if (st == QCAL_OK) st = qcal_dataset_push(ds, img, -1, NULL);
         if (st == QCAL_OK && ds->n_objects + v.n_objects > obj_cap) {
             int64_t c = obj_cap ? 2 * obj_cap : 1024;
             while (c < ds->n_objects + v.n_objects) c *= 2;
@@ -471,7 +472,7 @@ static enum qcal_status load_voc(const struct qcal_dataset_spec *spec, struct qc
 }
 
 /* Images (from an imageset, or the source folder) each with masks/<stem>.png. */
-static enum qcal_status load_masks(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds, int64_t *cap)
+static enum qcal_status load_masks(const struct qcal_dataset_spec *spec, struct qcal_dataset *ds)
 {
     enum qcal_status st = QCAL_OK;
     char img[8192], mask[8192];
@@ -483,7 +484,7 @@ static enum qcal_status load_masks(const struct qcal_dataset_spec *spec, struct 
             snprintf(mask, sizeof mask, "%s/%s.png", spec->masks, ids.text[i]);
             if (st == QCAL_OK && !is_file(mask))
                 st = QCAL_ERR(QCAL_INVALID_DATA, "%s:%d: no mask '%s'", spec->imageset, ids.line[i], mask);
-            if (st == QCAL_OK) st = ds_push(ds, cap, img, -1, mask);
+            if (st == QCAL_OK) st = qcal_dataset_push(ds, img, -1, mask);
         }
         lines_free(&ids);
         return st;
@@ -500,7 +501,7 @@ static enum qcal_status load_masks(const struct qcal_dataset_spec *spec, struct 
         if (!is_file(mask))
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no mask for image '%s' (looked for '%s')", spec->masks, l.paths[i],
                           mask);
-        else st = ds_push(ds, cap, l.paths[i], -1, mask);
+        else st = qcal_dataset_push(ds, l.paths[i], -1, mask);
     }
     qcal_image_list_free(&l);
     return st;
@@ -510,7 +511,6 @@ enum qcal_status qcal_dataset_load(const struct qcal_dataset_spec *spec, struct 
 {
     memset(ds, 0, sizeof *ds);
     enum qcal_status st = QCAL_OK;
-    int64_t cap = 0;
     if (!spec->source) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "dataset without a source");
     bool need_ann = spec->format == QCAL_DATA_VOC || spec->format == QCAL_DATA_COCO;
     if (need_ann && !spec->annotations)
@@ -529,12 +529,12 @@ enum qcal_status qcal_dataset_load(const struct qcal_dataset_spec *spec, struct 
         ds->format = spec->format;
         switch (spec->format) {
         case QCAL_DATA_IMAGENET:
-            st = spec->annotations ? load_imagenet(spec, ds, &cap) : load_list(spec, ds, &cap);
+            st = spec->annotations ? load_imagenet(spec, ds) : load_list(spec, ds);
             break;
-        case QCAL_DATA_SUBFOLDERS: st = load_subfolders(spec, ds, &cap); break;
-        case QCAL_DATA_VOC: st = load_voc(spec, ds, &cap); break;
-        case QCAL_DATA_MASKS: st = load_masks(spec, ds, &cap); break;
-        default: st = load_list(spec, ds, &cap); break;
+        case QCAL_DATA_SUBFOLDERS: st = load_subfolders(spec, ds); break;
+        case QCAL_DATA_VOC: st = load_voc(spec, ds); break;
+        case QCAL_DATA_MASKS: st = load_masks(spec, ds); break;
+        default: st = load_list(spec, ds); break;
         }
         for (int64_t i = 0; st == QCAL_OK && ds->classes && i < ds->count; i++)
             if (ds->labels[i] >= ds->n_classes)
@@ -543,9 +543,6 @@ enum qcal_status qcal_dataset_load(const struct qcal_dataset_spec *spec, struct 
                               (long long)ds->labels[i], ds->n_classes, spec->classes ? spec->classes : "the class list");
     }
     if (st == QCAL_OK && ds->count == 0) st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no images", spec->source);
-    if (st == QCAL_OK && !(ds->index = malloc(sizeof *ds->index * (size_t)ds->count)))
-        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    for (int64_t i = 0; st == QCAL_OK && i < ds->count; i++) ds->index[i] = i;
 cleanup:
     if (st != QCAL_OK) qcal_dataset_free(ds);
     return st;
