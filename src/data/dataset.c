@@ -57,7 +57,7 @@ static enum qcal_status walk(struct qcal_image_list *l, const char *dir, int dep
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str); /* the same order on every machine */
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str); /* the same order on every machine */
     for (int i = 0; i < n && st == QCAL_OK; i++) {
         char path[8192];
         if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) {
@@ -342,7 +342,7 @@ static enum qcal_status load_subfolders(const struct qcal_dataset_spec *spec, st
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: image '%s' is not inside a class subfolder", spec->source, e->d_name);
     }
     closedir(d);
-    if (st == QCAL_OK) qsort(sub.paths, (size_t)sub.count, sizeof *sub.paths, cmp_str);
+    if (st == QCAL_OK && sub.count > 1) qsort(sub.paths, (size_t)sub.count, sizeof *sub.paths, cmp_str);
     if (st == QCAL_OK && !ds->classes) {
         ds->classes = calloc((size_t)sub.count + 1, sizeof *ds->classes);
         if (!ds->classes) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
@@ -404,7 +404,7 @@ static enum qcal_status list_stems(const char *dir, const char *ext, struct line
         }
     }
     closedir(d);
-    if (st == QCAL_OK) qsort(names.paths, (size_t)names.count, sizeof *names.paths, cmp_str);
+    if (st == QCAL_OK && names.count > 1) qsort(names.paths, (size_t)names.count, sizeof *names.paths, cmp_str);
     if (st == QCAL_OK && names.count == 0) st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no %s files", dir, ext);
     if (st == QCAL_OK) {
         ids->n = names.count, ids->text = names.paths, ids->line = calloc((size_t)names.count, sizeof(int));

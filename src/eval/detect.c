@@ -51,6 +51,7 @@ static int by_class_score(const void *pa, const void *pb)
 
 void qcal_nms(struct qcal_detections *d, float iou)
 {
+    if (d->n < 2) return;
     qsort(d->det, (size_t)d->n, sizeof *d->det, by_class_score);
     int kept = 0;
     for (int g = 0; g < d->n;) { /* one class at a time */
@@ -72,7 +73,7 @@ void qcal_nms(struct qcal_detections *d, float iou)
 static void finish(struct qcal_detections *d, const struct qcal_detect_options *opt, bool nms)
 {
     if (nms) qcal_nms(d, opt->nms_iou);
-    else qsort(d->det, (size_t)d->n, sizeof *d->det, by_score);
+    else if (d->n > 1) qsort(d->det, (size_t)d->n, sizeof *d->det, by_score);
     if (opt->max_detections > 0 && d->n > opt->max_detections) d->n = opt->max_detections;
 }
 
