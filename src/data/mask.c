@@ -100,8 +100,9 @@ enum qcal_status qcal_mask_load(const char *path, struct qcal_mask *out)
     return st;
 }
 
-/* Even-odd fill at pixel centres (x + 0.5, y + 0.5): for each row, the crossings of every
- * polygon's edges, sorted, fill between pairs. */
+/* Even-odd fill at pixel centres (x + 0.5, y + 0.5): for each row and polygon, the crossings
+ * of its edges, sorted, fill between pairs. The spans of one polygon are disjoint, so setting
+ * them draws the union of the polygons (parts of one object may overlap). */
 static enum qcal_status draw_polygons(const double *v, int64_t n, int w, int h, uint8_t *mask)
 {
     double *xs = NULL;
@@ -134,7 +135,7 @@ static enum qcal_status draw_polygons(const double *v, int64_t n, int w, int h, 
                 /* pixels whose centre lies in [xs[i], xs[i+1]) */
                 double a = ceil(xs[i] - 0.5), b = ceil(xs[i + 1] - 0.5);
                 int x0 = a < 0 ? 0 : a > w ? w : (int)a, x1 = b < 0 ? 0 : b > w ? w : (int)b;
-                for (int x = x0; x < x1; x++) mask[(size_t)y * w + x] ^= 1; /* even-odd across polygons too */
+                memset(mask + (size_t)y * w + x0, 1, (size_t)(x1 > x0 ? x1 - x0 : 0));
             }
             p += 1 + 2 * pts;
         }
@@ -150,22 +151,7 @@ enum qcal_status qcal_segm_draw(const struct qcal_dataset *ds, int64_t s, uint8_
     memset(mask, 0, (size_t)w * h);
     const double *v = ds->values + sg->begin;
     int64_t n = sg->end - sg->begin;
-    if (sg->kind == QCAL_SEGM_POLYGONS) {
-        /* each polygon on its own, OR-ed: parts of one object may overlap */
-        uint8_t *part = malloc((size_t)w * h);
-        if (!part) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory drawing a mask");
-        for (int64_t p = 0; p < n; p += 1 + 2 * (int64_t)v[p]) {
-            memset(part, 0, (size_t)w * h);
-            enum qcal_status st = draw_polygons(v + p, 1 + 2 * (int64_t)v[p], w, h, part);
-            if (st != QCAL_OK) {
-                free(part);
-                return st;
-            }
-            for (size_t i = 0; i < (size_t)w * h; i++) mask[i] |= part[i];
-        }
-        free(part);
-        return QCAL_OK;
-    }
+    if (sg->kind == QCAL_SEGM_POLYGONS) return draw_polygons(v, n, w, h, mask);
     /* RLE, column-major: pixel k is (x = k / h, y = k % h) */
     int64_t k = 0;
     for (int64_t r = 0; r < n; r++) {
