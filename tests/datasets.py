@@ -16,6 +16,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from checks import Checks
 from PIL import Image
 
 SK = "/usr/lib/python3/dist-packages/skimage/data"
@@ -89,13 +90,7 @@ def main():
     shutil.rmtree(w, ignore_errors=True)
     os.makedirs(w)
     open(f"{w}/none.onnx", "wb").close()  # job files name a model; `qcal dataset` does not read it
-    failures, total = 0, 0
-
-    def check(what, ok, detail=""):
-        nonlocal failures, total
-        total += 1
-        failures += not ok
-        print(f"{what}: {'ok' if ok else 'FAIL'} {detail if not ok else ''}")
+    check = Checks()
 
     def job(name, dataset_yaml):
         p = f"{w}/{name}.yml"
@@ -482,8 +477,7 @@ imageset: VOC/ImageSets/Main/val.txt
     expect_job_error("unknown format", "model: none.onnx\ndatasets:\n  validation:\n    source: x\n"
                      "    annotation_format: kitti\n", "annotation_format")
 
-    print(f"{total - failures}/{total} dataset checks passed")
-    return 1 if failures else 0
+    return check.report("dataset checks")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 
 import numpy as np
+from checks import Checks
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,13 +60,7 @@ def main():
     os.makedirs(f"{w}/img")
     for n, size in (("astronaut.png", (512, 512)), ("coffee.png", (600, 400)), ("chelsea.png", (451, 300))):
         Image.open(f"{SK}/{n}").convert("RGB").resize(size).save(f"{w}/img/{n[:-4]}.jpg", quality=90)
-    failures, total = 0, 0
-
-    def check(what, ok, detail=""):
-        nonlocal failures, total
-        total += 1
-        failures += not ok
-        print(f"{what}: {'ok' if ok else 'FAIL'} {'' if ok else detail}")
+    check = Checks()
 
     for name, job, thr in (("ssdlite_mnv3", "ssdlite.yml", 0.0125), ("yoloseg_mnv3", "yoloseg.yml", 0.5)):
         text = open(os.path.join(a.jobs, job)).read()
@@ -145,8 +140,7 @@ def main():
                 print(f"  {img}: qcal {got[:3]} ... ({len(got)}) vs numpy {want[:3]} ... ({len(want)})")
             n_boxes += len(got)
         check(f"{name}: {n_boxes} printed boxes equal numpy's adapter on the same outputs", ok and n_boxes > 0)
-    print(f"{total - failures}/{total} detection checks passed")
-    return 1 if failures else 0
+    return check.report("detection checks")
 
 
 if __name__ == "__main__":

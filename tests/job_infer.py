@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import numpy as np
+from checks import Checks
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,13 +36,7 @@ def main():
     for name, im in list(lines.items()):
         im.save(f"{w}/img/{name}.jpg", quality=95)
         im.rotate(180).save(f"{w}/img/{name}_rot.jpg", quality=95)
-    failures, total = 0, 0
-
-    def check(what, ok, detail=""):
-        nonlocal failures, total
-        total += 1
-        failures += not ok
-        print(f"{what}: {'ok' if ok else 'FAIL'} {detail}")
+    check = Checks()
 
     def run(*args, **kw):
         return subprocess.run([a.qcal, "infer"] + list(args), capture_output=True, text=True, errors="replace", **kw)
@@ -136,8 +131,7 @@ def main():
     open(f"{w}/allbad/x.jpg", "wb").close()
     r = run(job, f"{w}/allbad", "--skip-bad-images")
     check("all images bad: an error even when skipping", r.returncode == 8 and "all 1 images" in r.stderr, r.stderr)
-    print(f"{total - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    return check.report("job checks")
 
 
 if __name__ == "__main__":

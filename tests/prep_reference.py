@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+from checks import Checks
 from PIL import Image, ImageOps
 
 SK = "/usr/lib/python3/dist-packages/skimage/data"
@@ -87,14 +88,7 @@ def main():
         exif[0x0112] = o
         photos["chelsea"].save(f"{w}/chelsea_exif{o}.jpg", quality=92, exif=exif.tobytes())
 
-    failures = 0
-    total = 0
-
-    def check(what, ok, detail=""):
-        nonlocal failures, total
-        total += 1
-        failures += not ok
-        print(f"{what}: {'ok' if ok else 'FAIL'} {detail}")
+    check = Checks()
 
     def tool(img, *steps, expect=0):
         out = f"{w}/out.npy"
@@ -214,8 +208,7 @@ def main():
         generic = tool(f"{w}/coffee.jpg", *geo, "scale=1", *rest)
         check(f"fused path == generic path {' '.join(steps)}", fused is not None and generic is not None and
               fused.tobytes() == generic.tobytes())
-    print(f"{total - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    return check.report("image checks")
 
 
 if __name__ == "__main__":

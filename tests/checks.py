@@ -1,0 +1,21 @@
+"""The pass/fail bookkeeping shared by the Python test scripts.
+
+    checks = Checks()
+    checks("decode vs PIL", diff <= 1, f"max diff {diff}")
+    return checks.report()   # prints "N/M checks passed", returns the exit status
+"""
+
+
+class Checks:
+    def __init__(self):
+        self.total = self.failures = 0
+
+    def __call__(self, what, ok, detail=""):
+        self.total += 1
+        self.failures += not ok
+        print(f"{what}: {'ok' if ok else 'FAIL'} {detail}")
+        return ok
+
+    def report(self, what="checks"):
+        print(f"{self.total - self.failures}/{self.total} {what} passed")
+        return 1 if self.failures else 0
