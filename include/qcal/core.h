@@ -90,6 +90,12 @@ static inline size_t qcal_align_up(size_t n, size_t a) { return (n + a - 1) / a 
  * caller (free()), NUL-terminated past *size_out. Errors name the file. */
 enum qcal_status qcal_read_file(const char *path, size_t max_bytes, void **data_out, size_t *size_out);
 
+/* Writes `size` bytes to `path` through a temporary file in the same folder, renamed over
+ * `path` only when complete (never a partial file under the final name). */
+enum qcal_status qcal_write_file(const char *path, const void *data, size_t size);
+/* The temporary name qcal_write_file uses for `path` (for writers that stream). */
+void qcal_temp_name(const char *path, char *buf, size_t cap);
+
 /* Monotonic time in seconds. */
 double qcal_now(void);
 

@@ -24,4 +24,8 @@ enum qcal_status qcal_onnx_load(const char *path, struct qcal_graph **graph_out)
 enum qcal_status qcal_onnx_load_buffer(const void *data, size_t size, const char *path,
                                        struct qcal_graph **graph_out);
 
+/* Writes g as an ONNX model (ir_version >= 7, the graph's opsets, constants as
+ * initializers, fixed input/output shapes) through a temporary file renamed when complete. */
+enum qcal_status qcal_onnx_save(const struct qcal_graph *g, const char *path);
+
 #endif

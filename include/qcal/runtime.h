@@ -29,6 +29,7 @@ struct qcal_prepare_options {
     int n_shapes;
     const struct qcal_input_shape *shapes;
     bool optimize; /* BN folding, activation fusion */
+    bool fold_batchnorm; /* BN folding alone (implied by optimize): the graph quantization sees */
 };
 
 /* Binds dynamic input dims, infers every shape, folds constant subgraphs and (optionally)

@@ -18,6 +18,26 @@ struct qcal_job_dataset;
 struct qcal_dataset;
 /* Loads one of the job's datasets with its annotations and subset. */
 enum qcal_status cli_load_dataset(const struct qcal_job *job, const struct qcal_job_dataset *d, struct qcal_dataset *ds);
+struct qcal_graph;
+/* The job's model loaded and prepared with the job's input shapes: BatchNorm folded, and
+ * activations fused when `fuse` (plain inference; calibration needs every tensor). */
+enum qcal_status cli_job_model(const struct qcal_job *job, bool fuse, struct qcal_graph **g_out);
+/* The model's image input: its tensor (no data), channels, and how small a JPEG may decode. */
+struct cli_image_input {
+    struct qcal_tensor t;
+    int channels, min_w, min_h;
+};
+enum qcal_status cli_image_input(const struct qcal_job *job, const struct qcal_graph *g, struct cli_image_input *in);
+struct cli_image_geometry {
+    int width, height; /* decoded */
+    float scale;       /* decoded / file */
+};
+/* Decodes and preprocesses one image into x (x->data allocated by the caller); adds the
+ * decoding time to *decode_seconds when not NULL. */
+enum qcal_status cli_image_tensor(const struct qcal_job *job, const struct cli_image_input *in, const char *path,
+                                  struct qcal_tensor *x, struct cli_image_geometry *geo, double *decode_seconds);
+/* `qcal calibrate JOB.yml -o OUTDIR`. */
+int cli_calibrate(int argc, char **argv);
 /* `qcal dataset JOB.yml`. */
 int cli_dataset(int argc, char **argv);
 /* `qcal infer JOB.yml [IMAGE...]`. */

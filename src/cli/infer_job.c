@@ -164,15 +164,11 @@ static void tensors(const struct qcal_exec *ex, char **buf, size_t *len)
 static int output_index(const struct qcal_exec *ex, const char *name);
 
 /* Where the image the model saw came from, to draw boxes on the original file. */
-struct image_geometry {
-    int width, height; /* decoded */
-    float scale;       /* decoded / file */
-};
 
 /* Detection and instance segmentation: boxes (in the image file's pixels) with class and
  * score; instance masks are reported by their pixel count. */
 static enum qcal_status detection(const struct qcal_job *job, const struct labels *lb, const struct qcal_exec *ex,
-                                  const struct qcal_tensor *in, const struct image_geometry *geo, int top, char **buf,
+                                  const struct qcal_tensor *in, const struct cli_image_geometry *geo, int top, char **buf,
                                   size_t *len)
 {
     const struct qcal_job_adapter *ad = &job->adapter;
@@ -327,48 +323,12 @@ int cli_infer_job(int argc, char **argv)
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: give images, or a validation dataset in the job", job->path);
         goto cleanup;
     }
-    QCAL_CHECK(qcal_onnx_load(job->model, &g));
-    struct qcal_input_shape shapes[QCAL_JOB_MAX_INPUTS];
-    int n_shapes = 0;
-    for (int i = 0; i < job->n_inputs; i++) {
-        if (!job->inputs[i].ndim) continue;
-        shapes[n_shapes].name = job->inputs[i].name ? job->inputs[i].name
-                                                    : (i < g->n_inputs ? g->values[g->inputs[i]].name : NULL);
-        shapes[n_shapes].ndim = job->inputs[i].ndim;
-        memcpy(shapes[n_shapes].dims, job->inputs[i].shape, sizeof shapes[n_shapes].dims);
-        n_shapes++;
-    }
-    struct qcal_prepare_options po = {.n_shapes = n_shapes, .shapes = shapes, .optimize = true};
-    QCAL_CHECK(qcal_model_prepare(g, &po));
-    if (g->n_inputs != 1) {
-        st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: images feed models with one input; this one has %d", job->model,
-                      g->n_inputs);
-        goto cleanup;
-    }
+    QCAL_CHECK(cli_job_model(job, true, &g));
+    struct cli_image_input in;
+    QCAL_CHECK(cli_image_input(job, g, &in));
     struct qcal_plan_options plo = {.kernels = kernels};
     QCAL_CHECK(qcal_plan_create(g, &plo, &plan));
-    const struct qcal_tensor in_t = g->values[g->inputs[0]].t;
-    if (in_t.ndim != 4 || in_t.dims[0] != 1 || in_t.dtype != QCAL_F32) {
-        st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input must be float32 [1, C, H, W] (or NHWC), is %s",
-                      job->model, qcal_dtype_name(in_t.dtype));
-        goto cleanup;
-    }
-    const int channels = (int)(job->prep.nhwc ? in_t.dims[3] : in_t.dims[1]);
-    if (channels != 1 && channels != 3) {
-        st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input has %d channels; 1 or 3 expected%s", job->model, channels,
-                      job->prep.nhwc ? "" : " (layout NHWC in the job?)");
-        goto cleanup;
-    }
-    /* decode_scaling: the first geometric step, if a resize, says how small a JPEG may decode */
-    int min_w = 0, min_h = 0;
-    for (int k = 0; job->n_inputs && job->inputs[0].decode_scaling && k < job->prep.n; k++) {
-        const struct qcal_prep_step *s = &job->prep.steps[k];
-        if (s->kind == QCAL_PREP_CENTER_CROP) break;
-        if (s->kind != QCAL_PREP_RESIZE) continue;
-        if (s->mode == QCAL_RESIZE_EXACT) min_w = s->width, min_h = s->height;
-        else if (s->mode == QCAL_RESIZE_SHORTER_SIDE) min_w = min_h = s->width;
-        break;
-    }
+    const struct qcal_tensor in_t = in.t;
     results = calloc((size_t)list.count, sizeof *results);
     status = calloc((size_t)list.count, sizeof *status);
     errors = calloc((size_t)list.count, sizeof *errors);
@@ -395,20 +355,11 @@ int cli_infer_job(int argc, char **argv)
                 status[i] = tst != QCAL_OK ? tst : QCAL_STATUS_COUNT; /* not run: another image failed */
                 continue;
             }
-            struct qcal_image im;
             char err[1024];
             qcal_log_capture(err, sizeof err); /* reported below, in image order */
             double t0 = qcal_now();
-            enum qcal_status s = qcal_image_load_scaled(list.paths[i], channels == 1 ? 1 : 3, min_w, min_h, &im);
-            float *work = NULL;
-            decode_seconds += qcal_now() - t0;
-            if (s == QCAL_OK) {
-                work = qcal_malloc(2 * sizeof(float) * qcal_prep_work_floats(&job->prep, im.width, im.height, im.channels));
-                s = work ? qcal_prep_run(&job->prep, &im, list.paths[i], work, &x) : QCAL_OUT_OF_MEMORY;
-            }
-            qcal_free(work);
-            struct image_geometry geo = {im.width, im.height, im.scale};
-            qcal_image_free(&im);
+            struct cli_image_geometry geo = {0};
+            enum qcal_status s = cli_image_tensor(job, &in, list.paths[i], &x, &geo, &decode_seconds);
             double t1 = qcal_now();
             if (s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR) bad = true; /* the image, not the model */
             if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, &x);

@@ -8,6 +8,7 @@
 
 #include "qcal/data.h"
 #include "qcal/onnx.h"
+#include "qcal/par.h"
 #include "qcal/runtime.h"
 #include "cli.h"
 
@@ -17,6 +18,7 @@ static const char usage_main[] =
     "commands:\n"
     "  infer     run a model on inputs and print or save its outputs\n"
     "  dataset   show what a job's dataset resolves to (images, labels, boxes, masks)\n"
+    "  calibrate gather activation statistics (MPI ranks x threads) and write an INT8 model\n"
     "  version   print the version\n"
     "\n"
     "Run 'qcal <command> --help' for a command's options.\n"
@@ -342,6 +344,14 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "infer") == 0) return cmd_infer(argc - 1, argv + 1);
     if (strcmp(cmd, "dataset") == 0) return cli_dataset(argc - 1, argv + 1);
+    if (strcmp(cmd, "calibrate") == 0) {
+        if (qcal_par_init(&argc, &argv) != QCAL_OK) return qcal_status_exit_code(QCAL_BACKEND_ERROR);
+        int rc = cli_calibrate(argc - 1, argv + 1);
+        /* a failure not every rank agreed on: the others may wait in a collective */
+        if (rc != 0 && qcal_par_size() > 1 && !qcal_par_failure_agreed()) qcal_par_abort(rc);
+        qcal_par_finalize();
+        return rc;
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("qcal %s\n", QCAL_VERSION);
         return 0;

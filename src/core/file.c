@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "qcal/core.h"
 
@@ -37,5 +38,26 @@ enum qcal_status qcal_read_file(const char *path, size_t max_bytes, void **data_
     data[size] = '\0';
     *data_out = data;
     *size_out = size;
+    return QCAL_OK;
+}
+
+void qcal_temp_name(const char *path, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s.tmp%d", path, (int)getpid());
+}
+
+enum qcal_status qcal_write_file(const char *path, const void *data, size_t size)
+{
+    char tmp[4096];
+    qcal_temp_name(path, tmp, sizeof tmp);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot create: %s", path, strerror(errno));
+    bool ok = fwrite(data, 1, size, f) == size;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return QCAL_ERR(QCAL_IO_ERROR, "%s: write failed: %s", path, strerror(e));
+    }
     return QCAL_OK;
 }

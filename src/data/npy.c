@@ -124,7 +124,7 @@ enum qcal_status qcal_npy_write(const char *path, const struct qcal_tensor *t)
     header[hl + pad] = '\n';
     int hlen = hl + pad + 1;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
+    qcal_temp_name(path, tmp, sizeof tmp);
     FILE *f = fopen(tmp, "wb");
     if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot create: %s", path, strerror(errno));
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),

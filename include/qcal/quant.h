@@ -1,0 +1,51 @@
+/*
+ * qcal quant: an FP32 graph becomes a QDQ graph.
+ *
+ *     struct qcal_quant_sel sel;
+ *     qcal_quant_select(g, &opts, &sel);         // nodes to quantize, activations to observe
+ *     ... calibration fills stats for sel.values ...
+ *     qcal_quant_to_qdq(g, &sel, calib, &qo);     // int8 weights, int32 biases, Q/DQ pairs
+ *     qcal_quant_upgrade_opset(g, 13);            // ops whose encoding changed before 13
+ *     qcal_onnx_save(g, "model.int8.onnx");
+ *
+ * Quantized ops: Conv, ConvTranspose, Gemm and MatMul (constant weights per output channel,
+ * symmetric int8 in [-127, 127]; biases int32 at scale_x * scale_w), Add and Mul of two
+ * activations, AveragePool and GlobalAveragePool. Everything else, and every node in the
+ * ignored scope, stays FP32.
+ */
+#ifndef QCAL_QUANT_H
+#define QCAL_QUANT_H
+
+#include "qcal/calib.h"
+
+struct qcal_quant_options {
+    int n_ignored_names, n_ignored_types;
+    char *const *ignored_names; /* node names, exact */
+    char *const *ignored_types; /* op types, exact */
+};
+
+struct qcal_quant_sel {
+    int n_nodes, n_values;
+    int *nodes;   /* node indices, graph order */
+    int *values;  /* activation value ids to quantize (each once, first use order) */
+};
+
+enum qcal_status qcal_quant_select(const struct qcal_graph *g, const struct qcal_quant_options *o,
+                                   struct qcal_quant_sel *sel);
+void qcal_quant_sel_free(struct qcal_quant_sel *sel);
+
+/* Rewrites g in place into QDQ form with the parameters in c (one stat per sel value, same
+ * order). Node and value indices of g change. */
+enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant_sel *sel,
+                                   const struct qcal_calib *c);
+
+/* Rewrites nodes of an older default-domain opset whose encoding changed before `opset`
+ * (Clip, Softmax/LogSoftmax, Squeeze/Unsqueeze, Split) and sets the graph's opset. Ops
+ * qcal cannot convert are errors naming the node. */
+enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset);
+
+/* Symmetric per-channel int8 of w viewed as [outer, ch, inner] along ch: scale[c] =
+ * max|w| / 127 (1 for an all-zero channel), q = round(w / scale) in [-127, 127]. */
+void qcal_quant_weights(const float *w, int64_t outer, int64_t ch, int64_t inner, int8_t *q, float *scale);
+
+#endif

@@ -1,0 +1,493 @@
+/* qcal calibrate JOB.yml -o OUTDIR: MPI ranks shard the calibration images, OpenMP threads
+ * run whole images with a statistics observer, statistics are reduced over ranks, scales
+ * are searched, and rank 0 writes OUTDIR/model.int8.onnx (QDQ) and OUTDIR/calibration.h5. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "qcal/calib.h"
+#include "qcal/data.h"
+#include "qcal/job.h"
+#include "qcal/onnx.h"
+#include "qcal/par.h"
+#include "qcal/quant.h"
+#include "qcal/report.h"
+#include "qcal/runtime.h"
+
+static const char usage[] =
+    "usage: qcal calibrate JOB.yml -o OUTDIR [options]\n"
+    "       mpirun -np N qcal calibrate JOB.yml -o OUTDIR     (or srun --mpi=pmix)\n"
+    "\n"
+    "Gathers activation statistics of the job's model on its calibration dataset (the\n"
+    "validation dataset if there is none), MPI ranks sharding the images and OpenMP threads\n"
+    "running whole images, and writes:\n"
+    "  OUTDIR/model.int8.onnx   the INT8 model (ONNX QDQ, opset >= 13)\n"
+    "  OUTDIR/calibration.h5    statistics (min/max, histograms) and the chosen scales;\n"
+    "                           identical bytes for any number of ranks and threads\n"
+    "  OUTDIR/timing.h5         time per stage and rank (min/mean/max over ranks)\n"
+    "\n"
+    "options (override the job's calibration section):\n"
+    "  -o, --output-dir DIR     where the outputs go (created if missing)\n"
+    "  --method M               minmax | mean_minmax | percentile | entropy | mse\n"
+    "  --preset P               performance (int8 symmetric) | mixed (uint8 asymmetric)\n"
+    "  --percentile P           for --method percentile (default 99.999)\n"
+    "  --subset N               calibration images (default: the job's, 300)\n"
+    "  --from-stats FILE.h5     reuse the statistics of an earlier run (no inference)\n"
+    "  --threads N              OpenMP threads per rank\n"
+    "  --kernels dnnl|blas|ref  force a kernel family\n"
+    "  --quiet                  no progress line\n"
+    "  -h, --help               this help\n";
+
+enum { STAGE_DECODE, STAGE_INFER, STAGE_REDUCE, STAGE_SEARCH, STAGE_WRITE, N_STAGES };
+static const char *const stage_names[N_STAGES] = {"decode", "inference", "reduction", "scale_search", "write"};
+
+struct progress {
+    bool on, tty;
+    const char *what;
+    int64_t total;
+    double start, last;
+};
+
+/* Rank 0, main thread: one line for the whole job (all ranks' images). */
+static void progress_show(struct progress *p, bool final)
+{
+    if (!p->on || qcal_par_rank() != 0) return;
+    double now = qcal_now();
+    if (!final && now - p->last < (p->tty ? 0.25 : 5.0)) return;
+    p->last = now;
+    int64_t done = final ? p->total : qcal_par_progress_total();
+    double rate = done / fmax(now - p->start, 1e-9);
+    double eta = rate > 0 ? (p->total - done) / rate : 0;
+    fprintf(stderr, "%s%s: %lld/%lld images, %.1f images/s, ETA %.0f s%s", p->tty ? "\r" : "", p->what,
+            (long long)done, (long long)p->total, rate, eta, p->tty && !final ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+/* One pass over this rank's images [begin, end) with the calibration observer. */
+static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_dataset *ds, int64_t begin,
+                                 int64_t end, const struct qcal_plan *plan, const struct cli_image_input *in,
+                                 int input_value, struct qcal_calib *c, bool skip_bad, int64_t *observed,
+                                 double *seconds, struct progress *pg)
+{
+    const int64_t n = end - begin;
+    enum qcal_status *status = calloc((size_t)n + 1, sizeof *status);
+    char **errors = calloc((size_t)n + 1, sizeof *errors);
+    enum qcal_status st = QCAL_OK;
+    if (!status || !errors) {
+        free(status), free(errors);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    int failed = 0;
+    int64_t done = 0;
+    double decode = 0, infer = 0;
+#pragma omp parallel reduction(+ : decode, infer)
+    {
+        struct qcal_calib_thread *ct = qcal_calib_thread(c, omp_get_thread_num());
+        struct qcal_exec *ex = NULL;
+        struct qcal_tensor x = in->t;
+        x.data = qcal_malloc(qcal_tensor_bytes(&in->t));
+        enum qcal_status tst = x.data ? qcal_exec_create(plan, &ex) : QCAL_OUT_OF_MEMORY;
+        if (ex) qcal_exec_set_observer(ex, qcal_calib_observer, ct);
+#pragma omp for schedule(dynamic)
+        for (int64_t k = 0; k < n; k++) {
+            int stop;
+#pragma omp atomic read
+            stop = failed;
+            if (stop || tst != QCAL_OK) {
+                status[k] = tst != QCAL_OK ? tst : QCAL_STATUS_COUNT;
+                continue;
+            }
+            const char *path = ds->paths[begin + k];
+            char err[1024] = "";
+            qcal_log_capture(err, sizeof err);
+            double t0 = qcal_now();
+            enum qcal_status s = cli_image_tensor(job, in, path, &x, NULL, NULL);
+            double t1 = qcal_now();
+            bool bad = s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR;
+            if (s == QCAL_OK) {
+                qcal_calib_observe_value(ct, input_value, &x);
+                s = qcal_exec_set_input(ex, 0, &x);
+            }
+            if (s == QCAL_OK) s = qcal_exec_run(ex);
+            if (s == QCAL_OK) qcal_calib_image_done(ct);
+            decode += t1 - t0;
+            infer += qcal_now() - t1;
+            qcal_log_capture(NULL, 0);
+            status[k] = s;
+            if (s != QCAL_OK) {
+                errors[k] = strdup(err[0] ? err : qcal_status_str(s));
+                if (!(bad && skip_bad)) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+                if (bad && skip_bad) status[k] = QCAL_STATUS_COUNT + 1; /* skipped */
+            }
+            int64_t d;
+#pragma omp atomic capture
+            d = ++done;
+            if (omp_get_thread_num() == 0) { /* the main thread: the only one that talks to MPI */
+                qcal_par_progress_post(d);
+                progress_show(pg, false);
+            }
+        }
+        qcal_exec_destroy(ex);
+        qcal_free(x.data);
+    }
+    int64_t ok = 0;
+    for (int64_t k = 0; k < n; k++) { /* the first failure in image order: one deterministic line */
+        if (status[k] == QCAL_OK) {
+            ok++;
+            continue;
+        }
+        if (status[k] == QCAL_STATUS_COUNT) continue;
+        if (status[k] == QCAL_STATUS_COUNT + 1) {
+            if (errors[k]) QCAL_LOGW("skipped: %s", errors[k]);
+            continue;
+        }
+        if (st == QCAL_OK) st = QCAL_ERR(status[k], "%s", errors[k] ? errors[k] : qcal_status_str(status[k]));
+    }
+    for (int64_t k = 0; k < n; k++) free(errors[k]);
+    free(errors);
+    free(status);
+    *observed = ok;
+    seconds[STAGE_DECODE] += decode;
+    seconds[STAGE_INFER] += infer;
+    return st;
+}
+
+static enum qcal_status make_dir(const char *dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) return QCAL_ERR(QCAL_IO_ERROR, "%s: exists and is not a folder", dir);
+    } else if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot create: %s", dir, strerror(errno));
+    }
+    if (access(dir, W_OK) != 0) return QCAL_ERR(QCAL_IO_ERROR, "%s: not writable", dir);
+    return QCAL_OK;
+}
+
+static enum qcal_status write_stats(const char *path, const struct qcal_job *job, const struct qcal_calib *c,
+                                    const struct qcal_calib_options *o)
+{
+    struct qcal_h5 *f = NULL;
+    enum qcal_status st = qcal_h5_create(path, &f);
+    if (st != QCAL_OK) return st;
+    const int n = c->n;
+    const int64_t dn = n, dh[2] = {n, QCAL_CALIB_BINS}, dr[2] = {n, 2};
+    const char **names = malloc(sizeof(char *) * ((size_t)n + 1));
+    float *f32 = malloc(sizeof(float) * (2 * (size_t)n + 1));
+    double *f64 = malloc(sizeof(double) * (2 * (size_t)n + 1));
+    uint64_t *u64 = malloc(sizeof(uint64_t) * ((size_t)n * QCAL_CALIB_BINS + 1));
+    int32_t *i32 = malloc(sizeof(int32_t) * (2 * (size_t)n + 1));
+    if (!names || !f32 || !f64 || !u64 || !i32) {
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+#define COLUMN(path, type, dims, nd, arr, expr)                                     \
+    do {                                                                            \
+        for (int i = 0; i < n; i++) arr[i] = (expr);                                \
+        if (st == QCAL_OK) st = qcal_h5_write(f, path, type, nd, dims, arr);        \
+    } while (0)
+    for (int i = 0; i < n; i++) names[i] = c->stats[i].name;
+    st = qcal_h5_attr_string(f, "/", "qcal_version", QCAL_VERSION);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/", "model", job->model);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/", "job", job->path);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "images", c->images);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "bins", QCAL_CALIB_BINS);
+    if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/tensors/name", n, names);
+    COLUMN("/tensors/min", QCAL_F32, &dn, 1, f32, c->stats[i].min);
+    COLUMN("/tensors/max", QCAL_F32, &dn, 1, f32, c->stats[i].max);
+    COLUMN("/tensors/mean_min", QCAL_F64, &dn, 1, f64, c->stats[i].mean_min);
+    COLUMN("/tensors/mean_max", QCAL_F64, &dn, 1, f64, c->stats[i].mean_max);
+    COLUMN("/tensors/count", QCAL_U64, &dn, 1, u64, c->stats[i].count);
+    for (int i = 0; i < n; i++) f32[2 * i] = c->stats[i].hist_lo, f32[2 * i + 1] = c->stats[i].hist_hi;
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/tensors/histogram_range", QCAL_F32, 2, dr, f32);
+    for (int i = 0; i < n; i++) memcpy(u64 + (size_t)i * QCAL_CALIB_BINS, c->stats[i].hist, sizeof(uint64_t) * QCAL_CALIB_BINS);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/tensors/histogram", QCAL_U64, 2, dh, u64);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/scales", "method", qcal_calib_method_name(o->method));
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/scales", "preset", qcal_calib_preset_name(o->preset));
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/scales", "percentile", o->percentile);
+    COLUMN("/scales/lo", QCAL_F32, &dn, 1, f32, c->stats[i].q.lo);
+    COLUMN("/scales/hi", QCAL_F32, &dn, 1, f32, c->stats[i].q.hi);
+    COLUMN("/scales/scale", QCAL_F32, &dn, 1, f32, c->stats[i].q.scale);
+    COLUMN("/scales/zero_point", QCAL_I32, &dn, 1, i32, c->stats[i].q.zero_point);
+    COLUMN("/scales/dtype", QCAL_I32, &dn, 1, i32, c->stats[i].q.dtype);
+#undef COLUMN
+done:
+    free(names), free(f32), free(f64), free(u64), free(i32);
+    enum qcal_status cst = qcal_h5_close(f, st == QCAL_OK);
+    return st != QCAL_OK ? st : cst;
+}
+
+/* Fills c's statistics from an earlier run's calibration.h5 (same tensors by name). */
+static enum qcal_status read_stats(const char *path, struct qcal_calib *c)
+{
+    struct qcal_h5 *f = NULL;
+    enum qcal_status st = qcal_h5_open(path, &f);
+    if (st != QCAL_OK) return st;
+    char **names = NULL;
+    int n = 0;
+    struct qcal_tensor t[7] = {0};
+    static const char *const cols[7] = {"/tensors/min", "/tensors/max", "/tensors/mean_min", "/tensors/mean_max",
+                                        "/tensors/count", "/tensors/histogram_range", "/tensors/histogram"};
+    static const int types[7] = {QCAL_F32, QCAL_F32, QCAL_F64, QCAL_F64, QCAL_U64, QCAL_F32, QCAL_U64};
+    double images = 0;
+    st = qcal_h5_read_strings(f, "/tensors/name", &n, &names);
+    if (st == QCAL_OK) st = qcal_h5_read_attr_f64(f, "/", "images", &images);
+    for (int k = 0; st == QCAL_OK && k < 7; k++) {
+        st = qcal_h5_read(f, cols[k], types[k], &t[k]);
+        int64_t want = k == 5 ? 2 * (int64_t)n : k == 6 ? (int64_t)n * QCAL_CALIB_BINS : n;
+        if (st == QCAL_OK && qcal_tensor_numel(&t[k]) != want)
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: %s has %lld values, expected %lld", path, cols[k],
+                          (long long)qcal_tensor_numel(&t[k]), (long long)want);
+    }
+    for (int i = 0; st == QCAL_OK && i < c->n; i++) {
+        struct qcal_calib_stat *s = &c->stats[i];
+        int j = 0;
+        while (j < n && strcmp(names[j], s->name) != 0) j++;
+        if (j == n) {
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no statistics for tensor '%s' of this model (another model's "
+                          "statistics?)", path, s->name);
+            break;
+        }
+        s->min = ((float *)t[0].data)[j];
+        s->max = ((float *)t[1].data)[j];
+        s->mean_min = ((double *)t[2].data)[j];
+        s->mean_max = ((double *)t[3].data)[j];
+        s->count = ((uint64_t *)t[4].data)[j];
+        s->hist_lo = ((float *)t[5].data)[2 * j];
+        s->hist_hi = ((float *)t[5].data)[2 * j + 1];
+        memcpy(s->hist, (uint64_t *)t[6].data + (size_t)j * QCAL_CALIB_BINS, sizeof(uint64_t) * QCAL_CALIB_BINS);
+    }
+    c->images = (int64_t)images;
+    for (int k = 0; k < 7; k++) free(t[k].data);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    qcal_h5_close(f, false);
+    return st;
+}
+
+static enum qcal_status write_timing(const char *path, const double *seconds)
+{
+    double mn[N_STAGES], mx[N_STAGES], sum[N_STAGES];
+    for (int k = 0; k < N_STAGES; k++) mn[k] = mx[k] = seconds[k];
+    enum qcal_status st = qcal_par_allreduce_f64_min(mn, N_STAGES);
+    if (st == QCAL_OK) st = qcal_par_allreduce_f64_max(mx, N_STAGES);
+    /* a sum for the mean: ranks' doubles gathered and added in rank order */
+    const int size = qcal_par_size();
+    int *counts = malloc(sizeof(int) * (size_t)size);
+    double *all = malloc(sizeof(double) * (size_t)size * N_STAGES);
+    if (!counts || !all) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int r = 0; st == QCAL_OK && r < size; r++) counts[r] = N_STAGES;
+    if (st == QCAL_OK) st = qcal_par_allgather_f64(seconds, counts, all);
+    for (int k = 0; st == QCAL_OK && k < N_STAGES; k++) {
+        sum[k] = 0;
+        for (int r = 0; r < size; r++) sum[k] += all[r * N_STAGES + k];
+    }
+    if (st == QCAL_OK && qcal_par_rank() == 0) {
+        struct qcal_h5 *f = NULL;
+        st = qcal_h5_create(path, &f);
+        if (st == QCAL_OK) {
+            double table[N_STAGES * 3];
+            for (int k = 0; k < N_STAGES; k++)
+                table[3 * k] = mn[k], table[3 * k + 1] = sum[k] / size, table[3 * k + 2] = mx[k];
+            st = qcal_h5_write(f, "/stages/seconds_min_mean_max", QCAL_F64, 2, (int64_t[]){N_STAGES, 3}, table);
+            if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/stages/name", N_STAGES, stage_names);
+            if (st == QCAL_OK) st = qcal_h5_write(f, "/stages/per_rank", QCAL_F64, 2, (int64_t[]){size, N_STAGES}, all);
+            if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "ranks", size);
+            if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "threads", omp_get_max_threads());
+            enum qcal_status cst = qcal_h5_close(f, st == QCAL_OK);
+            if (st == QCAL_OK) st = cst;
+        }
+        for (int k = 0; st == QCAL_OK && k < N_STAGES; k++)
+            printf("  %-13s min %8.3f s  mean %8.3f s  max %8.3f s\n", stage_names[k], mn[k], sum[k] / size, mx[k]);
+    }
+    free(counts), free(all);
+    return st;
+}
+
+/* Every rank reaches the same agreement points, so one rank's failure stops all of them
+ * at the next one with a non-zero status (par.h). */
+#define AGREE(expr)                                   \
+    do {                                              \
+        if ((st = qcal_par_agree(expr)) != QCAL_OK) goto cleanup; \
+    } while (0)
+
+int cli_calibrate(int argc, char **argv)
+{
+    enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET };
+    static const struct option opts[] = {
+        {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
+        {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
+        {"subset", required_argument, 0, O_SUBSET}, {"from-stats", required_argument, 0, O_FROM},
+        {"threads", required_argument, 0, O_THREADS}, {"kernels", required_argument, 0, O_KERNELS},
+        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    enum qcal_status st = QCAL_OK;
+    const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
+    double percentile = -1;
+    int64_t subset = -1;
+    int kernels = QCAL_KERNELS_AUTO;
+    bool quiet = false;
+    double seconds[N_STAGES] = {0};
+    struct qcal_job *job = NULL;
+    struct qcal_graph *g = NULL;
+    struct qcal_plan *plan = NULL;
+    struct qcal_dataset ds = {0};
+    struct qcal_quant_sel sel = {0};
+    struct qcal_calib *c = NULL;
+    char model_path[4096], stats_path[4096], timing_path[4096];
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': out_dir = optarg; break;
+        case O_METHOD: method_s = optarg; break;
+        case O_PRESET: preset_s = optarg; break;
+        case O_PERCENTILE: percentile = atof(optarg); break;
+        case O_SUBSET: subset = atoll(optarg); break;
+        case O_FROM: from = optarg; break;
+        case O_THREADS:
+            if (atoi(optarg) < 1) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--threads must be >= 1");
+                AGREE(st);
+            }
+            omp_set_num_threads(atoi(optarg));
+            break;
+        case O_KERNELS:
+            if ((kernels = cli_parse_kernels(optarg)) < 0) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--kernels '%s': expected dnnl, blas or ref", optarg);
+                AGREE(st);
+            }
+            break;
+        case O_QUIET: quiet = true; break;
+        case 'h': fputs(usage, stdout); goto cleanup;
+        default:
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: unknown option or missing value in '%s' (see qcal "
+                          "calibrate --help)", argv[optind - 1]);
+            AGREE(st);
+        }
+    }
+    if (optind != argc - 1 || !out_dir) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: expected JOB.yml and -o OUTDIR (see qcal calibrate --help)");
+        AGREE(st);
+    }
+    AGREE(qcal_job_load(argv[optind], &job));
+    struct qcal_calib_options co = {
+        .method = qcal_calib_method_parse(method_s ? method_s : job->calibration.method),
+        .preset = qcal_calib_preset_parse(preset_s ? preset_s : job->calibration.preset),
+        .percentile = (float)(percentile >= 0 ? percentile : job->calibration.percentile)};
+    if (co.method < 0) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--method '%s': expected minmax, mean_minmax, percentile, entropy or mse",
+                      method_s ? method_s : job->calibration.method);
+        AGREE(st);
+    }
+    if (co.preset < 0) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--preset '%s': expected performance or mixed",
+                      preset_s ? preset_s : job->calibration.preset);
+        AGREE(st);
+    }
+    if (!(co.percentile > 50 && co.percentile <= 100)) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--percentile %g: expected a value in (50, 100]", co.percentile);
+        AGREE(st);
+    }
+    snprintf(model_path, sizeof model_path, "%s/model.int8.onnx", out_dir);
+    snprintf(stats_path, sizeof stats_path, "%s/calibration.h5", out_dir);
+    snprintf(timing_path, sizeof timing_path, "%s/timing.h5", out_dir);
+    if (qcal_par_rank() == 0) st = make_dir(out_dir);
+    AGREE(st);
+
+    AGREE(cli_job_model(job, false, &g));
+    struct qcal_quant_options qo = {job->calibration.n_ignored_names, job->calibration.n_ignored_types,
+                                    job->calibration.ignored_names, job->calibration.ignored_types};
+    AGREE(qcal_quant_select(g, &qo, &sel));
+    AGREE(qcal_calib_create(g, sel.values, sel.n_values, &c));
+    if (from) {
+        AGREE(read_stats(from, c));
+    } else {
+        const struct qcal_job_dataset *d = job->calibration_data.present ? &job->calibration_data
+                                                                          : &job->validation_data;
+        if (!d->present) {
+            st = QCAL_ERR(QCAL_INVALID_JOB, "%s: no calibration (or validation) dataset", job->path);
+            AGREE(st);
+        }
+        AGREE(cli_load_dataset(job, d, &ds));
+        int64_t want = subset > 0 ? subset : job->calibration.subset;
+        AGREE(qcal_dataset_subset(&ds, want, d->subset_random, (uint64_t)d->seed));
+        if (ds.count == 0) {
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: the calibration dataset has no images", job->path);
+            AGREE(st);
+        }
+        struct cli_image_input in;
+        AGREE(cli_image_input(job, g, &in));
+        struct qcal_plan_options plo = {.kernels = kernels};
+        AGREE(qcal_plan_create(g, &plo, &plan));
+        int64_t begin, end;
+        qcal_shard(ds.count, qcal_par_rank(), qcal_par_size(), &begin, &end);
+        int64_t images = ds.count;
+        for (int pass = 1; pass <= 2; pass++) {
+            char what[64];
+            snprintf(what, sizeof what, "calibrate pass %d/2", pass);
+            struct progress pg = {.on = !quiet, .tty = isatty(2), .what = what, .total = ds.count,
+                                  .start = qcal_now()};
+            AGREE(qcal_calib_begin_pass(c, pass, omp_get_max_threads(), images));
+            int64_t observed = 0;
+            st = run_pass(job, &ds, begin, end, plan, &in, g->inputs[0], c, d->skip_bad_images, &observed, seconds,
+                          &pg);
+            qcal_par_progress_end();
+            AGREE(st);
+            progress_show(&pg, true);
+            double t0 = qcal_now();
+            AGREE(qcal_calib_end_pass(c));
+            int64_t total = observed;
+            AGREE(qcal_par_allreduce_i64_sum(&total, 1));
+            seconds[STAGE_REDUCE] += qcal_now() - t0;
+            if (total == 0) {
+                st = QCAL_ERR(QCAL_INVALID_DATA, "%s: none of the %lld calibration images could be read", job->path,
+                              (long long)ds.count);
+                goto cleanup; /* every rank knows the same total */
+            }
+            if (pass == 1 && total < ds.count && qcal_par_rank() == 0)
+                printf("skipped %lld of %lld images that could not be read\n", (long long)(ds.count - total),
+                       (long long)ds.count);
+            images = total;
+        }
+        qcal_plan_destroy(plan); /* the graph is rewritten below */
+        plan = NULL;
+    }
+    double t0 = qcal_now();
+    QCAL_CHECK(qcal_calib_compute(c, &co));
+    seconds[STAGE_SEARCH] += qcal_now() - t0;
+    t0 = qcal_now();
+    if (qcal_par_rank() == 0) {
+        st = qcal_quant_to_qdq(g, &sel, c);
+        if (st == QCAL_OK) st = qcal_quant_upgrade_opset(g, 13);
+        if (st == QCAL_OK) st = qcal_onnx_save(g, model_path);
+        if (st == QCAL_OK) st = write_stats(stats_path, job, c, &co);
+        if (st != QCAL_OK) unlink(model_path); /* never one output without the other */
+    }
+    QCAL_CHECK(qcal_par_agree(st));
+    seconds[STAGE_WRITE] += qcal_now() - t0;
+    if (qcal_par_rank() == 0)
+        printf("calibrated %s: %d quantized nodes, %d activation tensors, %lld images, %d ranks x %d threads, "
+               "method %s, preset %s\nwrote %s\nwrote %s\n",
+               job->model, sel.n_nodes, sel.n_values, (long long)c->images, qcal_par_size(), omp_get_max_threads(),
+               qcal_calib_method_name(co.method), qcal_calib_preset_name(co.preset), model_path, stats_path);
+    st = qcal_par_agree(write_timing(timing_path, seconds));
+cleanup:
+    qcal_calib_destroy(c);
+    qcal_quant_sel_free(&sel);
+    qcal_dataset_free(&ds);
+    qcal_plan_destroy(plan);
+    qcal_graph_destroy(g);
+    qcal_job_destroy(job);
+    return qcal_status_exit_code(st);
+}

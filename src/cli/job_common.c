@@ -1,0 +1,75 @@
+/* What the job subcommands share: the job's model prepared with its input shapes, and one
+ * image decoded and preprocessed into the model's input tensor. */
+#include <string.h>
+
+#include "cli.h"
+#include "qcal/job.h"
+#include "qcal/onnx.h"
+#include "qcal/runtime.h"
+
+enum qcal_status cli_job_model(const struct qcal_job *job, bool fuse, struct qcal_graph **g_out)
+{
+    struct qcal_graph *g = NULL;
+    enum qcal_status st = qcal_onnx_load(job->model, &g);
+    if (st != QCAL_OK) return st;
+    struct qcal_input_shape shapes[QCAL_JOB_MAX_INPUTS];
+    int n_shapes = 0;
+    for (int i = 0; i < job->n_inputs; i++) {
+        if (!job->inputs[i].ndim) continue;
+        shapes[n_shapes].name = job->inputs[i].name ? job->inputs[i].name
+                                                    : (i < g->n_inputs ? g->values[g->inputs[i]].name : NULL);
+        shapes[n_shapes].ndim = job->inputs[i].ndim;
+        memcpy(shapes[n_shapes].dims, job->inputs[i].shape, sizeof shapes[n_shapes].dims);
+        n_shapes++;
+    }
+    struct qcal_prepare_options po = {.n_shapes = n_shapes, .shapes = shapes, .optimize = fuse, .fold_batchnorm = true};
+    if ((st = qcal_model_prepare(g, &po)) != QCAL_OK) {
+        qcal_graph_destroy(g);
+        return st;
+    }
+    *g_out = g;
+    return QCAL_OK;
+}
+
+enum qcal_status cli_image_input(const struct qcal_job *job, const struct qcal_graph *g, struct cli_image_input *in)
+{
+    memset(in, 0, sizeof *in);
+    if (g->n_inputs != 1)
+        return QCAL_ERR(QCAL_UNSUPPORTED, "%s: images feed models with one input; this one has %d", job->model,
+                        g->n_inputs);
+    in->t = g->values[g->inputs[0]].t;
+    in->t.data = NULL;
+    if (in->t.ndim != 4 || in->t.dims[0] != 1 || in->t.dtype != QCAL_F32)
+        return QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input must be float32 [1, C, H, W] (or NHWC), is %s", job->model,
+                        qcal_dtype_name(in->t.dtype));
+    in->channels = (int)(job->prep.nhwc ? in->t.dims[3] : in->t.dims[1]);
+    if (in->channels != 1 && in->channels != 3)
+        return QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input has %d channels; 1 or 3 expected%s", job->model,
+                        in->channels, job->prep.nhwc ? "" : " (layout NHWC in the job?)");
+    /* decode_scaling: the first geometric step, if a resize, says how small a JPEG may decode */
+    for (int k = 0; job->n_inputs && job->inputs[0].decode_scaling && k < job->prep.n; k++) {
+        const struct qcal_prep_step *s = &job->prep.steps[k];
+        if (s->kind == QCAL_PREP_CENTER_CROP) break;
+        if (s->kind != QCAL_PREP_RESIZE) continue;
+        if (s->mode == QCAL_RESIZE_EXACT) in->min_w = s->width, in->min_h = s->height;
+        else if (s->mode == QCAL_RESIZE_SHORTER_SIDE) in->min_w = in->min_h = s->width;
+        break;
+    }
+    return QCAL_OK;
+}
+
+enum qcal_status cli_image_tensor(const struct qcal_job *job, const struct cli_image_input *in, const char *path,
+                                  struct qcal_tensor *x, struct cli_image_geometry *geo, double *decode_seconds)
+{
+    struct qcal_image im;
+    double t0 = qcal_now();
+    enum qcal_status s = qcal_image_load_scaled(path, in->channels == 1 ? 1 : 3, in->min_w, in->min_h, &im);
+    if (decode_seconds) *decode_seconds += qcal_now() - t0;
+    if (s != QCAL_OK) return s;
+    float *work = qcal_malloc(2 * sizeof(float) * qcal_prep_work_floats(&job->prep, im.width, im.height, im.channels));
+    s = work ? qcal_prep_run(&job->prep, &im, path, work, x) : QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: out of memory", path);
+    qcal_free(work);
+    if (geo) *geo = (struct cli_image_geometry){im.width, im.height, im.scale};
+    qcal_image_free(&im);
+    return s;
+}
