@@ -15,7 +15,7 @@ debs=(
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
   libyaml-dev libexpat1-dev libcjson-dev
   clang libclang-rt-14-dev
-  python3 python3-onnx python3-numpy python3-pil python3-yaml python3-skimage
+  python3 python3-onnx python3-numpy python3-pil python3-yaml python3-skimage python3-h5py
   python3-torch python3-torchvision
 )
 # Node.js may come from elsewhere (nodesource ships npm inside nodejs); only add Debian's if absent.

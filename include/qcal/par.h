@@ -34,6 +34,9 @@ enum qcal_status qcal_par_agree(enum qcal_status st);
 /* Whether a failure was agreed by every rank (all can finalize normally); a rank that
  * fails without agreement must qcal_par_abort so that no other rank waits for it. */
 bool qcal_par_failure_agreed(void);
+/* The lowest rank that failed at the last qcal_par_agree, -1 if none: the one whose message
+ * should be shown when every rank failed the same way. */
+int qcal_par_failed_rank(void);
 
 /* In-place reductions over all ranks (no-ops on one rank). */
 enum qcal_status qcal_par_allreduce_f32_min(float *x, size_t n);

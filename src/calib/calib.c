@@ -276,7 +276,8 @@ double qcal_calib_hist_percentile(const uint64_t *hist, int n, double lo, double
 
 /* TensorRT's entropy calibration: for each cut-off i, fold the tail into bin i-1 (P),
  * quantize the first i bins into `levels` groups spread back over their non-empty bins
- * (Q), and keep the i with the smallest KL(P||Q). */
+ * (Q), and keep the i with the smallest KL(P||Q); cut-offs that clip more than 1 % of the
+ * values are not candidates (see below). */
 double qcal_calib_entropy_threshold(const uint64_t *hist, int n, double top, int levels)
 {
     if (n <= levels) return top;
@@ -297,6 +298,10 @@ double qcal_calib_entropy_threshold(const uint64_t *hist, int n, double top, int
             tail -= (double)hist[i - 1];
             total_below += (double)hist[i - 1];
         }
+        /* KL only measures the resolution lost below the cut-off: when the tail holds much
+         * of the mass (a tensor far from zero, e.g. a hard-sigmoid gate) folding it into one
+         * bin scores a perfect 0. Never clip more than 1 % of the values. */
+        if (tail > 0.01 * (total_below + tail)) continue;
         double sum_p = 0;
         for (int j = 0; j < i; j++) p[j] = (double)hist[j];
         p[i - 1] += tail;

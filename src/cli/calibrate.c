@@ -315,10 +315,25 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
 }
 
 /* Every rank reaches the same agreement points, so one rank's failure stops all of them
- * at the next one with a non-zero status (par.h). */
-#define AGREE(expr)                                   \
-    do {                                              \
-        if ((st = qcal_par_agree(expr)) != QCAL_OK) goto cleanup; \
+ * at the next one with a non-zero status (par.h). Error messages are held back until then
+ * and only the lowest failing rank prints its own: one line, whatever the number of ranks
+ * that failed the same way (a bad option, a missing file). */
+static char held_error[2048];
+
+static enum qcal_status agree(enum qcal_status st)
+{
+    enum qcal_status all = qcal_par_agree(st);
+    if (all != QCAL_OK && qcal_par_failed_rank() == qcal_par_rank() && held_error[0]) {
+        qcal_log_capture(NULL, 0);
+        QCAL_LOGE("%s", held_error);
+    }
+    qcal_log_capture(held_error, sizeof held_error);
+    return all;
+}
+
+#define AGREE(expr)                                     \
+    do {                                                \
+        if ((st = agree(expr)) != QCAL_OK) goto cleanup; \
     } while (0)
 
 int cli_calibrate(int argc, char **argv)
@@ -346,6 +361,7 @@ int cli_calibrate(int argc, char **argv)
     char model_path[4096], stats_path[4096], timing_path[4096];
     optind = 1;
     opterr = 0;
+    qcal_log_capture(held_error, sizeof held_error);
     int ch;
     while ((ch = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (ch) {
@@ -464,7 +480,7 @@ int cli_calibrate(int argc, char **argv)
         plan = NULL;
     }
     double t0 = qcal_now();
-    QCAL_CHECK(qcal_calib_compute(c, &co));
+    AGREE(qcal_calib_compute(c, &co));
     seconds[STAGE_SEARCH] += qcal_now() - t0;
     t0 = qcal_now();
     if (qcal_par_rank() == 0) {
@@ -474,15 +490,16 @@ int cli_calibrate(int argc, char **argv)
         if (st == QCAL_OK) st = write_stats(stats_path, job, c, &co);
         if (st != QCAL_OK) unlink(model_path); /* never one output without the other */
     }
-    QCAL_CHECK(qcal_par_agree(st));
+    AGREE(st);
     seconds[STAGE_WRITE] += qcal_now() - t0;
     if (qcal_par_rank() == 0)
         printf("calibrated %s: %d quantized nodes, %d activation tensors, %lld images, %d ranks x %d threads, "
                "method %s, preset %s\nwrote %s\nwrote %s\n",
                job->model, sel.n_nodes, sel.n_values, (long long)c->images, qcal_par_size(), omp_get_max_threads(),
                qcal_calib_method_name(co.method), qcal_calib_preset_name(co.preset), model_path, stats_path);
-    st = qcal_par_agree(write_timing(timing_path, seconds));
+    st = agree(write_timing(timing_path, seconds));
 cleanup:
+    qcal_log_capture(NULL, 0);
     qcal_calib_destroy(c);
     qcal_quant_sel_free(&sel);
     qcal_dataset_free(&ds);

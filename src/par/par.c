@@ -8,7 +8,8 @@
 enum { TAG_PROGRESS = 7001, TAG_PROGRESS_END = 7002 };
 
 static int par_rank, par_size = 1;
-static bool par_started, par_owner, par_failure_agreed; /* par_owner: we called MPI_Init, we finalize */
+static bool par_started, par_owner, par_failure_agreed;
+static int par_failed_rank = -1; /* par_owner: we called MPI_Init, we finalize */
 
 /* progress channel */
 static int64_t progress_sent, *progress_seen;
@@ -43,6 +44,7 @@ void qcal_par_finalize(void)
 }
 
 bool qcal_par_failure_agreed(void) { return par_failure_agreed; }
+int qcal_par_failed_rank(void) { return par_failed_rank; }
 
 int qcal_par_rank(void) { return par_rank; }
 int qcal_par_size(void) { return par_size; }
@@ -55,6 +57,7 @@ void qcal_par_abort(int exit_code)
 
 enum qcal_status qcal_par_agree(enum qcal_status st)
 {
+    par_failed_rank = st == QCAL_OK ? -1 : par_rank;
     if (!par_started || par_size == 1) return st;
     /* (failed, rank) pairs: MINLOC over (st == OK, rank) finds the lowest failing rank */
     struct { int ok; int rank; } in = {st == QCAL_OK, par_rank}, out;
@@ -62,6 +65,7 @@ enum qcal_status qcal_par_agree(enum qcal_status st)
         qcal_par_abort(7);
     if (out.ok) return QCAL_OK;
     par_failure_agreed = true;
+    par_failed_rank = out.rank;
     int code = (int)st;
     MPI_Bcast(&code, 1, MPI_INT, out.rank, MPI_COMM_WORLD);
     return st != QCAL_OK ? st : (enum qcal_status)code;
