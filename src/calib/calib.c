@@ -3,6 +3,7 @@
  * searches that turn them into quantization parameters. */
 #include <math.h>
 #include <omp.h>
+#include <xmmintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,10 +135,22 @@ enum qcal_status qcal_calib_begin_pass(struct qcal_calib *c, int pass, int n_thr
 
 struct qcal_calib_thread *qcal_calib_thread(struct qcal_calib *c, int tid) { return &c->threads[tid]; }
 
+/* min and max of x[0..n) skipping NaN, folded into *mn / *mx. SSE min/max return their
+ * second operand when the first is NaN, so NaN elements never enter the accumulators. */
 static void minmax(const float *x, int64_t n, float *mn, float *mx)
 {
+    __m128 a0 = _mm_set1_ps(*mn), a1 = a0, b0 = _mm_set1_ps(*mx), b1 = b0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128 v0 = _mm_loadu_ps(x + i), v1 = _mm_loadu_ps(x + i + 4);
+        a0 = _mm_min_ps(v0, a0), a1 = _mm_min_ps(v1, a1);
+        b0 = _mm_max_ps(v0, b0), b1 = _mm_max_ps(v1, b1);
+    }
+    float la[8], lb[8];
+    _mm_storeu_ps(la, a0), _mm_storeu_ps(la + 4, a1), _mm_storeu_ps(lb, b0), _mm_storeu_ps(lb + 4, b1);
     float a = *mn, b = *mx;
-    for (int64_t i = 0; i < n; i++) {
+    for (int k = 0; k < 8; k++) a = la[k] < a ? la[k] : a, b = lb[k] > b ? lb[k] : b;
+    for (; i < n; i++) {
         float v = x[i];
         a = v < a ? v : a; /* NaN compares false: skipped */
         b = v > b ? v : b;
@@ -150,12 +163,20 @@ static void histogram(const struct qcal_calib_stat *s, const float *x, int64_t n
     const float lo = s->hist_lo, w = s->hist_hi - s->hist_lo;
     const float inv = w > 0 ? (float)QCAL_CALIB_BINS / w : 0.0f;
     uint64_t seen = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float v = (x[i] - lo) * inv;
-        if (!(v == v)) continue; /* NaN */
-        int b = v <= 0 ? 0 : v >= QCAL_CALIB_BINS - 1 ? QCAL_CALIB_BINS - 1 : (int)v;
-        hist[b]++;
-        seen++;
+    int32_t bins[256];
+    for (int64_t i0 = 0; i0 < n; i0 += 256) { /* bin indices in a vectorizable loop, then counts */
+        const int m = (int)(n - i0 < 256 ? n - i0 : 256);
+        for (int k = 0; k < m; k++) {
+            float v = (x[i0 + k] - lo) * inv;
+            v = v >= 0.0f ? v : (v == v ? 0.0f : -1.0f); /* NaN -> -1: not counted */
+            v = v <= (float)(QCAL_CALIB_BINS - 1) ? v : (float)(QCAL_CALIB_BINS - 1);
+            bins[k] = (int32_t)v;
+        }
+        for (int k = 0; k < m; k++) {
+            if (bins[k] < 0) continue;
+            hist[bins[k]]++;
+            seen++;
+        }
     }
     *count += seen;
 }
