@@ -93,7 +93,9 @@ enum qcal_status qcal_read_file(const char *path, size_t max_bytes, void **data_
 /* Writes `size` bytes to `path` through a temporary file in the same folder, renamed over
  * `path` only when complete (never a partial file under the final name). */
 enum qcal_status qcal_write_file(const char *path, const void *data, size_t size);
-/* The temporary name qcal_write_file uses for `path` (for writers that stream). */
+/* The same for n pieces written one after the other (a header and its data). */
+enum qcal_status qcal_write_parts(const char *path, int n, const void *const *data, const size_t *size);
+/* The temporary name these use for `path` (for writers that stream, e.g. HDF5). */
 void qcal_temp_name(const char *path, char *buf, size_t cap);
 
 /* Monotonic time in seconds. */

@@ -48,11 +48,17 @@ void qcal_temp_name(const char *path, char *buf, size_t cap)
 
 enum qcal_status qcal_write_file(const char *path, const void *data, size_t size)
 {
+    return qcal_write_parts(path, 1, &data, &size);
+}
+
+enum qcal_status qcal_write_parts(const char *path, int n, const void *const *data, const size_t *size)
+{
     char tmp[4096];
     qcal_temp_name(path, tmp, sizeof tmp);
     FILE *f = fopen(tmp, "wb");
     if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot create: %s", path, strerror(errno));
-    bool ok = fwrite(data, 1, size, f) == size;
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) ok = fwrite(data[i], 1, size[i], f) == size[i];
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) != 0) {
         int e = errno;

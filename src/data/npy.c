@@ -123,20 +123,9 @@ enum qcal_status qcal_npy_write(const char *path, const struct qcal_tensor *t)
     memset(header + hl, ' ', (size_t)pad);
     header[hl + pad] = '\n';
     int hlen = hl + pad + 1;
-    char tmp[4096];
-    qcal_temp_name(path, tmp, sizeof tmp);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot create: %s", path, strerror(errno));
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
                              (unsigned char)(hlen >> 8)};
-    size_t bytes = qcal_tensor_bytes(t);
-    bool ok = fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, (size_t)hlen, f) == (size_t)hlen &&
-              fwrite(t->data, 1, bytes, f) == bytes;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return QCAL_ERR(QCAL_IO_ERROR, "%s: write failed: %s", path, strerror(e));
-    }
-    return QCAL_OK;
+    const void *parts[3] = {pre, header, t->data};
+    const size_t sizes[3] = {10, (size_t)hlen, qcal_tensor_bytes(t)};
+    return qcal_write_parts(path, 3, parts, sizes);
 }

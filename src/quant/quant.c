@@ -9,9 +9,14 @@
 
 #include "qcal/quant.h"
 
+static bool default_domain(const struct qcal_node *n)
+{
+    return !n->domain || !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
+}
+
 static bool is_op(const struct qcal_node *n, const char *op)
 {
-    return (!n->domain || !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) && strcmp(n->op_type, op) == 0;
+    return default_domain(n) && strcmp(n->op_type, op) == 0;
 }
 
 static bool is_activation(const struct qcal_graph *g, int v)
@@ -427,7 +432,7 @@ enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset)
     const int n_nodes = g->n_nodes;
     for (int i = 0; from < opset && i < n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
-        if (n->dead || (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)) continue;
+        if (n->dead || !default_domain(n)) continue;
         if (is_op(n, "Clip") && from < 11) st = clip_to_inputs(g, i);
         else if ((is_op(n, "Softmax") || is_op(n, "LogSoftmax") || is_op(n, "Hardmax")) && from < 13)
             st = softmax_axis(g, i);
@@ -444,7 +449,7 @@ enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset)
     if (g->opset < opset) g->opset = opset;
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
-        if (!n->domain || !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) n->opset = (int)g->opset;
+        if (default_domain(n)) n->opset = (int)g->opset;
     }
     qcal_graph_update_uses(g);
     st = qcal_graph_toposort(g);

@@ -38,14 +38,22 @@ static void h5_free(struct qcal_h5 *f)
     free(f);
 }
 
-enum qcal_status qcal_h5_create(const char *path, struct qcal_h5 **out)
+static struct qcal_h5 *h5_new(const char *path)
 {
     quiet();
     struct qcal_h5 *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
+    if (f && !(f->path = strdup(path))) {
         free(f);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        f = NULL;
     }
+    if (!f) QCAL_LOGE("%s: out of memory", path);
+    return f;
+}
+
+enum qcal_status qcal_h5_create(const char *path, struct qcal_h5 **out)
+{
+    struct qcal_h5 *f = h5_new(path);
+    if (!f) return QCAL_OUT_OF_MEMORY;
     f->writable = true;
     qcal_temp_name(path, f->tmp, sizeof f->tmp);
     enum qcal_status st = props(f);
@@ -65,12 +73,8 @@ enum qcal_status qcal_h5_create(const char *path, struct qcal_h5 **out)
 
 enum qcal_status qcal_h5_open(const char *path, struct qcal_h5 **out)
 {
-    quiet();
-    struct qcal_h5 *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
-        free(f);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
+    struct qcal_h5 *f = h5_new(path);
+    if (!f) return QCAL_OUT_OF_MEMORY;
     if (access(path, R_OK) != 0) {
         int e = errno;
         h5_free(f);
