@@ -192,6 +192,45 @@ case("constant_nodes", [
 case("cast_roundtrip", [helper.make_node("Cast", ["X"], ["i"], to=I64), helper.make_node("Cast", ["i"], ["Y"], to=F)],
      [("X", [3, 7])], [("Y", F)], data=[randn(3, 7, scale=10.0)])
 
+# ---- QuantizeLinear / DequantizeLinear (what QDQ models are made of) ----
+U8, I8, I32 = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
+
+
+def qdq(name, x, scale, zp, zp_type, axis=None, opset=13, data=None):
+    attrs = {} if axis is None else {"axis": axis}
+    sc = np.array(scale, np.float32)
+    z = np.array(zp, np.uint8 if zp_type == U8 else np.int8)
+    case(name, [helper.make_node("QuantizeLinear", ["X", "s", "z"], ["q"], **attrs),
+                helper.make_node("DequantizeLinear", ["q", "s", "z"], ["Y"], **attrs)],
+         [("X", x)], [("Y", F)], {"s": sc, "z": z}, opset, data)
+
+
+qdq("qdq_u8_tensor", [1, 3, 8, 8], 0.05, 128, U8, data=[randn(1, 3, 8, 8, scale=4.0)])
+qdq("qdq_i8_tensor_opset10", [2, 5, 7], 0.02, -3, I8, opset=10, data=[randn(2, 5, 7, scale=3.0)])
+qdq("qdq_i8_axis1", [1, 4, 6, 6], [0.01, 0.02, 0.05, 0.1], [0, 0, 0, 0], I8, axis=1,
+    data=[randn(1, 4, 6, 6, scale=4.0)])
+qdq("qdq_u8_axis_last", [2, 3, 5], [0.03, 0.02, 0.05, 0.01, 0.04], [0, 10, 128, 200, 255], U8, axis=-1,
+    data=[randn(2, 3, 5, scale=3.0)])
+# exact ties x / scale = k + 0.5 round to even; values far outside the range saturate
+ties = (np.arange(-40, 40, dtype=np.float32) + 0.5).reshape(1, 80) * 0.5
+ties[0, :4] = [1e6, -1e6, 63.75, -64.25]
+qdq("qdq_ties", [1, 80], 0.5, 0, I8, data=[ties])
+qdq("qdq_u8_ties", [1, 80], 0.5, 100, U8, data=[ties])
+# a QDQ conv as qcal writes it: int8 per-channel weights, int32 bias at sx * sw
+wq = rng.integers(-127, 128, size=(6, 3, 3, 3)).astype(np.int8)
+ws = (rng.random(6) * 0.01 + 0.001).astype(np.float32)
+bq = rng.integers(-2000, 2000, size=6).astype(np.int32)
+case("qdq_conv", [
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+    helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+    helper.make_node("Conv", ["xd", "wd", "bd"], ["Y"], pads=[1, 1, 1, 1])],
+    [("X", [1, 3, 9, 9])], [("Y", F)],
+    {"xs": np.array(0.03, np.float32), "xz": np.array(0, np.int8), "wq": wq, "ws": ws,
+     "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
+     "bz": np.zeros(6, np.int32)})
+
 # ---- resize / upsample ----
 def resize(name, x, opset=13, sizes=None, scales=None, **attrs):
     inits = {}

@@ -1,0 +1,170 @@
+/* QuantizeLinear and DequantizeLinear (opset 10 per tensor, 13 per axis) with constant
+ * scales and zero points: what a QDQ model is made of. In the FP32 runtime they simulate
+ * INT8 (a Q/DQ pair rounds a tensor to its quantization grid), which is how calibration
+ * measures each layer's quantization error.
+ *
+ *     Q:  y = saturate(round_half_to_even(x / scale) + zero_point)   int8 / uint8
+ *     DQ: y = (x - zero_point) * scale                                from int8 / uint8 / int32
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "op-internal.h"
+
+struct qdq_params {
+    int64_t axis_attr;
+    int axis;          /* resolved by infer; -1 per tensor */
+    int64_t count;     /* scales (1 per tensor) */
+    int32_t out_dtype; /* Q: int8/uint8; DQ: float */
+};
+
+struct qdq_state {
+    int op;
+    int axis;
+    int64_t count;
+    float *scale;
+    int32_t *zero_point;
+};
+
+static enum qcal_status qdq_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_check_arity(g, n, 2, 3, 1, 1);
+    if (st != QCAL_OK || (st = op_alloc_params(g, n, sizeof(struct qdq_params))) != QCAL_OK) return st;
+    struct qdq_params *p = n->params;
+    p->axis_attr = qcal_node_attr_int(n, "axis", 1);
+    return QCAL_OK;
+}
+
+static bool int8_like(int32_t dt) { return dt == QCAL_I8 || dt == QCAL_U8; }
+
+static enum qcal_status qdq_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    struct qdq_params *p = n->params;
+    enum qcal_status st = op_require_inputs(g, n, 2);
+    if (st != QCAL_OK) return st;
+    const bool quantize = n->op == QCAL_OP_QUANTIZE_LINEAR;
+    const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
+    const struct qcal_value *s = qcal_in(g, n, 1), *z = qcal_in(g, n, 2);
+    if (quantize ? x->dtype != QCAL_F32 : !(int8_like(x->dtype) || x->dtype == QCAL_I32))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input type %s is not supported", qcal_dtype_name(x->dtype));
+    if (!qcal_value_is_const(s) || (z && !qcal_value_is_const(z)))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "scale and zero point must be constants");
+    if (s->t.dtype != QCAL_F32)
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "scale must be float, is %s", qcal_dtype_name(s->t.dtype));
+    p->count = qcal_tensor_numel(&s->t);
+    if (s->t.ndim > 1) return OP_ERR(g, n, QCAL_INVALID_MODEL, "scale must be a scalar or 1-D");
+    p->axis = -1;
+    if (p->count > 1) { /* a 1-D scale of one value is per tensor */
+        if (n->opset < 13) return OP_ERR(g, n, QCAL_INVALID_MODEL, "per-axis scales need opset 13");
+        if ((st = op_axis(g, n, p->axis_attr, x->ndim, &p->axis)) != QCAL_OK) return st;
+        if (x->dims[p->axis] != p->count)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "%lld scales for %lld channels on axis %d", (long long)p->count,
+                          (long long)x->dims[p->axis], p->axis);
+    } else if (p->count != 1) {
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "scale is empty");
+    }
+    if (z) {
+        if (qcal_tensor_numel(&z->t) != p->count)
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "%lld zero points for %lld scales",
+                          (long long)qcal_tensor_numel(&z->t), (long long)p->count);
+        if (z->t.dtype != (quantize ? z->t.dtype : x->dtype) || !(int8_like(z->t.dtype) || z->t.dtype == QCAL_I32))
+            return OP_ERR(g, n, QCAL_INVALID_MODEL, "zero point type %s does not match", qcal_dtype_name(z->t.dtype));
+        if (quantize && !int8_like(z->t.dtype))
+            return OP_ERR(g, n, QCAL_UNSUPPORTED, "quantizing to %s is not supported", qcal_dtype_name(z->t.dtype));
+    }
+    for (int64_t c = 0; c < p->count; c++) {
+        float v = ((const float *)s->t.data)[c];
+        if (!(v > 0) || !isfinite(v)) return OP_ERR(g, n, QCAL_INVALID_MODEL, "scale %g is not positive", v);
+    }
+    p->out_dtype = quantize ? (z ? z->t.dtype : QCAL_U8) : QCAL_F32;
+    op_set_output(g, n, 0, p->out_dtype, x->ndim, x->dims);
+    return QCAL_OK;
+}
+
+/* Per tensor, or per channel on the axis a 4-D NHWC arena keeps as its last dim. */
+static int qdq_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
+{
+    (void)kernels;
+    const struct qdq_params *p = n->params;
+    return p->axis < 0 || (p->axis == 1 && g->values[n->inputs[0]].t.ndim == 4) ? -1 : QCAL_LAYOUT_PLAIN;
+}
+
+static void qdq_destroy(void *state)
+{
+    struct qdq_state *s = state;
+    if (!s) return;
+    free(s->scale);
+    free(s->zero_point);
+    free(s);
+}
+
+static enum qcal_status qdq_prepare(struct qcal_op_prep *pp)
+{
+    const struct qdq_params *p = pp->node->params;
+    const struct qcal_value *sv = qcal_in(pp->g, pp->node, 1), *zv = qcal_in(pp->g, pp->node, 2);
+    struct qdq_state *s = calloc(1, sizeof *s);
+    if (s) {
+        s->scale = malloc(sizeof(float) * (size_t)p->count);
+        s->zero_point = calloc((size_t)p->count, sizeof(int32_t));
+    }
+    if (!s || !s->scale || !s->zero_point) {
+        qdq_destroy(s);
+        return OP_ERR(pp->g, pp->node, QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    s->op = pp->node->op;
+    s->axis = p->axis;
+    s->count = p->count;
+    for (int64_t c = 0; c < p->count; c++) {
+        s->scale[c] = ((const float *)sv->t.data)[c];
+        if (!zv) continue;
+        switch (zv->t.dtype) {
+        case QCAL_I8: s->zero_point[c] = ((const int8_t *)zv->t.data)[c]; break;
+        case QCAL_U8: s->zero_point[c] = ((const uint8_t *)zv->t.data)[c]; break;
+        default: s->zero_point[c] = ((const int32_t *)zv->t.data)[c]; break;
+        }
+    }
+    pp->state = s;
+    pp->impl = "ref";
+    return QCAL_OK;
+}
+
+static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
+{
+    const struct qdq_state *s = state;
+    const struct qcal_tensor *x = a->in[0];
+    struct qcal_tensor *y = a->out[0];
+    const int64_t count = qcal_tensor_numel(x);
+    int64_t stride = count, channels = 1;
+    if (s->axis >= 0) {
+        int64_t st[QCAL_MAX_DIMS] = {0};
+        op_strides(x, op_in_layout(a, 0), st);
+        stride = st[s->axis];
+        channels = x->dims[s->axis];
+    }
+    for (int64_t i = 0; i < count; i++) {
+        const int64_t c = s->axis >= 0 ? (i / stride) % channels : 0;
+        const float scale = s->scale[c];
+        const int32_t zp = s->zero_point[c];
+        if (s->op == QCAL_OP_QUANTIZE_LINEAR) {
+            /* rintf rounds half to even in the default rounding mode, as ONNX asks */
+            float v = rintf(((const float *)x->data)[i] / scale) + (float)zp;
+            if (v != v) v = (float)zp; /* NaN */
+            if (y->dtype == QCAL_U8) ((uint8_t *)y->data)[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            else ((int8_t *)y->data)[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+            continue;
+        }
+        int32_t q;
+        switch (x->dtype) {
+        case QCAL_I8: q = ((const int8_t *)x->data)[i]; break;
+        case QCAL_U8: q = ((const uint8_t *)x->data)[i]; break;
+        default: q = ((const int32_t *)x->data)[i]; break;
+        }
+        ((float *)y->data)[i] = (float)((int64_t)q - zp) * scale;
+    }
+    return QCAL_OK;
+}
+
+const struct qcal_op_def qcal_op_qdq_def = {
+    .name = "QuantizeLinear/DequantizeLinear", .parse = qdq_parse, .infer = qdq_infer, .layout = qdq_layout,
+    .prepare = qdq_prepare, .run = qdq_run, .destroy = qdq_destroy,
+};
