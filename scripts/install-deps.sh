@@ -17,6 +17,7 @@ debs=(
   clang libclang-rt-14-dev
   python3 python3-onnx python3-numpy python3-pil python3-yaml python3-skimage python3-h5py
   python3-torch python3-torchvision
+  slurmctld slurmd slurm-client munge
 )
 # Node.js may come from elsewhere (nodesource ships npm inside nodejs); only add Debian's if absent.
 command -v node >/dev/null 2>&1 || debs+=(nodejs)

@@ -231,6 +231,85 @@ def ort_outputs(ort, models_inputs, work, tag):
     return outs, ""
 
 
+def fake_quant(x, scale, zp, dtype):
+    lo, hi = (0, 255) if dtype == 2 else (-128, 127)
+    q = np.clip(np.rint(x.astype(np.float32) / np.float32(scale)) + zp, lo, hi)
+    return ((q - zp) * np.float32(scale)).astype(np.float32)
+
+
+def first_conv(model):
+    """The conv reading the model input, its attributes, and FP32 weight and bias with a
+    following BatchNormalization folded in (as qcal folds it)."""
+    g = onnx.load(model).graph
+    inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in g.initializer}
+    conv = [n for n in g.node if g.input[0].name in n.input][0]
+    attrs = {a.name: list(a.ints) if a.ints else a.i for a in conv.attribute}
+    w = inits[conv.input[1]]
+    b = inits[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0])
+    bn = [n for n in g.node if conv.output[0] in n.input]
+    if bn and bn[0].op_type == "BatchNormalization":
+        gam, bet, mu, var = (inits[k] for k in bn[0].input[1:5])
+        eps = [a.f for a in bn[0].attribute if a.name == "epsilon"] or [1e-5]
+        k = gam / np.sqrt(var + eps[0])
+        w, b = w * k[:, None, None, None], (b - mu) * k + bet
+    return conv, attrs, w.astype(np.float32), b.astype(np.float32)
+
+
+def check_first_layer(check, name, model, out, xs, input_index):
+    """The first conv's quantization error and bias correction, recomputed with torch in
+    float64 from the FP32 images: per-channel means of y, y^2, e, e^2, the SQNR, and the
+    corrected int32 bias in the written model."""
+    import torch
+    import torch.nn.functional as F
+    conv, at, w, b = first_conv(model)
+    with h5py.File(os.path.join(out, "calibration.h5"), "r") as f:
+        layers = [n.decode() for n in f["/layers/name"][:]]
+        if not check(f"{name}: /layers lists the first conv", conv.name in layers, str(layers[:3])):
+            return
+        j = layers.index(conv.name)
+        off, ch = int(f["/layers/channel_offset"][j]), int(f["/layers/channels"][j])
+        got = f["/layers/channel_means"][off:off + ch]
+        sqnr, corrected = float(f["/layers/sqnr_db"][j]), int(f["/layers/bias_corrected"][j])
+        sx, zx, dx = (f[f"/scales/{k}"][input_index] for k in ("scale", "zero_point", "dtype"))
+    ws = np.abs(w).reshape(w.shape[0], -1).max(1) / np.float32(127)
+    ws = np.where(ws > 0, ws, 1).astype(np.float32)
+    wq = np.clip(np.rint(w / ws[:, None, None, None]), -127, 127) * ws[:, None, None, None]
+    bs = (np.float32(sx) * ws).astype(np.float32)
+    bq = np.rint(b.astype(np.float64) / bs) * bs
+    pads = at.get("pads", [0, 0, 0, 0])
+    kw = dict(stride=at.get("strides", [1, 1]), dilation=at.get("dilations", [1, 1]), groups=at.get("group", 1))
+    acc = np.zeros((ch, 4))
+    for x in xs:
+        def run(xx, ww, bb):
+            t = F.pad(torch.from_numpy(xx.astype(np.float64)), (pads[1], pads[3], pads[0], pads[2]))
+            return F.conv2d(t, torch.from_numpy(ww.astype(np.float64)), torch.from_numpy(bb.astype(np.float64)),
+                            **kw).numpy()[0]
+        y = run(x, w, b)
+        e = run(fake_quant(x, sx, zx, dx), wq, bq) - y
+        acc += np.stack([y.mean((1, 2)), (y * y).mean((1, 2)), e.mean((1, 2)), (e * e).mean((1, 2))], 1)
+    want = acc / len(xs)
+    rms_e = np.sqrt(want[:, 3].max())
+    ok = np.allclose(got[:, [0, 1, 3]], want[:, [0, 1, 3]], rtol=1e-4, atol=1e-9) and \
+        np.abs(got[:, 2] - want[:, 2]).max() <= 1e-3 * rms_e
+    check(f"{name}: first conv per-channel means of y, y^2, e, e^2 = torch float64's", ok,
+          f"max diff {np.abs(got - want).max(0)} (rms e {rms_e:.3g})")
+    noise = (want[:, 3] - want[:, 2] ** 2).sum() if corrected else want[:, 3].sum()
+    ref = 10 * np.log10(want[:, 1].sum() / noise)
+    check(f"{name}: first conv SQNR {sqnr:.2f} dB = torch's {ref:.2f} dB", abs(sqnr - ref) < 0.02, "")
+    if not corrected:
+        return
+    m = onnx.load(os.path.join(out, "model.int8.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    qconv = [n for n in m.graph.node if n.name == conv.name][0]
+    bdq = producers[qconv.input[2]]
+    bias = inits[bdq.input[0]].astype(np.float64) * inits[bdq.input[1]]
+    expect = b.astype(np.float64) - want[:, 2]
+    check(f"{name}: first conv bias = FP32 bias - mean error (fast bias correction)",
+          np.all(np.abs(bias - expect) <= 0.51 * bs + 1e-6 * np.abs(expect) + 1e-3 * rms_e),
+          f"max diff {np.abs(bias - expect).max():.3g}, step {bs.max():.3g}")
+
+
 def dump_inputs(qcal, job, images, out):
     os.makedirs(out, exist_ok=True)
     r = subprocess.run([qcal, "infer", job, images, "--output-dir", out], capture_output=True, text=True)
@@ -298,6 +377,7 @@ def main():
             check(f"{name}: every histogram holds every element", np.array_equal(f["/tensors/histogram"][:].sum(1), counts)
                   and (counts > 0).all(), "")
             T = {k: f[f"/tensors/{k}"][:] for k in ("min", "max", "mean_min", "mean_max", "histogram_range", "histogram")}
+        check_first_layer(check, name, model, base, xs, i)
 
         fp32_val = None
         for method in METHODS:
@@ -410,7 +490,7 @@ def main():
     check("model.int8.onnx and calibration.h5 byte-identical at 1/2/4 ranks x 1/2 threads",
           len(digests) == 6 and len(set(digests.values())) == 1, str(set(digests.values())))
     r = run.calibrate(job, os.path.join(a.work, "scale_from"), "--from-stats",
-                      os.path.join(a.work, "scale_2_1", "calibration.h5"), "--method", "entropy")
+                      os.path.join(a.work, "scale_2_1", "calibration.h5"), "--method", "entropy", "--subset", "16")
     check("--from-stats reproduces the full run's bytes", r.returncode == 0 and
           (sha(os.path.join(a.work, "scale_from", "model.int8.onnx")),
            sha(os.path.join(a.work, "scale_from", "calibration.h5"))) == digests.get((1, 1)), r.stderr.strip())

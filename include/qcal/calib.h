@@ -115,4 +115,44 @@ double qcal_calib_hist_percentile(const uint64_t *hist, int n, double lo, double
  * below zero (uint8 with zero point 0). */
 struct qcal_qparams qcal_qparams_from_range(float lo, float hi, int preset, bool nonneg);
 
+/* ---- Quantization error per layer (pass 3, src/calib/error.c) ----
+ * For each quantized layer: y, its FP32 output, and e, its INT8-simulated twin's output
+ * minus y (quant.h: qcal_quant_add_twins). Per channel, the means over all images and
+ * positions of y, y^2, e and e^2, summed in fixed point (exact, any ranks and threads).
+ *
+ *     qcal_error_create(twin_graph, layers, n, n_threads, images, &e);
+ *     // per thread: qcal_exec_set_observer(ex, qcal_error_observer, qcal_error_thread(e, tid));
+ *     qcal_error_end(e);                      // collective; fills layers[j].mean
+ */
+struct qcal_error_layer {
+    int y, error;          /* value ids in the twin graph */
+    int axis;              /* channel axis of y (plain layout) */
+    int64_t channels;
+    double bound;          /* |y|, |e| <= bound elementwise */
+    double *mean;          /* after qcal_error_end: [channel][4] means of y, y^2, e, e^2 */
+    /* private */
+    int64_t offset;
+    double fx[2];
+};
+struct qcal_error_thread;
+struct qcal_calib_error {
+    int n;
+    struct qcal_error_layer *layers;
+    int64_t images;        /* at create: at most this many images (all ranks); set to the
+                            * number observed before qcal_error_end */
+    /* private */
+    int n_values, n_threads;
+    int *role;             /* value id -> 2 * layer (+1 for the error), -1 */
+    int64_t total_channels;
+    struct qcal_error_thread *threads;
+};
+enum qcal_status qcal_error_create(const struct qcal_graph *g, const struct qcal_error_layer *layers, int n,
+                                   int n_threads, int64_t images, struct qcal_calib_error **out);
+void qcal_error_destroy(struct qcal_calib_error *e);
+struct qcal_error_thread *qcal_error_thread(struct qcal_calib_error *e, int tid);
+void qcal_error_observer(void *ctx, const struct qcal_node *node, int n_out, struct qcal_tensor *const *outs,
+                         const uint8_t *layouts);
+/* Merges the threads and reduces over ranks. Collective. */
+enum qcal_status qcal_error_end(struct qcal_calib_error *e);
+
 #endif

@@ -88,6 +88,7 @@ struct qcal_value {
     int producer;          /* node index, -1 for inputs and constants */
     int n_consumers;       /* maintained by qcal_graph_update_uses */
     bool is_input, is_output, is_initializer;
+    bool keep;             /* kept by dead-code elimination though unused (observed values) */
 };
 
 struct qcal_node {
@@ -147,12 +148,17 @@ const char *qcal_node_attr_string(const struct qcal_node *n, const char *name, c
 /* Copies at most `cap` ints into out; returns the number present, or -1 if absent. */
 int qcal_node_attr_ints(const struct qcal_node *n, const char *name, int64_t *out, int cap);
 void qcal_attr_clear(struct qcal_attr *a);
+/* Replaces dst's attributes by deep copies of src's. */
+enum qcal_status qcal_node_copy_attrs(struct qcal_node *dst, const struct qcal_node *src);
 
 /* Structure. */
 void qcal_graph_update_uses(struct qcal_graph *g);
 /* Sort nodes topologically (stable: ties keep file order); fails on cycles or on inputs
  * that nothing produces. */
 enum qcal_status qcal_graph_toposort(struct qcal_graph *g);
+/* Puts node order[k] at position k (order: a permutation of the nodes, which must be a
+ * topological order; checked by the toposort that follows, which keeps it). */
+enum qcal_status qcal_graph_reorder(struct qcal_graph *g, const int *order);
 /* Drop dead nodes and values no live node or output uses. */
 void qcal_graph_compact(struct qcal_graph *g);
 

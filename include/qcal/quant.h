@@ -44,6 +44,39 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
  * qcal cannot convert are errors naming the node. */
 enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset);
 
+/* INT8-simulated twins measure each quantized layer's quantization error in the FP32
+ * runtime. For every selected node, the twin computes the same op on its quantized inputs
+ * after a Q/DQ pair, with its weight and bias as INT8 sees them (int8 per channel, int32 at
+ * scale_x * scale_w), and `error` = twin output - FP32 output is kept for an observer. The
+ * inputs are the FP32 tensors, so each layer's own error is measured, not the sum of the
+ * errors before it (what bias correction needs). Each twin follows its node, so memory
+ * stays close to the plain model's. */
+struct qcal_quant_layer {
+    char *name;            /* node name */
+    char *op;              /* op type */
+    char *output;          /* its FP32 output tensor: what the layer is known by */
+    int y, error;          /* value ids: FP32 output, twin - FP32 (kept alive for observers) */
+    int axis;              /* channel axis of y, plain layout (last for Gemm/MatMul, else 1) */
+    int64_t channels;
+    double bound;          /* no |y| or |error| element can exceed it (from weights and ranges) */
+    bool bias_correctable; /* Conv / ConvTranspose / Gemm whose 1-D bias is (or can be) added */
+};
+struct qcal_quant_twins {
+    int n;
+    struct qcal_quant_layer *layers;
+};
+/* Adds the twins to a prepared FP32 graph g with the selection and scales of the
+ * calibration (stats matched by name); g must be prepared again (qcal_model_prepare)
+ * before planning. */
+enum qcal_status qcal_quant_add_twins(struct qcal_graph *g, const struct qcal_quant_sel *sel,
+                                      const struct qcal_calib *c, struct qcal_quant_twins *tw);
+void qcal_quant_twins_free(struct qcal_quant_twins *tw);
+
+/* Adds shift[c] to the bias of the node producing `output` (creating a bias if it has
+ * none): fast bias correction, before qcal_quant_to_qdq. */
+enum qcal_status qcal_quant_correct_bias(struct qcal_graph *g, const char *output, const double *shift,
+                                         int64_t channels);
+
 /* Symmetric per-channel int8 of w viewed as [outer, ch, inner] along ch: scale[c] =
  * max|w| / 127 (1 for an all-zero channel), q = round(w / scale) in [-127, 127]. */
 void qcal_quant_weights(const float *w, int64_t outer, int64_t ch, int64_t inner, int8_t *q, float *scale);

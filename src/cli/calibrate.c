@@ -39,14 +39,17 @@ static const char usage[] =
     "  --preset P               performance (int8 symmetric) | mixed (uint8 asymmetric)\n"
     "  --percentile P           for --method percentile (default 99.999)\n"
     "  --subset N               calibration images (default: the job's, 300)\n"
-    "  --from-stats FILE.h5     reuse the statistics of an earlier run (no inference)\n"
+    "  --from-stats FILE.h5     reuse the statistics of an earlier run (one inference pass\n"
+    "                           instead of three: the error pass below)\n"
+    "  --no-bias-correction     keep the biases (the job's calibration.bias_correction: false)\n"
     "  --threads N              OpenMP threads per rank\n"
     "  --kernels dnnl|blas|ref  force a kernel family\n"
     "  --quiet                  no progress line\n"
     "  -h, --help               this help\n";
 
-enum { STAGE_DECODE, STAGE_INFER, STAGE_REDUCE, STAGE_SEARCH, STAGE_WRITE, N_STAGES };
-static const char *const stage_names[N_STAGES] = {"decode", "inference", "reduction", "scale_search", "write"};
+enum { STAGE_DECODE, STAGE_INFER, STAGE_ERROR, STAGE_REDUCE, STAGE_SEARCH, STAGE_WRITE, N_STAGES };
+static const char *const stage_names[N_STAGES] = {"decode", "inference", "error_pass", "reduction", "scale_search",
+                                                  "write"};
 
 struct progress {
     bool on, tty;
@@ -70,11 +73,25 @@ static void progress_show(struct progress *p, bool final)
     fflush(stderr);
 }
 
-/* One pass over this rank's images [begin, end) with the calibration observer. */
+/* What a pass observes: the statistics passes (calib) or the error pass (twins). */
+struct pass_hooks {
+    qcal_observer_fn observer;
+    void *(*thread)(void *arg, int tid);                               /* observer context */
+    void (*input)(void *tctx, int value, const struct qcal_tensor *x); /* NULL: not observed */
+    void (*done)(void *tctx);                                          /* NULL: nothing per image */
+    void *arg;
+};
+
+static void *calib_thread(void *c, int tid) { return qcal_calib_thread(c, tid); }
+static void calib_input(void *t, int v, const struct qcal_tensor *x) { qcal_calib_observe_value(t, v, x); }
+static void calib_done(void *t) { qcal_calib_image_done(t); }
+static void *error_thread(void *e, int tid) { return qcal_error_thread(e, tid); }
+
+/* One pass over this rank's images [begin, end) with an observer. */
 static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_dataset *ds, int64_t begin,
                                  int64_t end, const struct qcal_plan *plan, const struct cli_image_input *in,
-                                 int input_value, struct qcal_calib *c, bool skip_bad, int64_t *observed,
-                                 double *seconds, struct progress *pg)
+                                 int input_value, const struct pass_hooks *h, bool skip_bad, int64_t *observed,
+                                 double *seconds, int infer_stage, struct progress *pg)
 {
     const int64_t n = end - begin;
     enum qcal_status *status = calloc((size_t)n + 1, sizeof *status);
@@ -89,12 +106,12 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
     double decode = 0, infer = 0;
 #pragma omp parallel reduction(+ : decode, infer)
     {
-        struct qcal_calib_thread *ct = qcal_calib_thread(c, omp_get_thread_num());
+        void *ct = h->thread(h->arg, omp_get_thread_num());
         struct qcal_exec *ex = NULL;
         struct qcal_tensor x = in->t;
         x.data = qcal_malloc(qcal_tensor_bytes(&in->t));
         enum qcal_status tst = x.data ? qcal_exec_create(plan, &ex) : QCAL_OUT_OF_MEMORY;
-        if (ex) qcal_exec_set_observer(ex, qcal_calib_observer, ct);
+        if (ex) qcal_exec_set_observer(ex, h->observer, ct);
 #pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n; k++) {
             int stop;
@@ -112,11 +129,11 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
             double t1 = qcal_now();
             bool bad = s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR;
             if (s == QCAL_OK) {
-                qcal_calib_observe_value(ct, input_value, &x);
+                if (h->input) h->input(ct, input_value, &x);
                 s = qcal_exec_set_input(ex, 0, &x);
             }
             if (s == QCAL_OK) s = qcal_exec_run(ex);
-            if (s == QCAL_OK) qcal_calib_image_done(ct);
+            if (s == QCAL_OK && h->done) h->done(ct);
             decode += t1 - t0;
             infer += qcal_now() - t1;
             qcal_log_capture(NULL, 0);
@@ -158,8 +175,91 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
     free(status);
     *observed = ok;
     seconds[STAGE_DECODE] += decode;
-    seconds[STAGE_INFER] += infer;
+    seconds[infer_stage] += infer;
     return st;
+}
+
+/* Pass `pass` of `passes` with its progress line; *total: the images all ranks observed.
+ * Collective; the caller agrees on the status. */
+static enum qcal_status observe_pass(const struct qcal_job *job, const struct qcal_dataset *ds, int64_t begin,
+                                     int64_t end, const struct qcal_plan *plan, const struct cli_image_input *in,
+                                     int input_value, const struct pass_hooks *h, bool skip_bad, int pass, int passes,
+                                     bool quiet, double *seconds, int infer_stage, int64_t *total)
+{
+    char what[64];
+    snprintf(what, sizeof what, "calibrate pass %d/%d", pass, passes);
+    struct progress pg = {.on = !quiet, .tty = isatty(2), .what = what, .total = ds->count, .start = qcal_now()};
+    int64_t observed = 0;
+    enum qcal_status st = run_pass(job, ds, begin, end, plan, in, input_value, h, skip_bad, &observed, seconds,
+                                   infer_stage, &pg);
+    qcal_par_progress_end();
+    *total = observed;
+    enum qcal_status rst = qcal_par_allreduce_i64_sum(total, 1); /* every rank, failed or not */
+    if (st != QCAL_OK) return st;
+    if (rst != QCAL_OK) return rst;
+    progress_show(&pg, true);
+    if (*total == 0) /* every rank knows the same total */
+        return QCAL_ERR(QCAL_INVALID_DATA, "%s: none of the %lld calibration images could be read", job->path,
+                        (long long)ds->count);
+    return QCAL_OK;
+}
+
+/* One quantized layer's quantization error and its bias correction. */
+struct layer_result {
+    double sqnr_db, sqnr_db_uncorrected; /* 10 log10(E[y^2] / E[e^2]) over all channels */
+    double max_shift;                    /* largest |bias shift| */
+    bool corrected;
+    double *shift;                       /* per channel: -E[e] (corrected layers), owned */
+};
+
+static double sqnr_db(double signal, double noise)
+{
+    return noise > 0 ? 10.0 * log10(signal / noise) : INFINITY;
+}
+
+/* Fast bias correction (POT/NNCF): the per-channel mean of e over the calibration set is
+ * subtracted from the bias; what is left of e is its variance E[e^2] - E[e]^2. */
+static void layer_result(const struct qcal_quant_layer *q, const struct qcal_error_layer *e, bool correct,
+                         struct layer_result *r)
+{
+    double signal = 0, noise = 0, centred = 0;
+    memset(r, 0, sizeof *r);
+    r->corrected = correct && q->bias_correctable;
+    if (r->corrected && !(r->shift = calloc((size_t)q->channels + 1, sizeof *r->shift))) r->corrected = false;
+    for (int64_t c = 0; c < q->channels; c++) {
+        const double *m = e->mean + 4 * c; /* y, y^2, e, e^2 */
+        signal += m[1];
+        noise += m[3];
+        centred += fmax(m[3] - m[2] * m[2], 0);
+        if (!r->corrected) continue;
+        r->shift[c] = -m[2];
+        r->max_shift = fmax(r->max_shift, fabs(m[2]));
+    }
+    r->sqnr_db_uncorrected = sqnr_db(signal, noise);
+    r->sqnr_db = r->corrected ? sqnr_db(signal, centred) : r->sqnr_db_uncorrected;
+}
+
+/* The layers that lose the most: what to look at first when accuracy drops. */
+static void print_worst_layers(const struct qcal_quant_twins *tw, const struct layer_result *lr, bool bias_correction)
+{
+    enum { SHOW = 5 };
+    int worst[SHOW], n = 0;
+    for (int j = 0; j < tw->n; j++) { /* insertion into the SHOW lowest, ties by layer order */
+        int k = n < SHOW ? n++ : SHOW;
+        if (k == SHOW && !(lr[j].sqnr_db < lr[worst[SHOW - 1]].sqnr_db)) continue;
+        if (k == SHOW) k = SHOW - 1;
+        while (k > 0 && lr[j].sqnr_db < lr[worst[k - 1]].sqnr_db) worst[k] = worst[k - 1], k--;
+        worst[k] = j;
+    }
+    if (n == 0) return;
+    int corrected = 0;
+    for (int j = 0; j < tw->n; j++) corrected += lr[j].corrected;
+    printf("bias correction: %s (%d layers)\nlowest SQNR (INT8-simulated vs FP32 output, dB):\n",
+           bias_correction ? "on" : "off", corrected);
+    for (int i = 0; i < n; i++) {
+        const struct qcal_quant_layer *l = &tw->layers[worst[i]];
+        printf("  %7.2f  %-18s %s\n", lr[worst[i]].sqnr_db, l->op, l->name[0] ? l->name : l->output);
+    }
 }
 
 static enum qcal_status make_dir(const char *dir)
@@ -174,8 +274,52 @@ static enum qcal_status make_dir(const char *dir)
     return QCAL_OK;
 }
 
+/* /layers: one row per quantized layer; per-channel means in one [channels, 4] table. */
+static enum qcal_status write_layers(struct qcal_h5 *f, const struct qcal_quant_twins *tw,
+                                     const struct qcal_calib_error *err, const struct layer_result *lr)
+{
+    const int n = tw->n;
+    const int64_t dn = n, total = err->total_channels, dc[2] = {total, 4};
+    const char **strs = malloc(sizeof(char *) * ((size_t)n + 1));
+    double *f64 = malloc(sizeof(double) * ((size_t)n + 1));
+    int64_t *i64 = malloc(sizeof(int64_t) * ((size_t)n + 1));
+    double *means = malloc(sizeof(double) * ((size_t)total * 4 + 1));
+    enum qcal_status st = strs && f64 && i64 && means ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+#define STRINGS(path, expr)                                               \
+    do {                                                                  \
+        for (int j = 0; j < n; j++) strs[j] = (expr);                     \
+        if (st == QCAL_OK) st = qcal_h5_write_strings(f, path, n, strs);  \
+    } while (0)
+#define COLUMN(path, type, arr, expr)                                     \
+    do {                                                                  \
+        for (int j = 0; j < n; j++) arr[j] = (expr);                      \
+        if (st == QCAL_OK) st = qcal_h5_write(f, path, type, 1, &dn, arr); \
+    } while (0)
+    if (st == QCAL_OK) {
+        STRINGS("/layers/name", tw->layers[j].name);
+        STRINGS("/layers/op", tw->layers[j].op);
+        STRINGS("/layers/output", tw->layers[j].output);
+        COLUMN("/layers/sqnr_db", QCAL_F64, f64, lr[j].sqnr_db);
+        COLUMN("/layers/sqnr_db_uncorrected", QCAL_F64, f64, lr[j].sqnr_db_uncorrected);
+        COLUMN("/layers/bias_corrected", QCAL_I64, i64, lr[j].corrected);
+        COLUMN("/layers/max_bias_shift", QCAL_F64, f64, lr[j].max_shift);
+        COLUMN("/layers/channels", QCAL_I64, i64, tw->layers[j].channels);
+        COLUMN("/layers/channel_offset", QCAL_I64, i64, err->layers[j].offset);
+        for (int j = 0; j < n; j++)
+            memcpy(means + err->layers[j].offset * 4, err->layers[j].mean,
+                   sizeof(double) * 4 * (size_t)tw->layers[j].channels);
+        if (st == QCAL_OK) st = qcal_h5_write(f, "/layers/channel_means", QCAL_F64, 2, dc, means);
+    }
+#undef STRINGS
+#undef COLUMN
+    free(strs), free(f64), free(i64), free(means);
+    return st;
+}
+
 static enum qcal_status write_stats(const char *path, const struct qcal_job *job, const struct qcal_calib *c,
-                                    const struct qcal_calib_options *o)
+                                    const struct qcal_calib_options *o, const struct qcal_quant_twins *tw,
+                                    const struct qcal_calib_error *err, const struct layer_result *lr,
+                                    bool bias_correction)
 {
     struct qcal_h5 *f = NULL;
     enum qcal_status st = qcal_h5_create(path, &f);
@@ -221,6 +365,9 @@ static enum qcal_status write_stats(const char *path, const struct qcal_job *job
     COLUMN("/scales/zero_point", QCAL_I32, &dn, 1, i32, c->stats[i].q.zero_point);
     COLUMN("/scales/dtype", QCAL_I32, &dn, 1, i32, c->stats[i].q.dtype);
 #undef COLUMN
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "bias_correction", bias_correction);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "images", err->images);
+    if (st == QCAL_OK) st = write_layers(f, tw, err, lr);
 done:
     free(names), free(f32), free(f64), free(u64), free(i32);
     enum qcal_status cst = qcal_h5_close(f, st == QCAL_OK);
@@ -338,20 +485,27 @@ static enum qcal_status agree(enum qcal_status st)
 
 int cli_calibrate(int argc, char **argv)
 {
-    enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET };
+    enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
         {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
         {"subset", required_argument, 0, O_SUBSET}, {"from-stats", required_argument, 0, O_FROM},
         {"threads", required_argument, 0, O_THREADS}, {"kernels", required_argument, 0, O_KERNELS},
-        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"no-bias-correction", no_argument, 0, O_NO_BC},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
     double percentile = -1;
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
-    bool quiet = false;
+    bool quiet = false, no_bc = false;
     double seconds[N_STAGES] = {0};
+    struct qcal_graph *tg = NULL;
+    struct qcal_quant_sel tsel = {0};
+    struct qcal_quant_twins tw = {0};
+    struct qcal_error_layer *el = NULL;
+    struct qcal_calib_error *err = NULL;
+    struct layer_result *lr = NULL;
     struct qcal_job *job = NULL;
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
@@ -385,6 +539,7 @@ int cli_calibrate(int argc, char **argv)
             }
             break;
         case O_QUIET: quiet = true; break;
+        case O_NO_BC: no_bc = true; break;
         case 'h': fputs(usage, stdout); goto cleanup;
         default:
             st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: unknown option or missing value in '%s' (see qcal "
@@ -397,6 +552,7 @@ int cli_calibrate(int argc, char **argv)
         AGREE(st);
     }
     AGREE(qcal_job_load(argv[optind], &job));
+    const bool bias_correction = job->calibration.bias_correction && !no_bc;
     struct qcal_calib_options co = {
         .method = qcal_calib_method_parse(method_s ? method_s : job->calibration.method),
         .preset = qcal_calib_preset_parse(preset_s ? preset_s : job->calibration.preset),
@@ -426,51 +582,38 @@ int cli_calibrate(int argc, char **argv)
                                     job->calibration.ignored_names, job->calibration.ignored_types};
     AGREE(qcal_quant_select(g, &qo, &sel));
     AGREE(qcal_calib_create(g, sel.values, sel.n_values, &c));
+    const struct qcal_job_dataset *d = job->calibration_data.present ? &job->calibration_data : &job->validation_data;
+    if (!d->present) {
+        st = QCAL_ERR(QCAL_INVALID_JOB, "%s: no calibration (or validation) dataset", job->path);
+        AGREE(st);
+    }
+    AGREE(cli_load_dataset(job, d, &ds));
+    AGREE(qcal_dataset_subset(&ds, subset > 0 ? subset : job->calibration.subset, d->subset_random,
+                              (uint64_t)d->seed));
+    if (ds.count == 0) {
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: the calibration dataset has no images", job->path);
+        AGREE(st);
+    }
+    struct cli_image_input in;
+    AGREE(cli_image_input(job, g, &in));
+    const struct qcal_plan_options plo = {.kernels = kernels};
+    int64_t begin, end;
+    qcal_shard(ds.count, qcal_par_rank(), qcal_par_size(), &begin, &end);
+    const int passes = from ? 1 : 3;
     if (from) {
         AGREE(read_stats(from, c));
     } else {
-        const struct qcal_job_dataset *d = job->calibration_data.present ? &job->calibration_data
-                                                                          : &job->validation_data;
-        if (!d->present) {
-            st = QCAL_ERR(QCAL_INVALID_JOB, "%s: no calibration (or validation) dataset", job->path);
-            AGREE(st);
-        }
-        AGREE(cli_load_dataset(job, d, &ds));
-        int64_t want = subset > 0 ? subset : job->calibration.subset;
-        AGREE(qcal_dataset_subset(&ds, want, d->subset_random, (uint64_t)d->seed));
-        if (ds.count == 0) {
-            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: the calibration dataset has no images", job->path);
-            AGREE(st);
-        }
-        struct cli_image_input in;
-        AGREE(cli_image_input(job, g, &in));
-        struct qcal_plan_options plo = {.kernels = kernels};
         AGREE(qcal_plan_create(g, &plo, &plan));
-        int64_t begin, end;
-        qcal_shard(ds.count, qcal_par_rank(), qcal_par_size(), &begin, &end);
+        const struct pass_hooks hooks = {qcal_calib_observer, calib_thread, calib_input, calib_done, c};
         int64_t images = ds.count;
         for (int pass = 1; pass <= 2; pass++) {
-            char what[64];
-            snprintf(what, sizeof what, "calibrate pass %d/2", pass);
-            struct progress pg = {.on = !quiet, .tty = isatty(2), .what = what, .total = ds.count,
-                                  .start = qcal_now()};
             AGREE(qcal_calib_begin_pass(c, pass, omp_get_max_threads(), images));
-            int64_t observed = 0;
-            st = run_pass(job, &ds, begin, end, plan, &in, g->inputs[0], c, d->skip_bad_images, &observed, seconds,
-                          &pg);
-            qcal_par_progress_end();
-            AGREE(st);
-            progress_show(&pg, true);
+            int64_t total = 0;
+            AGREE(observe_pass(job, &ds, begin, end, plan, &in, g->inputs[0], &hooks, d->skip_bad_images, pass, passes,
+                               quiet, seconds, STAGE_INFER, &total));
             double t0 = qcal_now();
             AGREE(qcal_calib_end_pass(c));
-            int64_t total = observed;
-            AGREE(qcal_par_allreduce_i64_sum(&total, 1));
             seconds[STAGE_REDUCE] += qcal_now() - t0;
-            if (total == 0) {
-                st = QCAL_ERR(QCAL_INVALID_DATA, "%s: none of the %lld calibration images could be read", job->path,
-                              (long long)ds.count);
-                goto cleanup; /* every rank knows the same total */
-            }
             if (pass == 1 && total < ds.count && qcal_par_rank() == 0)
                 printf("skipped %lld of %lld images that could not be read\n", (long long)(ds.count - total),
                        (long long)ds.count);
@@ -482,12 +625,52 @@ int cli_calibrate(int argc, char **argv)
     double t0 = qcal_now();
     AGREE(qcal_calib_compute(c, &co));
     seconds[STAGE_SEARCH] += qcal_now() - t0;
+
+    /* the error pass: every quantized layer's INT8-simulated twin against its FP32 output */
+    AGREE(cli_job_model(job, false, &tg));
+    AGREE(qcal_quant_select(tg, &qo, &tsel));
+    if (tsel.n_nodes != sel.n_nodes) {
+        st = QCAL_ERR(QCAL_INVALID_MODEL, "%s: the model selected differently on a second load", job->model);
+        AGREE(st);
+    }
+    AGREE(qcal_quant_add_twins(tg, &tsel, c, &tw));
+    const struct qcal_prepare_options tpo = {0};
+    AGREE(qcal_model_prepare(tg, &tpo));
+    AGREE(qcal_plan_create(tg, &plo, &plan));
+    if (!(el = calloc((size_t)tw.n + 1, sizeof *el))) {
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        AGREE(st);
+    }
+    for (int j = 0; j < tw.n; j++)
+        el[j] = (struct qcal_error_layer){.y = tw.layers[j].y, .error = tw.layers[j].error, .axis = tw.layers[j].axis,
+                                         .channels = tw.layers[j].channels, .bound = tw.layers[j].bound};
+    AGREE(qcal_error_create(tg, el, tw.n, omp_get_max_threads(), ds.count, &err));
+    {
+        const struct pass_hooks hooks = {qcal_error_observer, error_thread, NULL, NULL, err};
+        int64_t total = 0;
+        AGREE(observe_pass(job, &ds, begin, end, plan, &in, tg->inputs[0], &hooks, d->skip_bad_images, passes, passes,
+                           quiet, seconds, STAGE_ERROR, &total));
+        t0 = qcal_now();
+        err->images = total;
+        AGREE(qcal_error_end(err));
+        seconds[STAGE_REDUCE] += qcal_now() - t0;
+    }
+    qcal_plan_destroy(plan);
+    plan = NULL;
+    if (!(lr = calloc((size_t)tw.n + 1, sizeof *lr))) {
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        AGREE(st);
+    }
+    for (int j = 0; j < tw.n; j++) layer_result(&tw.layers[j], &err->layers[j], bias_correction, &lr[j]);
+
     t0 = qcal_now();
     if (qcal_par_rank() == 0) {
-        st = qcal_quant_to_qdq(g, &sel, c);
+        for (int j = 0; st == QCAL_OK && j < tw.n; j++)
+            if (lr[j].corrected) st = qcal_quant_correct_bias(g, tw.layers[j].output, lr[j].shift, tw.layers[j].channels);
+        if (st == QCAL_OK) st = qcal_quant_to_qdq(g, &sel, c);
         if (st == QCAL_OK) st = qcal_quant_upgrade_opset(g, 13);
         if (st == QCAL_OK) st = qcal_onnx_save(g, model_path);
-        if (st == QCAL_OK) st = write_stats(stats_path, job, c, &co);
+        if (st == QCAL_OK) st = write_stats(stats_path, job, c, &co, &tw, err, lr, bias_correction);
         if (st != QCAL_OK) unlink(model_path); /* never one output without the other */
     }
     AGREE(st);
@@ -497,9 +680,19 @@ int cli_calibrate(int argc, char **argv)
                "method %s, preset %s\nwrote %s\nwrote %s\n",
                job->model, sel.n_nodes, sel.n_values, (long long)c->images, qcal_par_size(), omp_get_max_threads(),
                qcal_calib_method_name(co.method), qcal_calib_preset_name(co.preset), model_path, stats_path);
+    if (qcal_par_rank() == 0) print_worst_layers(&tw, lr, bias_correction);
     st = agree(write_timing(timing_path, seconds));
 cleanup:
     qcal_log_capture(NULL, 0);
+    qcal_plan_destroy(plan); /* before the graph it was made from */
+    plan = NULL;
+    for (int j = 0; lr && j < tw.n; j++) free(lr[j].shift);
+    free(lr);
+    free(el);
+    qcal_error_destroy(err);
+    qcal_quant_twins_free(&tw);
+    qcal_quant_sel_free(&tsel);
+    qcal_graph_destroy(tg);
     qcal_calib_destroy(c);
     qcal_quant_sel_free(&sel);
     qcal_dataset_free(&ds);

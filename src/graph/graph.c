@@ -266,6 +266,76 @@ void qcal_graph_update_uses(struct qcal_graph *g)
     for (int k = 0; k < g->n_outputs; k++) g->values[g->outputs[k]].n_consumers++;
 }
 
+/* Node order[k] moves to position k; `sorted` is a free array of cap_nodes entries. */
+static void apply_order(struct qcal_graph *g, struct qcal_node *sorted, const int *order)
+{
+    for (int i = 0; i < g->n_nodes; i++) sorted[i] = g->nodes[order[i]];
+    free(g->nodes);
+    g->nodes = sorted;
+    qcal_graph_update_uses(g);
+}
+
+enum qcal_status qcal_graph_reorder(struct qcal_graph *g, const int *order)
+{
+    struct qcal_node *sorted = malloc(sizeof *sorted * (size_t)(g->cap_nodes + 1));
+    bool *seen = calloc((size_t)g->n_nodes + 1, 1);
+    enum qcal_status st = sorted && seen ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: out of memory", g->path);
+    for (int i = 0; st == QCAL_OK && i < g->n_nodes; i++) {
+        if (order[i] < 0 || order[i] >= g->n_nodes || seen[order[i]])
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: node order is not a permutation", g->path);
+        else
+            seen[order[i]] = true;
+    }
+    free(seen);
+    if (st != QCAL_OK) {
+        free(sorted);
+        return st;
+    }
+    apply_order(g, sorted, order);
+    return qcal_graph_toposort(g);
+}
+
+enum qcal_status qcal_node_copy_attrs(struct qcal_node *dst, const struct qcal_node *src)
+{
+    struct qcal_attr *a = calloc((size_t)src->n_attrs + 1, sizeof *a);
+    if (!a) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    bool ok = true;
+    for (int i = 0; i < src->n_attrs; i++) {
+        const struct qcal_attr *s = &src->attrs[i];
+        struct qcal_attr *d = &a[i];
+        *d = (struct qcal_attr){.type = s->type, .i = s->i, .f = s->f, .n = s->n};
+        d->name = qcal_strdup(s->name);
+        ok = ok && d->name;
+        if (s->s) ok = ok && (d->s = qcal_strdup(s->s));
+        if (s->ints) ok = ok && (d->ints = malloc(sizeof(int64_t) * (size_t)s->n + 1));
+        if (d->ints) memcpy(d->ints, s->ints, sizeof(int64_t) * (size_t)s->n);
+        if (s->floats) ok = ok && (d->floats = malloc(sizeof(float) * (size_t)s->n + 1));
+        if (d->floats) memcpy(d->floats, s->floats, sizeof(float) * (size_t)s->n);
+        if (s->strings) ok = ok && (d->strings = calloc((size_t)s->n + 1, sizeof(char *)));
+        for (int k = 0; d->strings && k < s->n; k++) ok = ok && (d->strings[k] = qcal_strdup(s->strings[k]));
+        if (s->t) {
+            size_t bytes = qcal_tensor_bytes(s->t);
+            ok = ok && (d->t = malloc(sizeof *d->t));
+            if (d->t) {
+                *d->t = *s->t;
+                d->t->data = qcal_malloc(bytes ? bytes : 1);
+                ok = ok && d->t->data;
+                if (d->t->data) memcpy(d->t->data, s->t->data, bytes);
+            }
+        }
+    }
+    if (!ok) {
+        for (int i = 0; i < src->n_attrs; i++) qcal_attr_clear(&a[i]);
+        free(a);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < dst->n_attrs; i++) qcal_attr_clear(&dst->attrs[i]);
+    free(dst->attrs);
+    dst->attrs = a;
+    dst->n_attrs = src->n_attrs;
+    return QCAL_OK;
+}
+
 enum qcal_status qcal_graph_toposort(struct qcal_graph *g)
 {
     enum qcal_status st = QCAL_OK;
@@ -362,10 +432,7 @@ enum qcal_status qcal_graph_toposort(struct qcal_graph *g)
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: out of memory", g->path);
         goto cleanup;
     }
-    for (int i = 0; i < n; i++) sorted[i] = g->nodes[order[i]];
-    free(g->nodes);
-    g->nodes = sorted;
-    qcal_graph_update_uses(g);
+    apply_order(g, sorted, order);
 cleanup:
     free(ready_value);
     free(placed);

@@ -55,6 +55,27 @@ static unsigned quantized_inputs(const struct qcal_graph *g, const struct qcal_n
     return 0;
 }
 
+/* The per-channel axis of a weighted node's constant weight (input 1); false if n has no
+ * quantized weight. */
+static bool weight_axis(const struct qcal_node *n, int *axis)
+{
+    *axis = 0;
+    if (is_op(n, "ConvTranspose")) *axis = 1;
+    else if (is_op(n, "Gemm")) *axis = qcal_node_attr_int(n, "transB", 0) ? 0 : 1;
+    else if (is_op(n, "MatMul")) *axis = -1;
+    else return is_op(n, "Conv");
+    return true;
+}
+
+/* Input 2 is a constant bias the int32 encoding can carry (Gemm: alpha = beta = 1). */
+static bool bias_input_ok(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    bool ok = n->n_inputs > 2 && is_const_f32(g, n->inputs[2]) && g->values[n->inputs[2]].t.ndim == 1;
+    if (is_op(n, "Gemm"))
+        ok = ok && qcal_node_attr_float(n, "alpha", 1) == 1 && qcal_node_attr_float(n, "beta", 1) == 1;
+    return ok;
+}
+
 void qcal_quant_sel_free(struct qcal_quant_sel *sel)
 {
     free(sel->nodes);
@@ -243,6 +264,16 @@ fail:
     return st;
 }
 
+/* int32 bias at scale[c] = sx * sw[c % ch]. */
+static void quant_bias(const float *b, int64_t m, float sx, const float *sw, int64_t ch, int32_t *q, float *scale)
+{
+    for (int64_t c = 0; c < m; c++) {
+        scale[c] = sx * sw[c % ch];
+        double r = rint((double)b[c] / scale[c]);
+        q[c] = (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
+    }
+}
+
 /* Bias input `k` of node ni to int32 at scale_x * scale_w[c % ch]. */
 static enum qcal_status qdq_bias(struct qcal_graph *g, int ni, int k, float sx, const float *sw, int64_t ch)
 {
@@ -257,12 +288,7 @@ static enum qcal_status qdq_bias(struct qcal_graph *g, int ni, int k, float sx, 
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
-    const float *bd = bt.data;
-    for (int64_t c = 0; c < m; c++) {
-        scale[c] = sx * sw[c % ch];
-        double r = rint((double)bd[c] / scale[c]);
-        q[c] = (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
-    }
+    quant_bias(bt.data, m, sx, sw, ch, q, scale);
     char base[400];
     snprintf(base, sizeof base, "%s", g->values[b].name);
     int bq, s, z, bdq, node;
@@ -313,20 +339,14 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
             if (mask & (1u << k)) g->nodes[ni].inputs[k] = dq[g->nodes[ni].inputs[k]];
         n = &g->nodes[ni];
         if (mask & 2u) continue; /* two activations: no weights */
-        int axis = 0;
-        if (is_op(n, "ConvTranspose")) axis = 1;
-        else if (is_op(n, "Gemm")) axis = qcal_node_attr_int(n, "transB", 0) ? 0 : 1;
-        else if (is_op(n, "MatMul")) axis = -1;
-        else if (!is_op(n, "Conv")) continue;
+        int axis;
+        if (!weight_axis(n, &axis)) continue;
         int64_t ch = 0;
         free(sw);
         sw = NULL;
         if ((st = qdq_weight(g, ni, 1, axis, &sw, &ch)) != QCAL_OK) goto cleanup;
         n = &g->nodes[ni];
-        bool bias_ok = n->n_inputs > 2 && is_const_f32(g, n->inputs[2]);
-        if (is_op(n, "Gemm"))
-            bias_ok = bias_ok && qcal_node_attr_float(n, "alpha", 1) == 1 && qcal_node_attr_float(n, "beta", 1) == 1;
-        if (bias_ok && (st = qdq_bias(g, ni, 2, sx, sw, ch)) != QCAL_OK) goto cleanup;
+        if (bias_input_ok(g, n) && (st = qdq_bias(g, ni, 2, sx, sw, ch)) != QCAL_OK) goto cleanup;
     }
     qcal_graph_update_uses(g);
     st = qcal_graph_toposort(g);
@@ -455,4 +475,295 @@ enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset)
     st = qcal_graph_toposort(g);
     if (st == QCAL_OK) qcal_graph_compact(g);
     return st;
+}
+
+/* ---- INT8-simulated twins (quantization error per layer) ---- */
+
+static void layer_clear(struct qcal_quant_layer *l)
+{
+    free(l->name), free(l->op), free(l->output);
+    memset(l, 0, sizeof *l);
+}
+
+void qcal_quant_twins_free(struct qcal_quant_twins *tw)
+{
+    for (int j = 0; tw->layers && j <= tw->n; j++) layer_clear(&tw->layers[j]);
+    free(tw->layers);
+    memset(tw, 0, sizeof *tw);
+}
+
+/* The largest |value| a quantized tensor can take: the range it was observed in, and the
+ * ends of its quantization grid. */
+static void input_bounds(const struct qcal_calib_stat *s, double *fp, double *q)
+{
+    const double lo = s->q.dtype == QCAL_U8 ? 0 : -128, hi = s->q.dtype == QCAL_U8 ? 255 : 127;
+    *fp = fmax(fabs((double)s->min), fabs((double)s->max));
+    *q = fmax(fabs(lo - s->q.zero_point), fabs(hi - s->q.zero_point)) * s->q.scale;
+    if (!isfinite(*fp)) *fp = FLT_MAX;
+}
+
+/* max over channels of sum |w| along the channel slice (axis) */
+static double max_channel_l1(const float *w, int64_t outer, int64_t ch, int64_t inner)
+{
+    double best = 0;
+    for (int64_t c = 0; c < ch; c++) {
+        double sum = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) sum += fabs((double)w[(o * ch + c) * inner + i]);
+        best = fmax(best, sum);
+    }
+    return best;
+}
+
+static double max_abs(const float *x, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+/* A constant holding the weight as INT8 sees it (int8 per channel times its scale); adds
+ * to *l1 the largest channel L1 norm of the FP32 and of the simulated weight. */
+static enum qcal_status twin_weight(struct qcal_graph *g, int w, int axis, int *out, float **sw, int64_t *ch_out,
+                                    double *l1_fp, double *l1_q)
+{
+    const struct qcal_tensor wt = g->values[w].t;
+    if (axis < 0) axis += wt.ndim;
+    if (wt.ndim == 0 || axis < 0 || axis >= wt.ndim) axis = 0;
+    int64_t outer = 1, ch = wt.ndim ? wt.dims[axis] : 1, inner = 1, n = qcal_tensor_numel(&wt);
+    for (int d = 0; d < axis; d++) outer *= wt.dims[d];
+    for (int d = axis + 1; d < wt.ndim; d++) inner *= wt.dims[d];
+    int8_t *q = malloc((size_t)n + 1);
+    float *scale = malloc(sizeof(float) * ((size_t)ch + 1));
+    float *sim = qcal_malloc(sizeof(float) * ((size_t)n + 1));
+    if (!q || !scale || !sim) {
+        free(q), free(scale), qcal_free(sim);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    qcal_quant_weights(wt.data, outer, ch, inner, q, scale);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t c = 0; c < ch; c++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t k = (o * ch + c) * inner + i;
+                sim[k] = (float)q[k] * scale[c];
+            }
+    free(q);
+    *l1_fp = max_channel_l1(wt.data, outer, ch, inner);
+    *l1_q = max_channel_l1(sim, outer, ch, inner);
+    enum qcal_status st = named_value(g, g->values[w].name, "_int8sim", out);
+    if (st != QCAL_OK) {
+        free(scale), qcal_free(sim);
+        return st;
+    }
+    qcal_graph_set_constant(g, *out, g->values[w].t, sim);
+    g->values[*out].owns_data = true;
+    *sw = scale;
+    *ch_out = ch;
+    return QCAL_OK;
+}
+
+/* A constant holding the bias as its int32 encoding sees it. */
+static enum qcal_status twin_bias(struct qcal_graph *g, int b, float sx, const float *sw, int64_t ch, int *out,
+                                  double *max_fp, double *max_q)
+{
+    const struct qcal_tensor bt = g->values[b].t;
+    const int64_t m = bt.dims[0];
+    int32_t *q = malloc(sizeof(int32_t) * ((size_t)m + 1));
+    float *scale = malloc(sizeof(float) * ((size_t)m + 1));
+    float *sim = qcal_malloc(sizeof(float) * ((size_t)m + 1));
+    enum qcal_status st = q && scale && sim ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    if (st == QCAL_OK) {
+        quant_bias(bt.data, m, sx, sw, ch, q, scale);
+        for (int64_t c = 0; c < m; c++) sim[c] = (float)((double)q[c] * scale[c]);
+        *max_fp = max_abs(bt.data, m);
+        *max_q = max_abs(sim, m);
+        st = named_value(g, g->values[b].name, "_int8sim", out);
+    }
+    if (st == QCAL_OK) {
+        qcal_graph_set_constant(g, *out, bt, sim);
+        g->values[*out].owns_data = true;
+        sim = NULL;
+    }
+    free(q), free(scale), qcal_free(sim);
+    return st;
+}
+
+static enum qcal_status add_layer_record(struct qcal_quant_layer *l, const struct qcal_graph *g,
+                                         const struct qcal_node *n)
+{
+    const struct qcal_value *y = &g->values[n->outputs[0]];
+    l->name = qcal_strdup(n->name ? n->name : "");
+    l->op = qcal_strdup(n->op_type);
+    l->output = qcal_strdup(y->name);
+    if (!l->name || !l->op || !l->output) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    l->y = n->outputs[0];
+    const bool last = is_op(n, "Gemm") || is_op(n, "MatMul");
+    l->axis = y->t.ndim == 0 ? 0 : last ? y->t.ndim - 1 : y->t.ndim >= 2 ? 1 : 0;
+    l->channels = y->t.ndim ? y->t.dims[l->axis] : 1;
+    return QCAL_OK;
+}
+
+/* The twin of selected node j: its quantized activation inputs through Q/DQ pairs (shared
+ * by the twins that read the same tensor), its weight and bias as INT8 sees them, then
+ * Sub(twin output, FP32 output). */
+static enum qcal_status add_twin(struct qcal_graph *g, int ni, const int *stat, const struct qcal_calib *c, int *fq,
+                                 struct qcal_quant_layer *l)
+{
+    enum qcal_status st = add_layer_record(l, g, &g->nodes[ni]);
+    if (st != QCAL_OK) return st;
+    const unsigned mask = quantized_inputs(g, &g->nodes[ni]);
+    const int n_in = g->nodes[ni].n_inputs;
+    int ins[8];
+    double r_fp[2] = {0, 0}, r_q[2] = {0, 0};
+    if (n_in > 8) return QCAL_ERR(QCAL_UNSUPPORTED, "%s: node '%s' has too many inputs", g->path, l->name);
+    memcpy(ins, g->nodes[ni].inputs, sizeof(int) * (size_t)n_in);
+    for (int k = 0; k < 2; k++) {
+        if (!(mask & (1u << k))) continue;
+        const int v = ins[k];
+        if (stat[v] < 0) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: no statistics for tensor '%s'", g->path,
+                                         g->values[v].name);
+        const struct qcal_calib_stat *s = &c->stats[stat[v]];
+        input_bounds(s, &r_fp[k], &r_q[k]);
+        if (fq[v] < 0 && (st = qdq_activation(g, v, &s->q, &fq[v])) != QCAL_OK) return st;
+        ins[k] = fq[v];
+    }
+    const struct qcal_node *n = &g->nodes[ni];
+    double bound_fp, bound_q;
+    int axis;
+    if (mask == 1u && weight_axis(n, &axis)) {
+        float *sw = NULL;
+        int64_t ch = 0;
+        double l1_fp, l1_q, b_fp = 0, b_q = 0;
+        const bool bias = bias_input_ok(g, n);
+        const float alpha = is_op(n, "Gemm") ? fabsf(qcal_node_attr_float(n, "alpha", 1)) : 1;
+        if ((st = twin_weight(g, ins[1], axis, &ins[1], &sw, &ch, &l1_fp, &l1_q)) != QCAL_OK) return st;
+        const float sx = c->stats[stat[g->nodes[ni].inputs[0]]].q.scale;
+        if (bias) st = twin_bias(g, ins[2], sx, sw, ch, &ins[2], &b_fp, &b_q);
+        else if (n_in > 2 && ins[2] >= 0) /* a Gemm C kept in FP32 */
+            b_fp = b_q = is_const_f32(g, ins[2]) ? fabs(qcal_node_attr_float(&g->nodes[ni], "beta", 1)) *
+                                                      max_abs(g->values[ins[2]].t.data,
+                                                              qcal_tensor_numel(&g->values[ins[2]].t))
+                                                : INFINITY; /* no bound known: the largest scale */
+        free(sw);
+        if (st != QCAL_OK) return st;
+        n = &g->nodes[ni];
+        bound_fp = alpha * l1_fp * r_fp[0] + b_fp;
+        bound_q = alpha * l1_q * r_q[0] + b_q;
+        l->bias_correctable = (is_op(n, "Conv") || is_op(n, "ConvTranspose") || is_op(n, "Gemm")) &&
+                              (bias || n_in < 3 || ins[2] < 0) && alpha == 1 &&
+                              qcal_node_attr_float(n, "beta", 1) == 1;
+    } else if (is_op(n, "Add")) {
+        bound_fp = r_fp[0] + r_fp[1], bound_q = r_q[0] + r_q[1];
+    } else if (is_op(n, "Mul")) {
+        bound_fp = r_fp[0] * r_fp[1], bound_q = r_q[0] * r_q[1];
+    } else if (mask == 3u) { /* MatMul / Gemm of two activations: K terms */
+        const struct qcal_tensor *a = &g->values[n->inputs[0]].t;
+        const double k = a->ndim ? (double)a->dims[a->ndim - 1] : 1;
+        const double alpha = is_op(n, "Gemm") ? fabs(qcal_node_attr_float(n, "alpha", 1)) : 1;
+        bound_fp = alpha * k * r_fp[0] * r_fp[1], bound_q = alpha * k * r_q[0] * r_q[1];
+        if (is_op(n, "Gemm") && n_in > 2 && ins[2] >= 0) return QCAL_OK; /* C: no twin, no error */
+    } else { /* average pooling */
+        bound_fp = r_fp[0], bound_q = r_q[0];
+    }
+    l->bound = bound_fp + bound_q;
+    if (!isfinite(l->bound) || l->bound <= 0) l->bound = FLT_MAX;
+    char base[400];
+    snprintf(base, sizeof base, "%s", l->output);
+    int sim, err, node;
+    if ((st = named_value(g, base, "_int8sim", &sim)) != QCAL_OK) return st;
+    if ((st = named_value(g, base, "_int8error", &err)) != QCAL_OK) return st;
+    n = &g->nodes[ni];
+    const int opset = n->opset;
+    char name[480];
+    snprintf(name, sizeof name, "%s_int8sim", l->output);
+    if ((st = qcal_graph_add_node(g, name, g->nodes[ni].op_type, g->nodes[ni].domain, ins, n_in, &sim, 1, &node)) !=
+        QCAL_OK)
+        return st;
+    g->nodes[node].opset = opset;
+    g->values[sim].producer = node;
+    if ((st = qcal_node_copy_attrs(&g->nodes[node], &g->nodes[ni])) != QCAL_OK) return st;
+    if ((st = add_node(g, base, "Sub", (int[]){sim, l->y}, 2, err, &node)) != QCAL_OK) return st;
+    g->values[err].keep = true;
+    l->error = err;
+    return QCAL_OK;
+}
+
+enum qcal_status qcal_quant_add_twins(struct qcal_graph *g, const struct qcal_quant_sel *sel,
+                                      const struct qcal_calib *c, struct qcal_quant_twins *tw)
+{
+    memset(tw, 0, sizeof *tw);
+    const int n_values0 = g->n_values, n_nodes0 = g->n_nodes;
+    int *fq = malloc(sizeof(int) * ((size_t)n_values0 + 1));
+    int *stat = malloc(sizeof(int) * ((size_t)n_values0 + 1));
+    int *group = malloc(sizeof(int) * ((size_t)sel->n_nodes + 1) * 2);
+    int *order = NULL;
+    tw->layers = calloc((size_t)sel->n_nodes + 1, sizeof *tw->layers);
+    enum qcal_status st = fq && stat && group && tw->layers ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int v = 0; st == QCAL_OK && v < n_values0; v++) fq[v] = -1, stat[v] = -1;
+    for (int i = 0; st == QCAL_OK && i < c->n; i++) {
+        int v = qcal_graph_find_value(g, c->stats[i].name);
+        if (v >= 0 && v < n_values0) stat[v] = i;
+    }
+    for (int j = 0; st == QCAL_OK && j < sel->n_nodes; j++) {
+        struct qcal_quant_layer *l = &tw->layers[tw->n];
+        group[2 * j] = g->n_nodes;
+        l->error = -1;
+        st = add_twin(g, sel->nodes[j], stat, c, fq, l);
+        group[2 * j + 1] = g->n_nodes;
+        tw->n++;
+        if (st == QCAL_OK && l->error < 0) { /* nothing to measure */
+            layer_clear(l);
+            tw->n--;
+        }
+    }
+    /* each twin group right after its node, so the FP32 output dies as early as before */
+    if (st == QCAL_OK && !(order = malloc(sizeof(int) * ((size_t)g->n_nodes + 1))))
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    if (st == QCAL_OK) {
+        int k = 0;
+        for (int i = 0, j = 0; i < n_nodes0; i++) {
+            order[k++] = i;
+            if (j < sel->n_nodes && sel->nodes[j] == i) {
+                for (int t = group[2 * j]; t < group[2 * j + 1]; t++) order[k++] = t;
+                j++;
+            }
+        }
+        st = qcal_graph_reorder(g, order);
+    }
+    free(order), free(fq), free(stat), free(group);
+    if (st != QCAL_OK) qcal_quant_twins_free(tw);
+    return st;
+}
+
+enum qcal_status qcal_quant_correct_bias(struct qcal_graph *g, const char *output, const double *shift,
+                                         int64_t channels)
+{
+    const int y = qcal_graph_find_value(g, output);
+    const int ni = y >= 0 ? g->values[y].producer : -1;
+    if (ni < 0) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: no node produces '%s'", g->path, output);
+    struct qcal_node *n = &g->nodes[ni];
+    const bool has = n->n_inputs > 2 && n->inputs[2] >= 0;
+    if (has && (!bias_input_ok(g, n) || g->values[n->inputs[2]].t.dims[0] != channels))
+        return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: node '%s': bias cannot be corrected", g->path, n->name);
+    char base[400];
+    snprintf(base, sizeof base, "%s", has ? g->values[n->inputs[2]].name : output);
+    float *b = malloc(sizeof(float) * ((size_t)channels + 1));
+    if (!b) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int64_t ch = 0; ch < channels; ch++)
+        b[ch] = (has ? ((const float *)g->values[n->inputs[2]].t.data)[ch] : 0.0f) + (float)shift[ch];
+    int id;
+    enum qcal_status st = add_const(g, base, has ? "_corrected" : "_bias", QCAL_F32, 1, &channels, b, &id);
+    free(b);
+    if (st != QCAL_OK) return st;
+    n = &g->nodes[ni];
+    if (!has) {
+        int *ins = realloc(n->inputs, sizeof(int) * 3);
+        if (!ins) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        n->inputs = ins;
+        if (n->n_inputs < 2) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: node '%s' has no weight", g->path, n->name);
+        n->n_inputs = 3;
+    }
+    n->inputs[2] = id;
+    qcal_graph_update_uses(g);
+    return QCAL_OK;
 }

@@ -392,7 +392,7 @@ void qcal_pass_eliminate_dead(struct qcal_graph *g)
         bool used = false;
         for (int k = 0; k < n->n_outputs && !used; k++)
             used = n->outputs[k] >= 0 && (g->values[n->outputs[k]].n_consumers > 0 ||
-                                          g->values[n->outputs[k]].is_output);
+                                          g->values[n->outputs[k]].is_output || g->values[n->outputs[k]].keep);
         if (used) continue;
         n->dead = true;
         for (int k = 0; k < n->n_inputs; k++)

@@ -22,6 +22,15 @@ stop() {
   [ -d "$dir" ] || return 0
   dir=$(cd "$dir" && pwd)
   local pids=() p
+  # jobs first, while slurmctld and slurmd can still end their steps
+  p=$(cat "$dir/run/slurmctld.pid" 2>/dev/null || true)
+  if [ -n "$p" ] && grep -qs "$dir" "/proc/$p/cmdline"; then
+    SLURM_CONF="$dir/etc/slurm.conf" timeout 5 scancel --user="$(id -un)" 2>/dev/null || true
+    for _ in $(seq 10); do
+      [ -z "$(SLURM_CONF="$dir/etc/slurm.conf" timeout 2 squeue -h -o %i 2>/dev/null)" ] && break
+      sleep 0.25
+    done
+  fi
   for f in slurmd slurmctld munged; do
     p=$(cat "$dir/run/$f.pid" 2>/dev/null || true)
     # only a process that is still the daemon we started (a reused pid is left alone)
@@ -37,9 +46,18 @@ stop() {
     sleep 0.1
   done
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  # slurmstepd of a job that was still running
-  for p in $(pgrep -f "slurmstepd" 2>/dev/null || true); do
-    grep -qs "$dir" "/proc/$p/environ" && kill -KILL "$p" 2>/dev/null || true
+  # whatever of a job still runs: slurmstepd, the batch script, srun, the tasks (processes
+  # started by this cluster's slurmd carry its SLURM_CONF and a SLURM_JOB_ID)
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}
+    p=${p%/environ}
+    [ "$p" = $$ ] && continue
+    if tr '\0' '\n' 2>/dev/null <"$e" | grep -qxF "SLURM_CONF=$dir/etc/slurm.conf"; then
+      case $(cat "/proc/$p/comm" 2>/dev/null) in
+        slurmstepd) kill -KILL "$p" 2>/dev/null || true ;;
+        *) tr '\0' '\n' 2>/dev/null <"$e" | grep -q '^SLURM_JOB_ID=' && kill -KILL "$p" 2>/dev/null || true ;;
+      esac
+    fi
   done
   # our layout only: never remove a folder this script did not fill
   if [ -d "$dir/run" ] && [ -d "$dir/munge" ]; then rm -rf "$dir"; else rmdir "$dir" 2>/dev/null || true; fi
