@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Calibration cost against plain inference, rank scaling and memory, on MobileNetV2.
 
-  /usr/bin/python3 bench/calib_vs_infer.py [--images 96] [--rounds 3] [--memory]
+  /usr/bin/python3 bench/calib_vs_infer.py [--images 96] [--rounds 3] [--memory]   (--rounds 0: memory only)
 
 Prints, as medians over rounds measured side by side in one run:
 - per image and pass, calibration (FP32 plan without activation fusion + statistics
   observer) vs `qcal infer` on the same images (fused plan), both at 1 rank x 2 threads;
   target: statistics add < 30 % over plain inference;
+- per image, the error pass (each quantized layer and its INT8-simulated twin) vs the same;
 - wall time of `mpirun -np 1` vs `-np 2` (1 thread each): speed-up, target >= 1.8x;
 - with --memory: peak RSS with 300 and 3000 calibration images (target: < 5 % apart).
 """
@@ -76,25 +77,35 @@ def main():
         _, r = run([qcal, "calibrate", j, "-o", out, "--threads", "2", "--quiet"])
         st = {k: float(v) for k, v in re.findall(r"(\w+)\s+min\s+([0-9.]+) s", r.stdout)}
         calib = st["inference"] / 2 / (2 * a.images) * 1e3  # per image and pass, wall
+        error = st["error_pass"] / 2 / a.images * 1e3  # the error pass (twins), per image, wall
         w1, _ = run(["mpirun", "-np", "1", qcal, "calibrate", j, "-o", out, "--threads", "1", "--quiet"])
         w2, _ = run(["mpirun", "-np", "2", qcal, "calibrate", j, "-o", out, "--threads", "1", "--quiet"])
-        rows.append((infer, calib, calib / infer, w1, w2, w1 / w2))
-    med = [statistics.median(c) for c in zip(*rows)]
+        rows.append((infer, calib, calib / infer, w1, w2, w1 / w2, error, error / infer))
+    med = [statistics.median(c) for c in zip(*rows)] if rows else None
+    if med:
+        print_times(a, med)
+    if a.memory:
+        memory(a, qcal, out)
+
+
+def print_times(a, med):
     print(f"MobileNetV2 224, {a.images} images, medians of {a.rounds} rounds")
     print(f"  qcal infer (fused plan)            {med[0]:8.3f} ms/image   (1 rank x 2 threads)")
     print(f"  calibration pass (observer)        {med[1]:8.3f} ms/image   ratio {med[2]:.3f}  target < 1.30")
+    print(f"  error pass (INT8-simulated twins)  {med[6]:8.3f} ms/image   ratio {med[7]:.3f}")
     print(f"  calibrate wall, mpirun -np 1 x 1t  {med[3]:8.2f} s")
     print(f"  calibrate wall, mpirun -np 2 x 1t  {med[4]:8.2f} s           speed-up {med[5]:.2f}x  target >= 1.8x")
-    if a.memory:
-        rss = {}
-        big = images(os.path.join(a.build, "bench-calib-images-3000"), 3000)
-        for n in (300, 3000):
-            jn = job(a.build, big, n)
-            _, r = run(["/usr/bin/time", "-v", qcal, "calibrate", jn, "-o", out, "--threads", "2", "--quiet"])
-            rss[n] = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-        print(f"  peak RSS 300 images {rss[300] / 1024:.1f} MiB, 3000 images {rss[3000] / 1024:.1f} MiB, "
-              f"difference {abs(rss[3000] - rss[300]) / rss[300] * 100:.2f} %  target < 5 %")
 
+
+def memory(a, qcal, out):
+    rss = {}
+    big = images(os.path.join(a.build, "bench-calib-images-3000"), 3000)
+    for n in (300, 3000):
+        jn = job(a.build, big, n)
+        _, r = run(["/usr/bin/time", "-v", qcal, "calibrate", jn, "-o", out, "--threads", "2", "--quiet"])
+        rss[n] = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
+    print(f"  peak RSS 300 images {rss[300] / 1024:.1f} MiB, 3000 images {rss[3000] / 1024:.1f} MiB, "
+          f"difference {abs(rss[3000] - rss[300]) / rss[300] * 100:.2f} %  target < 5 %")
 
 if __name__ == "__main__":
     main()

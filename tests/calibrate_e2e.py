@@ -242,6 +242,9 @@ def first_conv(model):
     following BatchNormalization folded in (as qcal folds it)."""
     g = onnx.load(model).graph
     inits = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in g.initializer}
+    for n in g.node:  # paddle2onnx stores its weights as Constant nodes
+        if n.op_type == "Constant":
+            inits[n.output[0]] = numpy_helper.to_array(n.attribute[0].t).astype(np.float64)
     conv = [n for n in g.node if g.input[0].name in n.input][0]
     attrs = {a.name: list(a.ints) if a.ints else a.i for a in conv.attribute}
     w = inits[conv.input[1]]
@@ -498,6 +501,51 @@ def main():
         t = f["/stages/seconds_min_mean_max"][:]
         check("timing.h5: per-stage min <= mean <= max over 2 ranks", f.attrs["ranks"] == 2 and
               (t[:, 0] <= t[:, 1] + 1e-12).all() and (t[:, 1] <= t[:, 2] + 1e-12).all(), str(t.tolist()))
+
+    # ---- bias correction off: plain int32 biases, same uncorrected SQNR; its effect on det ----
+    det_model = models["ppocr_det"][0]
+    on = os.path.join(a.work, "ppocr_det_minmax_performance")
+    off = os.path.join(a.work, "ppocr_det_nobc")
+    r = run.calibrate(jobs["ppocr_det"], off, "--from-stats", os.path.join(a.work, "ppocr_det_stats", "calibration.h5"),
+                      "--method", "minmax", "--preset", "performance", "--no-bias-correction")
+    if check("--no-bias-correction: calibrate", r.returncode == 0 and os.path.exists(on), r.stderr.strip()[-300:]):
+        with h5py.File(os.path.join(off, "calibration.h5"), "r") as f:
+            attr_off = int(f["/layers"].attrs["bias_correction"])
+            bc_off, s_off, u_off = (f[f"/layers/{k}"][:] for k in ("bias_corrected", "sqnr_db", "sqnr_db_uncorrected"))
+            sx = f["/scales/scale"][[n.decode() for n in f["/tensors/name"][:]].index(onnx.load(det_model).graph.input[0].name)]
+        with h5py.File(os.path.join(on, "calibration.h5"), "r") as f:
+            bc_on, s_on, u_on = (f[f"/layers/{k}"][:] for k in ("bias_corrected", "sqnr_db", "sqnr_db_uncorrected"))
+        check("--no-bias-correction: no layer corrected, SQNR = uncorrected SQNR", attr_off == 0 and not bc_off.any()
+              and np.array_equal(s_off, u_off), "")
+        check(f"bias correction: {int(bc_on.sum())} of {len(bc_on)} layers corrected, their SQNR >= uncorrected, "
+              "the uncorrected SQNR equal to the run without", bc_on.sum() > 0 and (s_on >= u_on - 1e-12).all() and
+              np.array_equal(u_on, u_off), f"min gain {float((s_on - u_on).min())}")
+        figures.append(f"ppocr_det minmax/performance: mean layer SQNR {float(np.mean(s_on)):.2f} dB with bias "
+                       f"correction, {float(np.mean(u_on)):.2f} dB without")
+        # the first conv's int32 bias is the FP32 (BN-folded) bias rounded, without the shift
+        conv, _, w, b = first_conv(det_model)
+        m = onnx.load(os.path.join(off, "model.int8.onnx"))
+        inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+        producers = {o: n for n in m.graph.node for o in n.output}
+        bdq = producers[[n for n in m.graph.node if n.name == conv.name][0].input[2]]
+        ws = np.abs(w).reshape(w.shape[0], -1).max(1) / np.float32(127)
+        step = np.float32(sx) * ws.astype(np.float32)
+        check("--no-bias-correction: first conv int32 bias = round(b / (sx * sw))",
+              np.array_equal(inits[bdq.input[0]], np.rint(b.astype(np.float64) / step).astype(np.int32)), "")
+        val = sorted(glob.glob(os.path.join(a.work, "ppocr_det_val", "*.input.npy")))
+        ious = []
+        for tag, path in (("fp32", det_model), ("on", os.path.join(on, "model.int8.onnx")),
+                          ("off", os.path.join(off, "model.int8.onnx"))):
+            outs, err = ort_outputs(a.ort, [(path, x) for x in val], a.work, f"bc_{tag}")
+            if not check(f"bias correction {tag}: ONNX Runtime", outs is not None, err):
+                break
+            ious.append(outs)
+        if len(ious) == 3:
+            def iou(p_, q_):
+                inter = sum(float(((x > 0.3) & (y > 0.3)).sum()) for x, y in zip(p_, q_))
+                return inter / max(sum(float(((x > 0.3) | (y > 0.3)).sum()) for x, y in zip(p_, q_)), 1)
+            figures.append(f"ppocr_det minmax/performance: text map IoU {iou(ious[0], ious[1]):.3f} with bias "
+                           f"correction, {iou(ious[0], ious[2]):.3f} without")
 
     # ---- ignored scope: by op type and by node name ----
     first = [n for n in onnx.load(models["mobilenet_v2"][0]).graph.node if n.op_type == "Conv"][0].name

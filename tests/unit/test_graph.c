@@ -107,6 +107,43 @@ static void test_attrs(void)
     qcal_graph_destroy(g);
 }
 
+/* reorder keeps a given topological order (toposort alone would not), refuses a
+ * non-permutation and an order that breaks a dependency; attribute copies are deep */
+static void test_reorder_and_copy(void)
+{
+    struct qcal_graph *g;
+    qcal_graph_create("t.onnx", &g);
+    const int x = value(g, "x");
+    g->values[x].is_input = true;
+    node(g, "a", "Relu", "x", NULL, "a_out");
+    node(g, "b", "Relu", "a_out", NULL, "b_out");
+    node(g, "twin", "Relu", "x", NULL, "t_out"); /* independent of a and b */
+    CHECK(qcal_graph_toposort(g) == QCAL_OK);
+    CHECK(strcmp(g->nodes[2].name, "twin") == 0); /* min-index order leaves it last */
+    CHECK(qcal_graph_reorder(g, (int[]){0, 2, 1}) == QCAL_OK);
+    CHECK(strcmp(g->nodes[1].name, "twin") == 0 && strcmp(g->nodes[2].name, "b") == 0);
+    CHECK_EQ_INT(g->values[qcal_graph_find_value(g, "b_out")].producer, 2);
+    CHECK(qcal_graph_reorder(g, (int[]){0, 0, 1}) == QCAL_INVALID_ARGUMENT);
+    /* b before a: toposort puts a first again */
+    CHECK(qcal_graph_reorder(g, (int[]){2, 0, 1}) == QCAL_OK);
+    CHECK(strcmp(g->nodes[0].name, "a") == 0);
+
+    struct qcal_node *n = &g->nodes[0];
+    n->attrs = calloc(2, sizeof *n->attrs);
+    n->n_attrs = 2;
+    n->attrs[0] = (struct qcal_attr){.name = strdup("pads"), .type = QCAL_ATTR_INTS, .n = 2};
+    n->attrs[0].ints = malloc(2 * sizeof(int64_t));
+    n->attrs[0].ints[0] = 3, n->attrs[0].ints[1] = 5;
+    n->attrs[1] = (struct qcal_attr){.name = strdup("mode"), .type = QCAL_ATTR_STRING, .s = strdup("nearest")};
+    CHECK(qcal_node_copy_attrs(&g->nodes[1], &g->nodes[0]) == QCAL_OK);
+    g->nodes[0].attrs[0].ints[1] = 9; /* the copy does not share */
+    int64_t v[4];
+    CHECK_EQ_INT(qcal_node_attr_ints(&g->nodes[1], "pads", v, 4), 2);
+    CHECK_EQ_INT(v[1], 5);
+    CHECK(strcmp(qcal_node_attr_string(&g->nodes[1], "mode", ""), "nearest") == 0);
+    qcal_graph_destroy(g);
+}
+
 static void test_post_ops(void)
 {
     struct qcal_post_ops p = {.n = 3, .op = {{.kind = QCAL_ACT_LINEAR, .alpha = 2.0f, .beta = 1.0f},
@@ -128,6 +165,7 @@ int main(void)
     test_index();
     test_toposort();
     test_attrs();
+    test_reorder_and_copy();
     test_post_ops();
     return check_report();
 }
