@@ -12,7 +12,9 @@ extra=()
 if [ -n "${QCAL_SANITIZE:-}" ]; then
   build=build-asan
   extra=(-DQCAL_SANITIZE="$QCAL_SANITIZE")
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+  # slow unwinding reaches through Open MPI's plugins so tests/lsan.supp can name them
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$top/tests/lsan.supp:fast_unwind_on_malloc=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 cmake -S . -B "$build" "${extra[@]}" >/dev/null

@@ -6,6 +6,7 @@
  *     Q:  y = saturate(round_half_to_even(x / scale) + zero_point)   int8 / uint8
  *     DQ: y = (x - zero_point) * scale                                from int8 / uint8 / int32
  */
+#include <emmintrin.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -128,6 +129,66 @@ static enum qcal_status qdq_prepare(struct qcal_op_prep *pp)
     return QCAL_OK;
 }
 
+/* Round half to even of |v| < 2^22 without SSE4.1's roundps: adding and subtracting
+ * 1.5 * 2^23 leaves the nearest integer in the default rounding mode (no -ffast-math). */
+static inline float round_even(float v)
+{
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
+static inline float quantize_one(float x, float scale, float z, float lo, float hi)
+{
+    const float lim = 4194304.0f; /* 2^22 steps: saturated either way */
+    float v = x / scale;
+    v = v == v ? v : 0.0f; /* NaN: the zero point */
+    v = v < -lim ? -lim : v > lim ? lim : v;
+    v = round_even(v) + z;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Per tensor, four at a time with SSE2 (the calibration error pass runs this on every
+ * quantized tensor); the same arithmetic as quantize_one, lane by lane. */
+static void quantize_tensor(const float *x, int64_t n, float scale, int32_t zp, int32_t dtype, void *out)
+{
+    const bool u8 = dtype == QCAL_U8;
+    const float lo = u8 ? 0.0f : -128.0f, hi = u8 ? 255.0f : 127.0f, z = (float)zp;
+    uint8_t *y = out; /* int8 stored through its two's complement bytes */
+    const __m128 vs = _mm_set1_ps(scale), vz = _mm_set1_ps(z), vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+    const __m128 lim = _mm_set1_ps(4194304.0f), nlim = _mm_set1_ps(-4194304.0f), magic = _mm_set1_ps(12582912.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m128 v = _mm_div_ps(_mm_loadu_ps(x + i), vs);
+        v = _mm_and_ps(v, _mm_cmpord_ps(v, v));
+        v = _mm_min_ps(_mm_max_ps(v, nlim), lim);
+        v = _mm_add_ps(_mm_sub_ps(_mm_add_ps(v, magic), magic), vz);
+        v = _mm_min_ps(_mm_max_ps(v, vlo), vhi);
+        __m128i q = _mm_cvttps_epi32(v);
+        q = _mm_packs_epi32(q, q);
+        q = u8 ? _mm_packus_epi16(q, q) : _mm_packs_epi16(q, q);
+        const int32_t four = _mm_cvtsi128_si32(q);
+        memcpy(y + i, &four, 4);
+    }
+    for (; i < n; i++) {
+        const int32_t q = (int32_t)quantize_one(x[i], scale, z, lo, hi);
+        y[i] = (uint8_t)(u8 ? q : (int8_t)q);
+    }
+}
+
+static void dequantize_tensor(const void *in, int32_t dtype, int64_t n, float scale, int32_t zp, float *y)
+{
+    if (dtype == QCAL_U8) {
+        const uint8_t *x = in;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    } else if (dtype == QCAL_I8) {
+        const int8_t *x = in;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    } else {
+        const int32_t *x = in;
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int64_t)x[i] - zp) * scale;
+    }
+}
+
 static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
 {
     const struct qdq_state *s = state;
@@ -141,16 +202,23 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
         stride = st[s->axis];
         channels = x->dims[s->axis];
     }
+    if (s->axis < 0) {
+        if (s->op == QCAL_OP_QUANTIZE_LINEAR)
+            quantize_tensor(x->data, count, s->scale[0], s->zero_point[0], y->dtype, y->data);
+        else
+            dequantize_tensor(x->data, x->dtype, count, s->scale[0], s->zero_point[0], y->data);
+        return QCAL_OK;
+    }
     for (int64_t i = 0; i < count; i++) {
-        const int64_t c = s->axis >= 0 ? (i / stride) % channels : 0;
+        const int64_t c = (i / stride) % channels;
         const float scale = s->scale[c];
         const int32_t zp = s->zero_point[c];
         if (s->op == QCAL_OP_QUANTIZE_LINEAR) {
-            /* rintf rounds half to even in the default rounding mode, as ONNX asks */
-            float v = rintf(((const float *)x->data)[i] / scale) + (float)zp;
-            if (v != v) v = (float)zp; /* NaN */
-            if (y->dtype == QCAL_U8) ((uint8_t *)y->data)[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            else ((int8_t *)y->data)[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+            const bool u8 = y->dtype == QCAL_U8;
+            const float v = quantize_one(((const float *)x->data)[i], scale, (float)zp, u8 ? 0.0f : -128.0f,
+                                         u8 ? 255.0f : 127.0f);
+            if (u8) ((uint8_t *)y->data)[i] = (uint8_t)(int32_t)v;
+            else ((int8_t *)y->data)[i] = (int8_t)(int32_t)v;
             continue;
         }
         int32_t q;
