@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibration cost against plain inference, rank scaling and memory, on MobileNetV2.
 
-  /usr/bin/python3 bench/calib_vs_infer.py [--images 96] [--rounds 3] [--memory]   (--rounds 0: memory only)
+  /usr/bin/python3 bench/calib_vs_infer.py [--images 300] [--rounds 3] [--memory]   (--rounds 0: memory only)
 
 Prints, as medians over rounds measured side by side in one run:
 - per image and pass, calibration (FP32 plan without activation fusion + statistics
@@ -59,7 +59,7 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--images", type=int, default=96)
+    ap.add_argument("--images", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memory", action="store_true")
     a = ap.parse_args()

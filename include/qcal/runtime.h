@@ -38,6 +38,8 @@ enum qcal_status qcal_model_prepare(struct qcal_graph *g, const struct qcal_prep
 
 /* Passes (runtime/passes.c). None changes results beyond float rounding. */
 enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g);
+/* Fuses activations, affine maps and residual adds into their producer; never past a
+ * value marked `keep` (an observed tensor stays a tensor). */
 enum qcal_status qcal_pass_fuse_activations(struct qcal_graph *g);
 void qcal_pass_eliminate_dead(struct qcal_graph *g);
 

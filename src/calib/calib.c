@@ -18,6 +18,7 @@ struct qcal_calib_thread {
     int *seen;                 /* stat indices seen in this image */
     int n_seen;
     int64_t *sum_min, *sum_max; /* fixed-point sums of per-image min and max */
+    uint32_t *sub;             /* histogram scratch: 4 x (bins + 1) counters */
 };
 
 static const char *const method_names[] = {"minmax", "mean_minmax", "percentile", "entropy", "mse"};
@@ -67,6 +68,7 @@ static void threads_free(struct qcal_calib *c)
         struct qcal_calib_thread *th = &c->threads[t];
         free(th->min), free(th->max), free(th->hist), free(th->count);
         free(th->img_min), free(th->img_max), free(th->seen), free(th->sum_min), free(th->sum_max);
+        free(th->sub);
     }
     free(c->threads);
     c->threads = NULL;
@@ -112,7 +114,8 @@ enum qcal_status qcal_calib_begin_pass(struct qcal_calib *c, int pass, int n_thr
             th->seen = malloc(sizeof(int) * n);
             th->sum_min = calloc(n, sizeof *th->sum_min);
             th->sum_max = calloc(n, sizeof *th->sum_max);
-            if (!th->hist || !th->count || !th->img_min || !th->img_max || !th->seen || !th->sum_min || !th->sum_max)
+            th->sub = malloc(sizeof(uint32_t) * 4 * (QCAL_CALIB_BINS + 1));
+            if (!th->sub || !th->hist || !th->count || !th->img_min || !th->img_max || !th->seen || !th->sum_min || !th->sum_max)
                 return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
             for (int i = 0; i < c->n; i++) th->img_min[i] = INFINITY, th->img_max[i] = -INFINITY;
         }
@@ -158,27 +161,58 @@ static void minmax(const float *x, int64_t n, float *mn, float *mx)
     *mn = a, *mx = b;
 }
 
-static void histogram(const struct qcal_calib_stat *s, const float *x, int64_t n, uint64_t *hist, uint64_t *count)
+/* Bin indices of x[0..m) (m <= 256) over [lo, lo + BINS / inv), clamped to the ends;
+ * NaN -> nan_bin. Vectorizable. */
+static void bin_indices(const float *x, int m, float lo, float inv, float nan_bin, int32_t *bins)
 {
+    for (int k = 0; k < m; k++) {
+        const float v = (x[k] - lo) * inv;
+        float r = v >= 0.0f ? (v <= (float)(QCAL_CALIB_BINS - 1) ? v : (float)(QCAL_CALIB_BINS - 1)) : 0.0f;
+        r = v == v ? r : nan_bin;
+        bins[k] = (int32_t)r;
+    }
+}
+
+/* Adds x's elements to hist. Large tensors count into four interleaved uint32 copies in
+ * `scratch` (4 * (BINS + 1), the last slot of each for NaN) so runs of one bin (the zeros
+ * after a ReLU) do not wait on the previous increment of the same counter. */
+static void histogram(const struct qcal_calib_stat *s, const float *x, int64_t n, uint64_t *hist, uint64_t *count,
+                      void *scratch)
+{
+    enum { DIRECT = 8192, CHUNK = 1 << 30 };
     const float lo = s->hist_lo, w = s->hist_hi - s->hist_lo;
     const float inv = w > 0 ? (float)QCAL_CALIB_BINS / w : 0.0f;
-    uint64_t seen = 0;
     int32_t bins[256];
-    for (int64_t i0 = 0; i0 < n; i0 += 256) { /* bin indices in a vectorizable loop, then counts */
-        const int m = (int)(n - i0 < 256 ? n - i0 : 256);
-        for (int k = 0; k < m; k++) {
-            float v = (x[i0 + k] - lo) * inv;
-            v = v >= 0.0f ? v : (v == v ? 0.0f : -1.0f); /* NaN -> -1: not counted */
-            v = v <= (float)(QCAL_CALIB_BINS - 1) ? v : (float)(QCAL_CALIB_BINS - 1);
-            bins[k] = (int32_t)v;
+    if (n < DIRECT) {
+        for (int64_t i0 = 0; i0 < n; i0 += 256) {
+            const int m = (int)(n - i0 < 256 ? n - i0 : 256);
+            bin_indices(x + i0, m, lo, inv, -1.0f, bins); /* NaN: not counted */
+            for (int k = 0; k < m; k++) {
+                if (bins[k] < 0) continue;
+                hist[bins[k]]++;
+                ++*count;
+            }
         }
-        for (int k = 0; k < m; k++) {
-            if (bins[k] < 0) continue;
-            hist[bins[k]]++;
-            seen++;
+        return;
+    }
+    uint32_t(*sub)[QCAL_CALIB_BINS + 1] = scratch;
+    for (int64_t c0 = 0; c0 < n; c0 += CHUNK) { /* uint32 counters never overflow */
+        const int64_t cn = n - c0 < CHUNK ? n - c0 : CHUNK;
+        memset(sub, 0, sizeof(uint32_t) * 4 * (QCAL_CALIB_BINS + 1));
+        for (int64_t i0 = 0; i0 < cn; i0 += 256) {
+            const int m = (int)(cn - i0 < 256 ? cn - i0 : 256);
+            bin_indices(x + c0 + i0, m, lo, inv, (float)QCAL_CALIB_BINS, bins); /* NaN: the spare slot */
+            int k = 0;
+            for (; k + 4 <= m; k += 4)
+                sub[0][bins[k]]++, sub[1][bins[k + 1]]++, sub[2][bins[k + 2]]++, sub[3][bins[k + 3]]++;
+            for (; k < m; k++) sub[0][bins[k]]++;
+        }
+        for (int b = 0; b < QCAL_CALIB_BINS; b++) {
+            const uint64_t c = (uint64_t)sub[0][b] + sub[1][b] + sub[2][b] + sub[3][b];
+            hist[b] += c;
+            *count += c;
         }
     }
-    *count += seen;
 }
 
 void qcal_calib_observe_value(struct qcal_calib_thread *t, int value, const struct qcal_tensor *x)
@@ -192,7 +226,7 @@ void qcal_calib_observe_value(struct qcal_calib_thread *t, int value, const stru
         minmax(x->data, n, &t->min[i], &t->max[i]);
         return;
     }
-    histogram(&c->stats[i], x->data, n, t->hist + (size_t)i * QCAL_CALIB_BINS, &t->count[i]);
+    histogram(&c->stats[i], x->data, n, t->hist + (size_t)i * QCAL_CALIB_BINS, &t->count[i], t->sub);
     float mn = INFINITY, mx = -INFINITY;
     minmax(x->data, n, &mn, &mx);
     if (t->img_min[i] == INFINITY && t->img_max[i] == -INFINITY) t->seen[t->n_seen++] = i;

@@ -500,7 +500,7 @@ int cli_calibrate(int argc, char **argv)
     int kernels = QCAL_KERNELS_AUTO;
     bool quiet = false, no_bc = false;
     double seconds[N_STAGES] = {0};
-    struct qcal_graph *tg = NULL;
+    struct qcal_graph *tg = NULL, *sg = NULL;
     struct qcal_quant_sel tsel = {0};
     struct qcal_quant_twins tw = {0};
     struct qcal_error_layer *el = NULL;
@@ -603,13 +603,19 @@ int cli_calibrate(int argc, char **argv)
     if (from) {
         AGREE(read_stats(from, c));
     } else {
-        AGREE(qcal_plan_create(g, &plo, &plan));
+        /* the statistics plan: a second copy with activations fused wherever the tensor
+         * they would hide is not observed (g itself stays ONNX for the QDQ rewrite) */
+        AGREE(cli_job_model(job, false, &sg));
+        for (int i = 0; i < sel.n_values; i++) sg->values[sel.values[i]].keep = true;
+        AGREE(qcal_pass_fuse_activations(sg));
+        qcal_pass_eliminate_dead(sg);
+        AGREE(qcal_plan_create(sg, &plo, &plan));
         const struct pass_hooks hooks = {qcal_calib_observer, calib_thread, calib_input, calib_done, c};
         int64_t images = ds.count;
         for (int pass = 1; pass <= 2; pass++) {
             AGREE(qcal_calib_begin_pass(c, pass, omp_get_max_threads(), images));
             int64_t total = 0;
-            AGREE(observe_pass(job, &ds, begin, end, plan, &in, g->inputs[0], &hooks, d->skip_bad_images, pass, passes,
+            AGREE(observe_pass(job, &ds, begin, end, plan, &in, sg->inputs[0], &hooks, d->skip_bad_images, pass, passes,
                                quiet, seconds, STAGE_INFER, &total));
             double t0 = qcal_now();
             AGREE(qcal_calib_end_pass(c));
@@ -619,8 +625,10 @@ int cli_calibrate(int argc, char **argv)
                        (long long)ds.count);
             images = total;
         }
-        qcal_plan_destroy(plan); /* the graph is rewritten below */
+        qcal_plan_destroy(plan);
         plan = NULL;
+        qcal_graph_destroy(sg);
+        sg = NULL;
     }
     double t0 = qcal_now();
     AGREE(qcal_calib_compute(c, &co));
@@ -693,6 +701,7 @@ cleanup:
     qcal_quant_twins_free(&tw);
     qcal_quant_sel_free(&tsel);
     qcal_graph_destroy(tg);
+    qcal_graph_destroy(sg);
     qcal_calib_destroy(c);
     qcal_quant_sel_free(&sel);
     qcal_dataset_free(&ds);

@@ -329,6 +329,7 @@ static enum qcal_status fuse_one(struct qcal_graph *g, int ni, bool *done)
     int y = n->outputs[0];
     enum qcal_status st = QCAL_OK;
     *done = false;
+    if (g->values[y].keep) return QCAL_OK; /* observed: fusing would hide it */
     int c = sole_consumer(g, y);
     struct qcal_act act;
     if (c >= 0) {
