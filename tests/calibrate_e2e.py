@@ -577,6 +577,12 @@ def main():
           not os.path.exists(os.path.join(out, "model.int8.onnx")) and
           not os.path.exists(os.path.join(out, "calibration.h5")) and
           not glob.glob(os.path.join(out, "*.tmp*")), f"exit {r.returncode}: {r.stderr.strip()[-400:]}")
+    out = os.path.join(a.work, "broken_from_out")  # the same image failing in the error pass
+    r = run.calibrate(bj, out, "--from-stats", os.path.join(a.work, "scale_1_1", "calibration.h5"), ranks=2)
+    errs = [l for l in r.stderr.splitlines() if l.startswith("qcal")]
+    check("corrupt JPEG in the error pass (--from-stats), 2 ranks: exit 8, one line, no outputs",
+          r.returncode == 8 and len(errs) == 1 and "img020.jpg" in errs[0] and not os.listdir(out)
+          if os.path.isdir(out) else False, f"exit {r.returncode}: {r.stderr.strip()[-400:]}")
     sj = bj.replace(".yml", "_skip.yml")
     open(sj, "w").write(open(bj).read() + "    skip_bad_images: true\n")
     r = run.calibrate(sj, os.path.join(a.work, "skip_out"), ranks=2)

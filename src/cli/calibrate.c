@@ -262,6 +262,63 @@ static void print_worst_layers(const struct qcal_quant_twins *tw, const struct l
     }
 }
 
+static enum qcal_status agree(enum qcal_status st);
+
+/* What the error pass needs from the command. */
+struct error_pass {
+    const struct qcal_job *job;
+    const struct qcal_dataset *ds;
+    int64_t begin, end;
+    const struct cli_image_input *in;
+    const struct qcal_quant_options *qo;
+    int n_selected;
+    const struct qcal_plan_options *plo;
+    bool skip_bad;
+    int passes;
+    bool quiet;
+};
+
+/* Loads a second copy of the model (*tg), adds each quantized layer's INT8-simulated twin
+ * with the scales in c, and runs the images through it with the error observer: *err holds
+ * every layer's per-channel means of y, y^2, e, e^2. Collective; the caller agrees. */
+static enum qcal_status error_pass(const struct error_pass *p, const struct qcal_calib *c, double *seconds,
+                                   struct qcal_graph **tg, struct qcal_quant_twins *tw, struct qcal_calib_error **err)
+{
+    struct qcal_quant_sel sel = {0};
+    struct qcal_plan *plan = NULL;
+    struct qcal_error_layer *el = NULL;
+    const struct qcal_prepare_options po = {0}; /* inputs already bound, nothing to fold again */
+    enum qcal_status st = cli_job_model(p->job, false, tg);
+    if (st == QCAL_OK) st = qcal_quant_select(*tg, p->qo, &sel);
+    if (st == QCAL_OK && sel.n_nodes != p->n_selected)
+        st = QCAL_ERR(QCAL_INVALID_MODEL, "%s: the model selected differently on a second load", p->job->model);
+    if (st == QCAL_OK) st = qcal_quant_add_twins(*tg, &sel, c, tw);
+    if (st == QCAL_OK) st = qcal_model_prepare(*tg, &po);
+    if (st == QCAL_OK) st = qcal_plan_create(*tg, p->plo, &plan);
+    if (st == QCAL_OK && !(el = calloc((size_t)tw->n + 1, sizeof *el))) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int j = 0; st == QCAL_OK && j < tw->n; j++)
+        el[j] = (struct qcal_error_layer){.y = tw->layers[j].y, .error = tw->layers[j].error,
+                                         .axis = tw->layers[j].axis, .channels = tw->layers[j].channels,
+                                         .bound = tw->layers[j].bound};
+    if (st == QCAL_OK) st = qcal_error_create(*tg, el, tw->n, omp_get_max_threads(), p->ds->count, err);
+    /* agreement points (one error line, see agree) before each collective step */
+    if ((st = agree(st)) != QCAL_OK) goto done;
+    const struct pass_hooks hooks = {qcal_error_observer, error_thread, NULL, NULL, *err};
+    int64_t total = 0;
+    st = observe_pass(p->job, p->ds, p->begin, p->end, plan, p->in, (*tg)->inputs[0], &hooks, p->skip_bad, p->passes,
+                      p->passes, p->quiet, seconds, STAGE_ERROR, &total);
+    if ((st = agree(st)) != QCAL_OK) goto done;
+    const double t0 = qcal_now();
+    (*err)->images = total;
+    st = qcal_error_end(*err);
+    seconds[STAGE_REDUCE] += qcal_now() - t0;
+done:
+    free(el);
+    qcal_plan_destroy(plan);
+    qcal_quant_sel_free(&sel);
+    return st;
+}
+
 static enum qcal_status make_dir(const char *dir)
 {
     struct stat sb;
@@ -501,9 +558,7 @@ int cli_calibrate(int argc, char **argv)
     bool quiet = false, no_bc = false;
     double seconds[N_STAGES] = {0};
     struct qcal_graph *tg = NULL, *sg = NULL;
-    struct qcal_quant_sel tsel = {0};
     struct qcal_quant_twins tw = {0};
-    struct qcal_error_layer *el = NULL;
     struct qcal_calib_error *err = NULL;
     struct layer_result *lr = NULL;
     struct qcal_job *job = NULL;
@@ -635,36 +690,11 @@ int cli_calibrate(int argc, char **argv)
     seconds[STAGE_SEARCH] += qcal_now() - t0;
 
     /* the error pass: every quantized layer's INT8-simulated twin against its FP32 output */
-    AGREE(cli_job_model(job, false, &tg));
-    AGREE(qcal_quant_select(tg, &qo, &tsel));
-    if (tsel.n_nodes != sel.n_nodes) {
-        st = QCAL_ERR(QCAL_INVALID_MODEL, "%s: the model selected differently on a second load", job->model);
-        AGREE(st);
-    }
-    AGREE(qcal_quant_add_twins(tg, &tsel, c, &tw));
-    const struct qcal_prepare_options tpo = {0};
-    AGREE(qcal_model_prepare(tg, &tpo));
-    AGREE(qcal_plan_create(tg, &plo, &plan));
-    if (!(el = calloc((size_t)tw.n + 1, sizeof *el))) {
-        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        AGREE(st);
-    }
-    for (int j = 0; j < tw.n; j++)
-        el[j] = (struct qcal_error_layer){.y = tw.layers[j].y, .error = tw.layers[j].error, .axis = tw.layers[j].axis,
-                                         .channels = tw.layers[j].channels, .bound = tw.layers[j].bound};
-    AGREE(qcal_error_create(tg, el, tw.n, omp_get_max_threads(), ds.count, &err));
     {
-        const struct pass_hooks hooks = {qcal_error_observer, error_thread, NULL, NULL, err};
-        int64_t total = 0;
-        AGREE(observe_pass(job, &ds, begin, end, plan, &in, tg->inputs[0], &hooks, d->skip_bad_images, passes, passes,
-                           quiet, seconds, STAGE_ERROR, &total));
-        t0 = qcal_now();
-        err->images = total;
-        AGREE(qcal_error_end(err));
-        seconds[STAGE_REDUCE] += qcal_now() - t0;
+        const struct error_pass ep = {job, &ds, begin, end, &in, &qo, sel.n_nodes, &plo, d->skip_bad_images,
+                                      passes, quiet};
+        AGREE(error_pass(&ep, c, seconds, &tg, &tw, &err));
     }
-    qcal_plan_destroy(plan);
-    plan = NULL;
     if (!(lr = calloc((size_t)tw.n + 1, sizeof *lr))) {
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
         AGREE(st);
@@ -696,10 +726,8 @@ cleanup:
     plan = NULL;
     for (int j = 0; lr && j < tw.n; j++) free(lr[j].shift);
     free(lr);
-    free(el);
     qcal_error_destroy(err);
     qcal_quant_twins_free(&tw);
-    qcal_quant_sel_free(&tsel);
     qcal_graph_destroy(tg);
     qcal_graph_destroy(sg);
     qcal_calib_destroy(c);
