@@ -76,8 +76,9 @@ def main():
         infer = float(m.group(1)) / 2  # per image, summed over 2 threads -> wall per image
         _, r = run([qcal, "calibrate", j, "-o", out, "--threads", "2", "--quiet"])
         st = {k: float(v) for k, v in re.findall(r"(\w+)\s+min\s+([0-9.]+) s", r.stdout)}
-        calib = st["inference"] / 2 / (2 * a.images) * 1e3  # per image and pass, wall
-        error = st["error_pass"] / 2 / a.images * 1e3  # the error pass (twins), per image, wall
+        # per image and pass, wall (stages are summed over 2 threads); observers included
+        calib = (st["inference"] + st["observers"]) / 2 / (2 * a.images) * 1e3
+        error = (st["error_pass"] + st["error_observers"]) / 2 / a.images * 1e3  # the error pass (twins)
         w1, _ = run(["mpirun", "-np", "1", qcal, "calibrate", j, "-o", out, "--threads", "1", "--quiet"])
         w2, _ = run(["mpirun", "-np", "2", qcal, "calibrate", j, "-o", out, "--threads", "1", "--quiet"])
         rows.append((infer, calib, calib / infer, w1, w2, w1 / w2, error, error / infer))

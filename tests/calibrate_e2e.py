@@ -501,6 +501,13 @@ def main():
         t = f["/stages/seconds_min_mean_max"][:]
         check("timing.h5: per-stage min <= mean <= max over 2 ranks", f.attrs["ranks"] == 2 and
               (t[:, 0] <= t[:, 1] + 1e-12).all() and (t[:, 1] <= t[:, 2] + 1e-12).all(), str(t.tolist()))
+        stages = [n.decode() for n in f["/stages/name"][:]]
+        want = ["decode", "inference", "observers", "error_pass", "error_observers", "reduction", "scale_search",
+                "write"]
+        check("timing.h5: every stage, observers timed apart from inference, on every rank", stages == want and
+              all(f["/stages/per_rank"][r, want.index(k)] > 0 for r in range(2)
+                  for k in ("decode", "inference", "observers", "error_pass", "error_observers")),
+              f"{stages} {f['/stages/per_rank'][:].tolist()}")
 
     # ---- bias correction off: plain int32 biases, same uncorrected SQNR; its effect on det ----
     det_model = models["ppocr_det"][0]

@@ -47,9 +47,15 @@ static const char usage[] =
     "  --quiet                  no progress line\n"
     "  -h, --help               this help\n";
 
-enum { STAGE_DECODE, STAGE_INFER, STAGE_ERROR, STAGE_REDUCE, STAGE_SEARCH, STAGE_WRITE, N_STAGES };
-static const char *const stage_names[N_STAGES] = {"decode", "inference", "error_pass", "reduction", "scale_search",
-                                                  "write"};
+/* The observers' time is its own stage, the inference stages exclude it; each "observers"
+ * stage follows its inference stage in the enum. */
+enum {
+    STAGE_DECODE, STAGE_INFER, STAGE_OBSERVE, STAGE_ERROR, STAGE_ERROR_OBSERVE, STAGE_REDUCE, STAGE_SEARCH,
+    STAGE_WRITE, N_STAGES
+};
+static const char *const stage_names[N_STAGES] = {"decode",          "inference",    "observers",
+                                                  "error_pass",      "error_observers", "reduction",
+                                                  "scale_search",    "write"};
 
 struct progress {
     bool on, tty;
@@ -82,6 +88,22 @@ struct pass_hooks {
     void *arg;
 };
 
+/* An observer with its time measured (per thread). */
+struct timed_observer {
+    qcal_observer_fn fn;
+    void *ctx;
+    double seconds;
+};
+
+static void timed_observe(void *p, const struct qcal_node *node, int n_out, struct qcal_tensor *const *outs,
+                          const uint8_t *layouts)
+{
+    struct timed_observer *t = p;
+    const double t0 = qcal_now();
+    t->fn(t->ctx, node, n_out, outs, layouts);
+    t->seconds += qcal_now() - t0;
+}
+
 static void *calib_thread(void *c, int tid) { return qcal_calib_thread(c, tid); }
 static void calib_input(void *t, int v, const struct qcal_tensor *x) { qcal_calib_observe_value(t, v, x); }
 static void calib_done(void *t) { qcal_calib_image_done(t); }
@@ -103,15 +125,16 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
     }
     int failed = 0;
     int64_t done = 0;
-    double decode = 0, infer = 0;
-#pragma omp parallel reduction(+ : decode, infer)
+    double decode = 0, infer = 0, observe = 0;
+#pragma omp parallel reduction(+ : decode, infer, observe)
     {
         void *ct = h->thread(h->arg, omp_get_thread_num());
+        struct timed_observer to = {h->observer, ct, 0};
         struct qcal_exec *ex = NULL;
         struct qcal_tensor x = in->t;
         x.data = qcal_malloc(qcal_tensor_bytes(&in->t));
         enum qcal_status tst = x.data ? qcal_exec_create(plan, &ex) : QCAL_OUT_OF_MEMORY;
-        if (ex) qcal_exec_set_observer(ex, h->observer, ct);
+        if (ex) qcal_exec_set_observer(ex, timed_observe, &to);
 #pragma omp for schedule(dynamic)
         for (int64_t k = 0; k < n; k++) {
             int stop;
@@ -129,7 +152,9 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
             double t1 = qcal_now();
             bool bad = s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR;
             if (s == QCAL_OK) {
+                const double ti = qcal_now();
                 if (h->input) h->input(ct, input_value, &x);
+                to.seconds += qcal_now() - ti;
                 s = qcal_exec_set_input(ex, 0, &x);
             }
             if (s == QCAL_OK) s = qcal_exec_run(ex);
@@ -154,6 +179,7 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
                 progress_show(pg, false);
             }
         }
+        observe += to.seconds;
         qcal_exec_destroy(ex);
         qcal_free(x.data);
     }
@@ -175,7 +201,8 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
     free(status);
     *observed = ok;
     seconds[STAGE_DECODE] += decode;
-    seconds[infer_stage] += infer;
+    seconds[infer_stage] += infer - observe;
+    seconds[infer_stage + 1] += observe; /* its observers stage */
     return st;
 }
 
@@ -512,7 +539,7 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
             if (st == QCAL_OK) st = cst;
         }
         for (int k = 0; st == QCAL_OK && k < N_STAGES; k++)
-            printf("  %-13s min %8.3f s  mean %8.3f s  max %8.3f s\n", stage_names[k], mn[k], sum[k] / size, mx[k]);
+            printf("  %-15s min %8.3f s  mean %8.3f s  max %8.3f s\n", stage_names[k], mn[k], sum[k] / size, mx[k]);
     }
     free(counts), free(all);
     return st;
