@@ -101,6 +101,19 @@ void qcal_temp_name(const char *path, char *buf, size_t cap);
 /* Monotonic time in seconds. */
 double qcal_now(void);
 
+/* Latency statistics of n timed runs (seconds), as OpenVINO's benchmark_app and its INT8
+ * labs report them: median and percentiles (linear interpolation between order
+ * statistics, numpy's default) over all runs; runs farther than 3 standard deviations
+ * from the mean are counted as outliers and left out of mean and std. */
+struct qcal_latency {
+    int64_t runs, outliers;
+    double median, mean, std, min, max, p90, p99;
+};
+/* Sorts `t` in place. n >= 1. */
+void qcal_latency_stats(double *t, int64_t n, struct qcal_latency *out);
+/* Percentile p (0..100) of sorted values, linear between order statistics. */
+double qcal_percentile_sorted(const double *sorted, int64_t n, double p);
+
 /* CPU features, detected once at run time (kernels never assume them at build time). */
 struct qcal_cpu_features {
     bool avx2, fma, avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16, avx_vnni;

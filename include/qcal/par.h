@@ -48,6 +48,8 @@ enum qcal_status qcal_par_allreduce_i64_sum(int64_t *x, size_t n);
 /* Gathers every rank's f64 values in rank order onto all ranks: rank r contributes
  * counts[r] values (mine), all[] receives sum(counts) values. */
 enum qcal_status qcal_par_allgather_f64(const double *mine, const int *counts, double *all);
+/* Every rank's `bytes` bytes, in rank order, onto all ranks (all: size * bytes). */
+enum qcal_status qcal_par_allgather_bytes(const void *mine, int bytes, void *all);
 /* Rank 0 sends `bytes` bytes to every rank. */
 enum qcal_status qcal_par_bcast(void *data, size_t bytes);
 /* The number of items all ranks have finished, read without blocking the caller: every

@@ -289,8 +289,6 @@ static void print_worst_layers(const struct qcal_quant_twins *tw, const struct l
     }
 }
 
-static enum qcal_status agree(enum qcal_status st);
-
 /* What the error pass needs from the command. */
 struct error_pass {
     const struct qcal_job *job;
@@ -329,12 +327,12 @@ static enum qcal_status error_pass(const struct error_pass *p, const struct qcal
                                          .bound = tw->layers[j].bound};
     if (st == QCAL_OK) st = qcal_error_create(*tg, el, tw->n, omp_get_max_threads(), p->ds->count, err);
     /* agreement points (one error line, see agree) before each collective step */
-    if ((st = agree(st)) != QCAL_OK) goto done;
+    if ((st = cli_agree(st)) != QCAL_OK) goto done;
     const struct pass_hooks hooks = {qcal_error_observer, error_thread, NULL, NULL, *err};
     int64_t total = 0;
     st = observe_pass(p->job, p->ds, p->begin, p->end, plan, p->in, (*tg)->inputs[0], &hooks, p->skip_bad, p->passes,
                       p->passes, p->quiet, seconds, STAGE_ERROR, &total);
-    if ((st = agree(st)) != QCAL_OK) goto done;
+    if ((st = cli_agree(st)) != QCAL_OK) goto done;
     const double t0 = qcal_now();
     (*err)->images = total;
     st = qcal_error_end(*err);
@@ -545,26 +543,9 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
     return st;
 }
 
-/* Every rank reaches the same agreement points, so one rank's failure stops all of them
- * at the next one with a non-zero status (par.h). Error messages are held back until then
- * and only the lowest failing rank prints its own: one line, whatever the number of ranks
- * that failed the same way (a bad option, a missing file). */
-static char held_error[2048];
-
-static enum qcal_status agree(enum qcal_status st)
-{
-    enum qcal_status all = qcal_par_agree(st);
-    if (all != QCAL_OK && qcal_par_failed_rank() == qcal_par_rank() && held_error[0]) {
-        qcal_log_capture(NULL, 0);
-        QCAL_LOGE("%s", held_error);
-    }
-    qcal_log_capture(held_error, sizeof held_error);
-    return all;
-}
-
 #define AGREE(expr)                                     \
     do {                                                \
-        if ((st = agree(expr)) != QCAL_OK) goto cleanup; \
+        if ((st = cli_agree(expr)) != QCAL_OK) goto cleanup; \
     } while (0)
 
 int cli_calibrate(int argc, char **argv)
@@ -597,7 +578,7 @@ int cli_calibrate(int argc, char **argv)
     char model_path[4096], stats_path[4096], timing_path[4096];
     optind = 1;
     opterr = 0;
-    qcal_log_capture(held_error, sizeof held_error);
+    cli_hold_errors();
     int ch;
     while ((ch = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (ch) {
@@ -746,7 +727,7 @@ int cli_calibrate(int argc, char **argv)
                job->model, sel.n_nodes, sel.n_values, (long long)c->images, qcal_par_size(), omp_get_max_threads(),
                qcal_calib_method_name(co.method), qcal_calib_preset_name(co.preset), model_path, stats_path);
     if (qcal_par_rank() == 0) print_worst_layers(&tw, lr, bias_correction);
-    st = agree(write_timing(timing_path, seconds));
+    st = cli_agree(write_timing(timing_path, seconds));
 cleanup:
     qcal_log_capture(NULL, 0);
     qcal_plan_destroy(plan); /* before the graph it was made from */

@@ -36,8 +36,17 @@ struct cli_image_geometry {
  * decoding time to *decode_seconds when not NULL. */
 enum qcal_status cli_image_tensor(const struct qcal_job *job, const struct cli_image_input *in, const char *path,
                                   struct qcal_tensor *x, struct cli_image_geometry *geo, double *decode_seconds);
+/* MPI commands: errors are held back (cli_hold_errors) until the next agreement point
+ * (cli_agree), where only the lowest failing rank prints its message; returns the agreed
+ * status. Collective. */
+void cli_hold_errors(void);
+enum qcal_status cli_agree(enum qcal_status st);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
+/* `qcal bench JOB.yml|MODEL.onnx [--int8 MODEL.int8.onnx]`. */
+int cli_bench(int argc, char **argv);
+/* Fills t with a fixed pseudo-random pattern in [-1, 1) (float; zeros for other types). */
+void cli_fill_synthetic(struct qcal_tensor *t);
 /* `qcal dataset JOB.yml`. */
 int cli_dataset(int argc, char **argv);
 /* `qcal infer JOB.yml [IMAGE...]`. */

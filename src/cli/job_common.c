@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "qcal/par.h"
 #include "qcal/job.h"
 #include "qcal/onnx.h"
 #include "qcal/runtime.h"
@@ -72,4 +73,23 @@ enum qcal_status cli_image_tensor(const struct qcal_job *job, const struct cli_i
     if (geo) *geo = (struct cli_image_geometry){im.width, im.height, im.scale};
     qcal_image_free(&im);
     return s;
+}
+
+/* Every rank reaches the same agreement points, so one rank's failure stops all of them
+ * at the next one with a non-zero status (par.h). Error messages are held back until then
+ * and only the lowest failing rank prints its own: one line, whatever the number of ranks
+ * that failed the same way (a bad option, a missing file). */
+static char held_error[2048];
+
+void cli_hold_errors(void) { qcal_log_capture(held_error, sizeof held_error); }
+
+enum qcal_status cli_agree(enum qcal_status st)
+{
+    enum qcal_status all = qcal_par_agree(st);
+    if (all != QCAL_OK && qcal_par_failed_rank() == qcal_par_rank() && held_error[0]) {
+        qcal_log_capture(NULL, 0);
+        QCAL_LOGE("%s", held_error);
+    }
+    cli_hold_errors();
+    return all;
 }

@@ -19,6 +19,7 @@ static const char usage_main[] =
     "  infer     run a model on inputs and print or save its outputs\n"
     "  dataset   show what a job's dataset resolves to (images, labels, boxes, masks)\n"
     "  calibrate gather activation statistics (MPI ranks x threads) and write an INT8 model\n"
+    "  bench     latency and throughput of a model and its INT8 model (per node under MPI)\n"
     "  version   print the version\n"
     "\n"
     "Run 'qcal <command> --help' for a command's options.\n"
@@ -137,7 +138,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Deterministic input in [-1, 1) when no data is given (xorshift, fixed seed). */
-static void fill_synthetic(struct qcal_tensor *t)
+void cli_fill_synthetic(struct qcal_tensor *t)
 {
     uint64_t s = 0x9E3779B97F4A7C15ull;
     int64_t count = qcal_tensor_numel(t);
@@ -277,7 +278,7 @@ static int cmd_infer(int argc, char **argv)
             inputs[i] = g->values[g->inputs[i]].t;
             inputs[i].data = qcal_malloc(qcal_tensor_bytes(&inputs[i]));
             if (!inputs[i].data) { st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory"); goto cleanup; }
-            fill_synthetic(&inputs[i]);
+            cli_fill_synthetic(&inputs[i]);
         } else if (inputs[i].dtype != g->values[g->inputs[i]].t.dtype) {
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: holds %s, input '%s' is %s", raw[i],
                           qcal_dtype_name(inputs[i].dtype), g->values[g->inputs[i]].name,
@@ -344,9 +345,9 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "infer") == 0) return cmd_infer(argc - 1, argv + 1);
     if (strcmp(cmd, "dataset") == 0) return cli_dataset(argc - 1, argv + 1);
-    if (strcmp(cmd, "calibrate") == 0) {
+    if (strcmp(cmd, "calibrate") == 0 || strcmp(cmd, "bench") == 0) {
         if (qcal_par_init(&argc, &argv) != QCAL_OK) return qcal_status_exit_code(QCAL_BACKEND_ERROR);
-        int rc = cli_calibrate(argc - 1, argv + 1);
+        int rc = cmd[0] == 'c' ? cli_calibrate(argc - 1, argv + 1) : cli_bench(argc - 1, argv + 1);
         /* a failure not every rank agreed on: the others may wait in a collective */
         if (rc != 0 && qcal_par_size() > 1 && !qcal_par_failure_agreed()) qcal_par_abort(rc);
         qcal_par_finalize();

@@ -2,6 +2,7 @@
  * agreement, reductions, gathers and a non-blocking progress channel to rank 0. */
 #include <mpi.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "qcal/par.h"
 
@@ -109,6 +110,16 @@ enum qcal_status qcal_par_allgather_f64(const double *mine, const int *counts, d
     int rc = MPI_Allgatherv(mine, counts[par_rank], MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, MPI_COMM_WORLD);
     free(displs);
     return rc == MPI_SUCCESS ? QCAL_OK : QCAL_ERR(QCAL_BACKEND_ERROR, "MPI_Allgatherv failed");
+}
+
+enum qcal_status qcal_par_allgather_bytes(const void *mine, int bytes, void *all)
+{
+    if (!par_started || par_size == 1) {
+        memcpy(all, mine, (size_t)bytes);
+        return QCAL_OK;
+    }
+    int rc = MPI_Allgather(mine, bytes, MPI_BYTE, all, bytes, MPI_BYTE, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? QCAL_OK : QCAL_ERR(QCAL_BACKEND_ERROR, "MPI_Allgather failed");
 }
 
 enum qcal_status qcal_par_bcast(void *data, size_t bytes)

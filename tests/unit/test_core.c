@@ -1,4 +1,5 @@
 /* core and data: status table, allocation, tensors, .npy round trip. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,33 @@ static void test_npy(void)
     CHECK(qcal_npy_read("/nonexistent/x.npy", &r) == QCAL_IO_ERROR);
 }
 
+/* expected values from numpy: np.percentile (linear), mean/std(ddof=1) after dropping
+ * |t - mean| > 3 std */
+static void test_latency(void)
+{
+    double t[20];
+    for (int i = 0; i < 19; i++) t[i] = 10.0 + (i % 5) * 0.1; /* 10.0 .. 10.4 */
+    t[19] = 100.0;                                               /* one slow run */
+    struct qcal_latency l;
+    qcal_latency_stats(t, 20, &l);
+    CHECK_EQ_INT(l.runs, 20);
+    CHECK_EQ_INT(l.outliers, 1);
+    CHECK_NEAR(l.min, 10.0, 1e-12);
+    CHECK_NEAR(l.max, 100.0, 1e-12);
+    CHECK_NEAR(l.median, 10.2, 1e-12);
+    CHECK_NEAR(l.p90, 10.4, 1e-12);
+    CHECK_NEAR(l.p99, 82.976, 1e-9);   /* 10.4 + 0.81 * 89.6 */
+    double s = 0, m = 0;
+    for (int i = 0; i < 19; i++) m += 10.0 + (i % 5) * 0.1;
+    m /= 19;
+    for (int i = 0; i < 19; i++) s += (10.0 + (i % 5) * 0.1 - m) * (10.0 + (i % 5) * 0.1 - m);
+    CHECK_NEAR(l.mean, m, 1e-12);
+    CHECK_NEAR(l.std, sqrt(s / 18), 1e-12);
+    double one[1] = {0.5};
+    qcal_latency_stats(one, 1, &l);
+    CHECK(l.median == 0.5 && l.p99 == 0.5 && l.std == 0 && l.outliers == 0);
+}
+
 int main(void)
 {
     qcal_log_set_level(QCAL_LOG_QUIET); /* expected errors stay quiet */
@@ -95,5 +123,6 @@ int main(void)
     test_alloc();
     test_tensor();
     test_npy();
+    test_latency();
     return check_report();
 }

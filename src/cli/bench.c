@@ -1,0 +1,423 @@
+/* qcal bench JOB.yml|MODEL.onnx [--int8 MODEL.int8.onnx]: latency (one stream) and
+ * throughput (several streams) of a model and of its INT8 model, as OpenVINO's
+ * benchmark_app reports them. Under MPI the lowest rank of each node benchmarks that node
+ * (ranks sharing a node would disturb each other) and rank 0 prints one row per node. */
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "qcal/job.h"
+#include "qcal/onnx.h"
+#include "qcal/par.h"
+#include "qcal/runtime.h"
+
+static const char usage[] =
+    "usage: qcal bench JOB.yml|MODEL.onnx [--int8 MODEL.int8.onnx] [options]\n"
+    "       mpirun -np N --bind-to none qcal bench ...   one row per node (the lowest rank of\n"
+    "                                                each node runs, on the cores it may use)\n"
+    "\n"
+    "Latency mode: one stream, runs one after the other, each timed. Throughput mode: S\n"
+    "streams (one execution context per thread) running for the same time, images per\n"
+    "second over all of them. Warm-up runs are not measured; runs farther than 3 standard\n"
+    "deviations from the mean are reported as outliers and left out of mean and std.\n"
+    "Input: a fixed synthetic tensor of the model's input shape (the job's shape for a job).\n"
+    "\n"
+    "options (defaults from the job's benchmark section):\n"
+    "  --int8 FILE              the INT8 (QDQ) model to compare with\n"
+    "  --input-shape DIMS       input shape for a model file, e.g. 1x3x224x224\n"
+    "  --batch N                images per run (default 1)\n"
+    "  --streams S              throughput streams (default: the number of cores)\n"
+    "  --threads T              threads of the latency stream (default: OpenMP's)\n"
+    "  --time SECONDS           measured time per mode and precision (default 10)\n"
+    "  --iterations N           measured runs per mode instead of a time\n"
+    "  --mode M                 latency | throughput | both (default both)\n"
+    "  --per-layer              per-layer table of the latency runs\n"
+    "  --kernels dnnl|blas|ref  force a kernel family\n"
+    "  --json                   one JSON object on stdout instead of the table\n"
+    "  -h, --help               this help\n";
+
+enum { MODE_LATENCY = 1, MODE_THROUGHPUT = 2 };
+enum { MAX_PREC = 2, HOST_BYTES = 64 };
+
+struct bench_opts {
+    const char *model, *int8;
+    int ndim;
+    int64_t dims[QCAL_MAX_DIMS];
+    bool shape_given;
+    int batch, streams, threads, mode, kernels;
+    double seconds;
+    int64_t iterations;
+    bool per_layer, json;
+};
+
+/* What one precision measured on one node; sent to rank 0 as doubles. */
+struct result {
+    double ok;
+    double median, mean, std, min, max, p90, p99, outliers, runs; /* latency, ms */
+    double fps, tp_runs, tp_seconds;
+};
+#define RESULT_DOUBLES ((int)(sizeof(struct result) / sizeof(double)))
+
+/* Loads and plans `path` with the first input bound to o's shape and batch. */
+static enum qcal_status load(const struct bench_opts *o, const char *path, struct qcal_graph **g, struct qcal_plan **plan,
+                             struct qcal_tensor *x)
+{
+    enum qcal_status st = qcal_onnx_load(path, g);
+    if (st != QCAL_OK) return st;
+    if ((*g)->n_inputs < 1) return QCAL_ERR(QCAL_UNSUPPORTED, "%s: the model has no inputs", path);
+    struct qcal_input_shape shape = {.name = NULL};
+    const struct qcal_value *in = &(*g)->values[(*g)->inputs[0]];
+    shape.ndim = o->shape_given ? o->ndim : in->t.ndim;
+    for (int d = 0; d < shape.ndim; d++) shape.dims[d] = o->shape_given ? o->dims[d] : in->t.dims[d];
+    if (shape.ndim > 0) shape.dims[0] = o->batch;
+    for (int d = 0; d < shape.ndim; d++)
+        if (shape.dims[d] <= 0)
+            return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: input '%s' has a dynamic dimension %d; give --input-shape", path,
+                            in->name, d);
+    const struct qcal_prepare_options po = {.n_shapes = 1, .shapes = &shape, .optimize = true};
+    if ((st = qcal_model_prepare(*g, &po)) != QCAL_OK) return st;
+    const struct qcal_plan_options plo = {.kernels = o->kernels};
+    if ((st = qcal_plan_create(*g, &plo, plan)) != QCAL_OK) return st;
+    *x = (*g)->values[(*g)->inputs[0]].t;
+    x->data = qcal_malloc(qcal_tensor_bytes(x) + 1);
+    if (!x->data) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    cli_fill_synthetic(x);
+    return QCAL_OK;
+}
+
+static bool more(const struct bench_opts *o, int64_t runs, double elapsed)
+{
+    return o->iterations > 0 ? runs < o->iterations : elapsed < o->seconds;
+}
+
+/* Latency: one context, o->threads threads inside the ops. */
+static enum qcal_status latency(const struct bench_opts *o, const struct qcal_plan *plan, const struct qcal_tensor *x,
+                                struct result *r, double *step_seconds)
+{
+    struct qcal_exec *ex = NULL;
+    enum qcal_status st = qcal_exec_create(plan, &ex);
+    if (st == QCAL_OK) st = qcal_exec_set_input(ex, 0, x);
+    for (int i = 0; st == QCAL_OK && i < 3; i++) st = qcal_exec_run(ex); /* warm-up */
+    int64_t n = 0, cap = 1024;
+    double *t = st == QCAL_OK ? malloc(sizeof(double) * (size_t)cap) : NULL;
+    if (st == QCAL_OK && !t) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    const double start = qcal_now();
+    while (st == QCAL_OK && more(o, n, qcal_now() - start)) {
+        if (n == cap) {
+            double *m = realloc(t, sizeof(double) * (size_t)(cap *= 2));
+            if (!m) {
+                st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+                break;
+            }
+            t = m;
+        }
+        const double t0 = qcal_now();
+        st = qcal_exec_run_timed(ex, step_seconds);
+        t[n++] = qcal_now() - t0;
+    }
+    if (st == QCAL_OK && n > 0) {
+        struct qcal_latency l;
+        qcal_latency_stats(t, n, &l);
+        r->median = 1e3 * l.median, r->mean = 1e3 * l.mean, r->std = 1e3 * l.std, r->min = 1e3 * l.min;
+        r->max = 1e3 * l.max, r->p90 = 1e3 * l.p90, r->p99 = 1e3 * l.p99;
+        r->outliers = (double)l.outliers, r->runs = (double)l.runs;
+    }
+    free(t);
+    qcal_exec_destroy(ex);
+    return st;
+}
+
+/* Throughput: o->streams contexts, one per thread, each running whole batches until the
+ * time (or the shared iteration count) is used up. */
+static enum qcal_status throughput(const struct bench_opts *o, const struct qcal_plan *plan,
+                                   const struct qcal_tensor *x, struct result *r)
+{
+    enum qcal_status st = QCAL_OK;
+    int64_t total = 0, claimed = 0;
+    double start = 0, end = 0;
+#pragma omp parallel num_threads(o->streams) reduction(+ : total)
+    {
+        struct qcal_exec *ex = NULL;
+        enum qcal_status s = qcal_exec_create(plan, &ex);
+        if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, x);
+        if (s == QCAL_OK) s = qcal_exec_run(ex); /* warm-up */
+#pragma omp barrier
+#pragma omp single
+        start = qcal_now();
+        while (s == QCAL_OK) {
+            if (o->iterations > 0) {
+                int64_t k;
+#pragma omp atomic capture
+                k = claimed++;
+                if (k >= o->iterations) break;
+            } else if (qcal_now() - start >= o->seconds) {
+                break;
+            }
+            s = qcal_exec_run(ex);
+            if (s == QCAL_OK) total++;
+        }
+        const double done = qcal_now();
+#pragma omp critical
+        {
+            if (done > end) end = done;
+            if (s != QCAL_OK && st == QCAL_OK) st = s;
+        }
+        qcal_exec_destroy(ex);
+    }
+    r->tp_runs = (double)total;
+    r->tp_seconds = end - start;
+    r->fps = end > start ? (double)total * o->batch / (end - start) : 0;
+    return st;
+}
+
+static enum qcal_status bench_one(const struct bench_opts *o, const char *path, struct result *r, FILE *per_layer)
+{
+    struct qcal_graph *g = NULL;
+    struct qcal_plan *plan = NULL;
+    struct qcal_tensor x = {0};
+    double *steps = NULL;
+    enum qcal_status st = load(o, path, &g, &plan, &x);
+    if (st == QCAL_OK && per_layer && !(steps = calloc((size_t)qcal_plan_num_steps(plan) + 1, sizeof *steps)))
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    if (st == QCAL_OK && (o->mode & MODE_LATENCY)) {
+        omp_set_num_threads(o->threads);
+        st = latency(o, plan, &x, r, steps);
+        if (st == QCAL_OK && per_layer) {
+            fprintf(per_layer, "== per layer: %s (%d threads, mean of %.0f runs)\n", path, o->threads, r->runs);
+            qcal_plan_describe_timed(plan, per_layer, steps, (int)r->runs);
+        }
+    }
+    if (st == QCAL_OK && (o->mode & MODE_THROUGHPUT)) st = throughput(o, plan, &x, r);
+    r->ok = st == QCAL_OK;
+    free(steps);
+    qcal_free(x.data);
+    qcal_plan_destroy(plan);
+    qcal_graph_destroy(g);
+    return st;
+}
+
+static void print_json(const struct bench_opts *o, const char *const *paths, int n_prec, const char *hosts,
+                       const int *leader, const double *all, int size)
+{
+    static const char *const names[MAX_PREC] = {"fp32", "int8"};
+    printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"streams\": %d, \"nodes\": [", o->model, o->batch,
+           o->threads, o->streams);
+    bool first = true;
+    for (int rk = 0; rk < size; rk++) {
+        if (!leader[rk]) continue;
+        printf("%s\n  {\"host\": \"%s\", \"rank\": %d, \"precisions\": [", first ? "" : ",", hosts + rk * HOST_BYTES, rk);
+        first = false;
+        for (int p = 0; p < n_prec; p++) {
+            const struct result *r = (const struct result *)(all + ((size_t)rk * MAX_PREC + p) * RESULT_DOUBLES);
+            printf("%s{\"precision\": \"%s\", \"path\": \"%s\"", p ? ", " : "", names[p], paths[p]);
+            if (o->mode & MODE_LATENCY)
+                printf(", \"latency_ms\": {\"median\": %.6f, \"mean\": %.6f, \"std\": %.6f, \"min\": %.6f, \"max\": %.6f, "
+                       "\"p90\": %.6f, \"p99\": %.6f, \"outliers\": %.0f, \"runs\": %.0f}",
+                       r->median, r->mean, r->std, r->min, r->max, r->p90, r->p99, r->outliers, r->runs);
+            if (o->mode & MODE_THROUGHPUT)
+                printf(", \"throughput_fps\": %.6f, \"throughput_runs\": %.0f, \"throughput_seconds\": %.9f", r->fps,
+                       r->tp_runs, r->tp_seconds);
+            printf("}");
+        }
+        printf("]");
+        if (n_prec == 2) {
+            const struct result *a = (const struct result *)(all + (size_t)rk * MAX_PREC * RESULT_DOUBLES), *b = a + 1;
+            printf(", \"speedup\": {");
+            if (o->mode & MODE_LATENCY) printf("\"latency\": %.6f", b->median > 0 ? a->median / b->median : 0);
+            if (o->mode == (MODE_LATENCY | MODE_THROUGHPUT)) printf(", ");
+            if (o->mode & MODE_THROUGHPUT) printf("\"throughput\": %.6f", a->fps > 0 ? b->fps / a->fps : 0);
+            printf("}");
+        }
+        printf("}");
+    }
+    printf("\n]}\n");
+}
+
+static void print_table(const struct bench_opts *o, const char *const *paths, int n_prec, const char *hosts,
+                        const int *leader, const double *all, int size)
+{
+    static const char *const names[MAX_PREC] = {"fp32", "int8"};
+    printf("qcal bench %s: batch %d, latency %d thread%s, throughput %d stream%s, ", o->model, o->batch, o->threads,
+           o->threads == 1 ? "" : "s", o->streams, o->streams == 1 ? "" : "s");
+    if (o->iterations > 0) printf("%lld runs per mode\n", (long long)o->iterations);
+    else printf("%.1f s per mode\n", o->seconds);
+    for (int p = 0; p < n_prec; p++) printf("  %s: %s\n", names[p], paths[p]);
+    printf("%-16s %-5s %9s %9s %8s %9s %9s %9s %9s %5s %7s %11s\n", "node", "prec", "median", "mean", "std", "min",
+           "max", "p90", "p99", "outl", "runs", "FPS");
+    for (int rk = 0; rk < size; rk++) {
+        if (!leader[rk]) continue;
+        for (int p = 0; p < n_prec; p++) {
+            const struct result *r = (const struct result *)(all + ((size_t)rk * MAX_PREC + p) * RESULT_DOUBLES);
+            printf("%-16.16s %-5s", p ? "" : hosts + rk * HOST_BYTES, names[p]);
+            if (o->mode & MODE_LATENCY)
+                printf(" %9.3f %9.3f %8.3f %9.3f %9.3f %9.3f %9.3f %5.0f %7.0f", r->median, r->mean, r->std, r->min,
+                       r->max, r->p90, r->p99, r->outliers, r->runs);
+            else
+                printf(" %9s %9s %8s %9s %9s %9s %9s %5s %7s", "-", "-", "-", "-", "-", "-", "-", "-", "-");
+            if (o->mode & MODE_THROUGHPUT) printf(" %11.2f\n", r->fps);
+            else printf(" %11s\n", "-");
+        }
+        if (n_prec == 2) {
+            const struct result *a = (const struct result *)(all + (size_t)rk * MAX_PREC * RESULT_DOUBLES), *b = a + 1;
+            printf("%-16s int8/fp32 speed-up:", "");
+            if (o->mode & MODE_LATENCY) printf(" latency %.2fx", b->median > 0 ? a->median / b->median : 0);
+            if (o->mode & MODE_THROUGHPUT) printf(" throughput %.2fx", a->fps > 0 ? b->fps / a->fps : 0);
+            printf("\n");
+        }
+    }
+    printf("latency in ms\n");
+}
+
+static bool is_job(const char *path)
+{
+    const size_t n = strlen(path);
+    return (n > 4 && strcmp(path + n - 4, ".yml") == 0) || (n > 5 && strcmp(path + n - 5, ".yaml") == 0);
+}
+
+static enum qcal_status parse_dims(const char *s, struct bench_opts *o)
+{
+    o->ndim = 0;
+    const char *p = s;
+    while (*p && o->ndim < QCAL_MAX_DIMS) {
+        char *e;
+        long long v = strtoll(p, &e, 10);
+        if (e == p || v <= 0) break;
+        o->dims[o->ndim++] = v;
+        p = e;
+        if (*p == 'x' || *p == ',') p++;
+        else break;
+    }
+    if (*p || o->ndim == 0) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "--input-shape '%s': expected e.g. 1x3x224x224", s);
+    o->shape_given = true;
+    return QCAL_OK;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    enum { O_INT8 = 1000, O_SHAPE, O_BATCH, O_STREAMS, O_THREADS, O_TIME, O_ITER, O_MODE, O_PER_LAYER, O_KERNELS, O_JSON };
+    static const struct option opts[] = {
+        {"int8", required_argument, 0, O_INT8},       {"input-shape", required_argument, 0, O_SHAPE},
+        {"batch", required_argument, 0, O_BATCH},     {"streams", required_argument, 0, O_STREAMS},
+        {"threads", required_argument, 0, O_THREADS}, {"time", required_argument, 0, O_TIME},
+        {"iterations", required_argument, 0, O_ITER}, {"mode", required_argument, 0, O_MODE},
+        {"per-layer", no_argument, 0, O_PER_LAYER},   {"kernels", required_argument, 0, O_KERNELS},
+        {"json", no_argument, 0, O_JSON},             {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct bench_opts o = {.batch = 0, .streams = 0, .threads = 0, .mode = MODE_LATENCY | MODE_THROUGHPUT,
+                           .kernels = QCAL_KERNELS_AUTO, .seconds = -1, .iterations = -1};
+    struct qcal_job *job = NULL;
+    enum qcal_status st = QCAL_OK;
+    double *mine = NULL, *all = NULL;
+    char *hosts = NULL;
+    int *leader = NULL;
+    optind = 1;
+    opterr = 0;
+    cli_hold_errors();
+    int ch;
+    while (st == QCAL_OK && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case O_INT8: o.int8 = optarg; break;
+        case O_SHAPE: st = parse_dims(optarg, &o); break;
+        case O_BATCH: o.batch = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
+        case O_STREAMS: o.streams = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
+        case O_THREADS: o.threads = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
+        case O_TIME: o.seconds = atof(optarg) > 0 ? atof(optarg) : 0; break;
+        case O_ITER: o.iterations = atoll(optarg) > 0 ? atoll(optarg) : 0; break;
+        case O_MODE:
+            o.mode = strcmp(optarg, "latency") == 0      ? MODE_LATENCY
+                     : strcmp(optarg, "throughput") == 0 ? MODE_THROUGHPUT
+                     : strcmp(optarg, "both") == 0       ? MODE_LATENCY | MODE_THROUGHPUT
+                                                         : 0;
+            if (!o.mode) st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--mode '%s': expected latency, throughput or both", optarg);
+            break;
+        case O_PER_LAYER: o.per_layer = true; break;
+        case O_KERNELS:
+            if ((o.kernels = cli_parse_kernels(optarg)) < 0)
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--kernels '%s': expected dnnl, blas or ref", optarg);
+            break;
+        case O_JSON: o.json = true; break;
+        case 'h':
+            if (qcal_par_rank() == 0) fputs(usage, stdout);
+            return 0;
+        default:
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: unknown option or missing value in '%s' (see qcal bench --help)",
+                          argv[optind - 1]);
+        }
+    }
+    if (st == QCAL_OK && optind != argc - 1)
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: expected one JOB.yml or MODEL.onnx (see qcal bench --help)");
+    if (st == QCAL_OK && (o.batch < 0 || o.streams < 0 || o.threads < 0 || o.seconds == 0 || o.iterations == 0))
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: --batch, --streams, --threads, --time and --iterations must be "
+                      "positive");
+    if (st == QCAL_OK && is_job(argv[optind])) {
+        if ((st = qcal_job_load(argv[optind], &job)) == QCAL_OK) {
+            o.model = job->model;
+            if (!o.shape_given && job->n_inputs > 0 && job->inputs[0].ndim > 0) {
+                o.ndim = job->inputs[0].ndim;
+                memcpy(o.dims, job->inputs[0].shape, sizeof(int64_t) * (size_t)o.ndim);
+                o.shape_given = true;
+            }
+            if (!o.batch) o.batch = job->benchmark.batch;
+            if (!o.streams) o.streams = job->benchmark.streams;
+            if (!o.threads) o.threads = job->benchmark.threads;
+            if (o.seconds < 0 && o.iterations < 0) {
+                if (job->benchmark.iterations > 0) o.iterations = job->benchmark.iterations;
+                else o.seconds = job->benchmark.time;
+            }
+        }
+    } else if (st == QCAL_OK) {
+        o.model = argv[optind];
+    }
+    if (!o.batch) o.batch = 1;
+    if (!o.streams) o.streams = omp_get_num_procs();
+    if (!o.threads) o.threads = omp_get_max_threads();
+    if (o.seconds < 0 && o.iterations < 0) o.seconds = 10;
+    if (o.iterations > 0) o.seconds = 0;
+
+    /* one benchmarking rank per node: the lowest rank with that host name */
+    const int size = qcal_par_size(), rank = qcal_par_rank();
+    char host[HOST_BYTES] = {0};
+    gethostname(host, sizeof host - 1);
+    hosts = calloc((size_t)size, HOST_BYTES);
+    leader = calloc((size_t)size, sizeof *leader);
+    mine = calloc((size_t)MAX_PREC * RESULT_DOUBLES, sizeof *mine);
+    all = calloc((size_t)size * MAX_PREC * RESULT_DOUBLES, sizeof *all);
+    if (!hosts || !leader || !mine || !all) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    if ((st = cli_agree(st)) != QCAL_OK) goto done;
+    if ((st = qcal_par_allgather_bytes(host, HOST_BYTES, hosts)) != QCAL_OK) goto done;
+    for (int r = 0; r < size; r++) {
+        leader[r] = 1;
+        for (int q = 0; q < r; q++)
+            if (strncmp(hosts + q * HOST_BYTES, hosts + r * HOST_BYTES, HOST_BYTES) == 0) leader[r] = 0;
+    }
+    const char *paths[MAX_PREC] = {o.model, o.int8};
+    const int n_prec = o.int8 ? 2 : 1;
+    for (int p = 0; leader[rank] && st == QCAL_OK && p < n_prec; p++)
+        st = bench_one(&o, paths[p], (struct result *)(mine + (size_t)p * RESULT_DOUBLES),
+                       o.per_layer && !o.json && rank == 0 ? stdout : NULL);
+    if ((st = cli_agree(st)) != QCAL_OK) goto done;
+    {
+        int *counts = malloc(sizeof(int) * (size_t)size);
+        if (!counts) {
+            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            goto done;
+        }
+        for (int r = 0; r < size; r++) counts[r] = MAX_PREC * RESULT_DOUBLES;
+        st = qcal_par_allgather_f64(mine, counts, all);
+        free(counts);
+    }
+    if (st == QCAL_OK && rank == 0) {
+        if (o.json) print_json(&o, paths, n_prec, hosts, leader, all, size);
+        else print_table(&o, paths, n_prec, hosts, leader, all, size);
+    }
+done:
+    qcal_log_capture(NULL, 0);
+    free(hosts), free(leader), free(mine), free(all);
+    qcal_job_destroy(job);
+    return qcal_status_exit_code(st);
+}
