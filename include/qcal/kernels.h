@@ -34,6 +34,21 @@ void qcal_ref_conv2d(const struct qcal_conv_desc *d, const float *x, const float
                      const float *bias, float *y, int threads);
 void qcal_ref_conv_transpose2d(const struct qcal_conv_desc *d, const float *x, const float *w,
                                const float *bias, float *y, int threads);
+/* Quantization of an INT8 convolution: input and output per tensor (uint8 or int8 with a
+ * zero point), weights int8 symmetric per output channel (or per tensor), bias int32 at
+ * x_scale * w_scale[c]. */
+struct qcal_qconv {
+    float x_scale, y_scale;
+    int32_t x_zp, y_zp;
+    bool x_u8, y_u8;
+    const float *w_scale; /* [oc] if per_channel, else [1] */
+    bool per_channel;
+};
+/* Reference INT8 convolution, plain NCHW, exact int32 accumulation, requantized as the QDQ
+ * graph would (src/kernels/int8.c); d->post holds activations applied before the output
+ * quantization (SUM post-ops are not supported here). */
+void qcal_ref_conv2d_int8(const struct qcal_conv_desc *d, const struct qcal_qconv *q, const void *x,
+                          const int8_t *w, const int32_t *bias, void *y, int threads);
 /* C[M,N] = alpha * op(A) op(B) (+ bias[N] if not NULL), row-major, lda/ldb as stored. */
 void qcal_ref_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta,

@@ -1,6 +1,7 @@
 /* kernels: oneDNN and OpenBLAS convolutions and matmuls against the reference kernels on
  * many shapes (groups, strides, dilations, asymmetric pads, transposed, fused post-ops),
  * and strided copies against a naive loop. Tolerance: 1e-4 of the output's max. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,6 +181,111 @@ static void test_copy_strided(void)
     CHECK(memcmp(x, y, sizeof x) == 0);
 }
 
+/* ---- INT8 reference convolution ----
+ * Two oracles written here: (1) the same integer arithmetic in another loop order over an
+ * explicitly zero-point-padded input, with the documented requantization: exactly equal;
+ * (2) the QDQ graph in double (dequantize, convolve, activation, quantize): at most one step
+ * apart, and equal almost everywhere. */
+struct qcase {
+    int64_t n, ic, ih, iw, oc, k, stride, pad, dil, group;
+    bool x_u8, y_u8;
+    int act; /* 0 none, 1 relu, 2 clip(0, 6), 3 hardswish */
+};
+
+static int32_t rand_int(int lo, int hi) { return lo + (int32_t)((check_rand(&seed) * 0.5 + 0.5) * (hi - lo + 1) * 0.999999); }
+
+static float quantize_ref(double v, float scale, int32_t zp, bool u8)
+{
+    double q = nearbyint(v) + zp; /* v already divided by the scale */
+    (void)scale;
+    const double lo = u8 ? 0 : -128, hi = u8 ? 255 : 127;
+    return (float)(q < lo ? lo : q > hi ? hi : q);
+}
+
+static void test_conv_int8_case(const struct qcase *c)
+{
+    struct qcal_conv_desc d = {.n = c->n, .ic = c->ic, .ih = c->ih, .iw = c->iw, .oc = c->oc, .kh = c->k, .kw = c->k,
+                               .sh = c->stride, .sw = c->stride, .dh = c->dil, .dw = c->dil, .pt = c->pad, .pl = c->pad,
+                               .pb = c->pad, .pr = c->pad, .group = c->group};
+    d.oh = (c->ih + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
+    d.ow = (c->iw + 2 * c->pad - c->dil * (c->k - 1) - 1) / c->stride + 1;
+    static const struct qcal_act acts[4] = {{.kind = QCAL_ACT_NONE}, {.kind = QCAL_ACT_RELU},
+                                            {.kind = QCAL_ACT_CLIP, .alpha = 0, .beta = 6},
+                                            {.kind = QCAL_ACT_HARD_SWISH}};
+    if (c->act) d.post = (struct qcal_post_ops){.n = 1, .op = {acts[c->act]}};
+    const int64_t icg = c->ic / c->group, ocg = c->oc / c->group;
+    const int64_t nx = c->n * c->ic * c->ih * c->iw, nw = c->oc * icg * c->k * c->k, ny = c->n * c->oc * d.oh * d.ow;
+    uint8_t *x = malloc((size_t)nx), *y = malloc((size_t)ny);
+    int8_t *w = malloc((size_t)nw);
+    int32_t *b = malloc(sizeof(int32_t) * (size_t)c->oc);
+    float *ws = malloc(sizeof(float) * (size_t)c->oc);
+    struct qcal_qconv q = {.x_scale = 0.02f + 0.01f * (float)(check_rand(&seed) + 1), .y_scale = 0.05f,
+                           .x_zp = c->x_u8 ? rand_int(0, 255) : rand_int(-20, 20), .y_zp = c->y_u8 ? 3 : -5,
+                           .x_u8 = c->x_u8, .y_u8 = c->y_u8, .w_scale = ws, .per_channel = true};
+    for (int64_t i = 0; i < nx; i++) x[i] = (uint8_t)(c->x_u8 ? rand_int(0, 255) : rand_int(-128, 127));
+    for (int64_t i = 0; i < nw; i++) w[i] = (int8_t)rand_int(-127, 127);
+    for (int64_t o = 0; o < c->oc; o++) {
+        ws[o] = 0.002f + 0.002f * (float)(check_rand(&seed) + 1);
+        b[o] = rand_int(-3000, 3000);
+    }
+    /* y_scale so that outputs spread over the range without saturating everything */
+    q.y_scale = q.x_scale * ws[0] * 127.0f * (float)(icg * c->k * c->k) / 40.0f;
+    qcal_ref_conv2d_int8(&d, &q, x, w, b, y, 1);
+
+    /* oracle 1: zero-point padded input, output-position-major integer sums */
+    const int64_t ph = c->ih + 2 * c->pad, pw = c->iw + 2 * c->pad;
+    int32_t *xp = malloc(sizeof(int32_t) * (size_t)(c->n * c->ic * ph * pw));
+    for (int64_t i = 0; i < c->n * c->ic * ph * pw; i++) xp[i] = 0; /* (zp - zp) */
+    for (int64_t a = 0; a < c->n * c->ic; a++)
+        for (int64_t i = 0; i < c->ih; i++)
+            for (int64_t j = 0; j < c->iw; j++) {
+                int32_t v = c->x_u8 ? x[(a * c->ih + i) * c->iw + j] : (int8_t)x[(a * c->ih + i) * c->iw + j];
+                xp[(a * ph + i + c->pad) * pw + j + c->pad] = v - q.x_zp;
+            }
+    int64_t exact = 0, near = 0, same = 0;
+    for (int64_t a = 0; a < c->n; a++)
+        for (int64_t o = 0; o < c->oc; o++)
+            for (int64_t i = 0; i < d.oh; i++)
+                for (int64_t j = 0; j < d.ow; j++) {
+                    long long acc = b[o];
+                    double fsum = (double)b[o] * ((double)q.x_scale * ws[o]);
+                    for (int64_t k = 0; k < icg; k++)
+                        for (int64_t u = 0; u < c->k; u++)
+                            for (int64_t v = 0; v < c->k; v++) {
+                                const int32_t xv = xp[((a * c->ic + (o / ocg) * icg + k) * ph + i * c->stride +
+                                                       u * c->dil) * pw + j * c->stride + v * c->dil];
+                                const int8_t wv = w[((o * icg + k) * c->k + u) * c->k + v];
+                                acc += (long long)xv * wv;
+                                fsum += ((double)xv * q.x_scale) * ((double)wv * ws[o]);
+                            }
+                    float f = (float)acc * (q.x_scale * ws[o]);
+                    double g = fsum;
+                    if (c->act) f = qcal_act_apply(&acts[c->act], f), g = qcal_act_apply(&acts[c->act], (float)g);
+                    const float want = quantize_ref(rintf(f / q.y_scale), q.y_scale, q.y_zp, c->y_u8);
+                    const float qdq = quantize_ref(g / q.y_scale, q.y_scale, q.y_zp, c->y_u8);
+                    const int64_t at = ((a * c->oc + o) * d.oh + i) * d.ow + j;
+                    const float got = c->y_u8 ? (float)y[at] : (float)(int8_t)y[at];
+                    exact += got == want;
+                    near += fabsf(got - qdq) <= 1.0f;
+                    same += got == qdq;
+                }
+    CHECK_EQ_INT(exact, ny);
+    CHECK_EQ_INT(near, ny);
+    CHECK(same >= ny * 99 / 100);
+    free(x), free(y), free(w), free(b), free(ws), free(xp);
+}
+
+static void test_conv_int8(void)
+{
+    static const struct qcase cases[] = {
+        {1, 3, 9, 9, 8, 3, 1, 1, 1, 1, true, true, 1},    /* first layer: uint8 in, ReLU */
+        {2, 8, 7, 6, 8, 3, 2, 1, 1, 8, false, false, 0}, /* depthwise, stride 2, int8 */
+        {1, 4, 10, 10, 6, 1, 1, 0, 1, 1, true, false, 3}, /* 1x1, HardSwish to int8 */
+        {1, 6, 8, 8, 4, 3, 1, 2, 2, 2, false, true, 2},  /* dilation 2, groups 2, ReLU6 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_conv_int8_case(&cases[i]);
+}
+
 int main(void)
 {
     qcal_log_set_level(QCAL_LOG_ERROR);
@@ -188,5 +294,6 @@ int main(void)
     CHECK_EQ_INT(winograd_cases, 2);
     test_matmul();
     test_copy_strided();
+    test_conv_int8();
     return check_report();
 }
