@@ -73,6 +73,11 @@ bool qcal_dnnl_available(void);
  * post-op adds what dst holds before the run. */
 enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const float *w,
                                        const float *bias, struct qcal_dnnl_prim **out);
+/* INT8 convolution: NHWC uint8/int8 src and dst, int8 weights [OC, IC/group, KH, KW],
+ * int32 bias, quantization q, activations in d->post; agrees with qcal_ref_conv2d_int8
+ * within one step (oneDNN multiplies by 1 / y_scale where the reference divides). */
+enum qcal_status qcal_dnnl_conv_int8_create(const struct qcal_conv_desc *d, const struct qcal_qconv *q,
+                                            const int8_t *w, const int32_t *bias, struct qcal_dnnl_prim **out);
 /* dst[M,N] = src[M,K] * W + bias; W given as [K,N] (trans_w false) or [N,K]. */
 enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const float *w,
                                          bool trans_w, const float *bias, float alpha,

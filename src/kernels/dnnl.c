@@ -21,7 +21,7 @@ struct qcal_dnnl_prim {
     dnnl_primitive_t prim;
     dnnl_memory_desc_t src_md, dst_md, w_md, b_md, scratch_md;
     void *weights; /* packed, owned */
-    float *bias;   /* owned */
+    void *bias;    /* owned: float, or int32 for INT8 */
     size_t scratch_size; /* everything bind needs: oneDNN scratchpad (+ blocked copies) */
     const char *impl;
     /* Blocked mode (Winograd convolutions want nChw16c): the caller's NHWC src and dst are
@@ -86,7 +86,7 @@ cleanup:
  * the implementation chose. */
 static enum qcal_status finish_prim(const void *op_desc, dnnl_primitive_attr_t attr,
                                     const dnnl_memory_desc_t *w_user, const void *w_data,
-                                    const float *bias, size_t bias_n, struct qcal_dnnl_prim **out)
+                                    const void *bias, size_t bias_bytes, struct qcal_dnnl_prim **out)
 {
     enum qcal_status st = QCAL_OK;
     dnnl_primitive_desc_t pd = NULL, rpd = NULL;
@@ -121,12 +121,12 @@ static enum qcal_status finish_prim(const void *op_desc, dnnl_primitive_attr_t a
     }
     if (bias) {
         p->b_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1);
-        p->bias = qcal_malloc(sizeof(float) * bias_n);
+        p->bias = qcal_malloc(bias_bytes);
         if (!p->bias) {
             st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
             goto cleanup;
         }
-        memcpy(p->bias, bias, sizeof(float) * bias_n);
+        memcpy(p->bias, bias, bias_bytes);
     }
     DNNL_TRY(dnnl_primitive_create(&p->prim, pd));
 cleanup:
@@ -228,7 +228,7 @@ static enum qcal_status conv_create_winograd(const struct qcal_conv_desc *d, con
                                                 &anysrc, &wei, bias ? &bia : NULL, &anydst, strides, pl, pr));
     /* not every shape and post-op chain has a Winograd kernel: probe quietly */
     if (dnnl_primitive_desc_create(&probe, &cd, attr, get_engine(), NULL) != dnnl_success) goto cleanup;
-    if ((st = finish_prim(&cd, attr, &wuser, w, bias, (size_t)d->oc, out)) != QCAL_OK) goto cleanup;
+    if ((st = finish_prim(&cd, attr, &wuser, w, bias, sizeof(float) * (size_t)d->oc, out)) != QCAL_OK) goto cleanup;
     if ((st = add_blocked_io(*out, &src, &dst)) != QCAL_OK) {
         qcal_dnnl_destroy(*out);
         *out = NULL;
@@ -275,15 +275,72 @@ enum qcal_status qcal_dnnl_conv_create(const struct qcal_conv_desc *d, const flo
         DNNL_TRY(dnnl_dilated_deconvolution_forward_desc_init(
             &cd, dnnl_forward_inference, dnnl_deconvolution_direct, &src, &wei,
             bias ? &bia : NULL, &dst, strides, dil, pl, pr));
-        st = finish_prim(&cd, attr, &wuser, w, bias, (size_t)d->oc, out);
+        st = finish_prim(&cd, attr, &wuser, w, bias, sizeof(float) * (size_t)d->oc, out);
     } else {
         dnnl_convolution_desc_t cd;
         DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(
             &cd, dnnl_forward_inference, dnnl_convolution_direct, &src, &wei,
             bias ? &bia : NULL, &dst, strides, dil, pl, pr));
-        st = finish_prim(&cd, attr, &wuser, w, bias, (size_t)d->oc, out);
+        st = finish_prim(&cd, attr, &wuser, w, bias, sizeof(float) * (size_t)d->oc, out);
     }
 cleanup:
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+enum qcal_status qcal_dnnl_conv_int8_create(const struct qcal_conv_desc *d, const struct qcal_qconv *q,
+                                            const int8_t *w, const int32_t *bias, struct qcal_dnnl_prim **out)
+{
+    enum qcal_status st = QCAL_OK;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    float *scales = NULL;
+    *out = NULL;
+    if (!get_engine()) return QCAL_ERR(QCAL_BACKEND_ERROR, "oneDNN: no CPU engine");
+    if (d->transposed) return QCAL_ERR(QCAL_UNSUPPORTED, "oneDNN INT8: transposed convolution not supported here");
+    dnnl_memory_desc_t src, dst, wei, wuser, bia;
+    dnnl_dims_t sd = {d->n, d->ic, d->ih, d->iw}, dd = {d->n, d->oc, d->oh, d->ow}, bd = {d->oc};
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, q->x_u8 ? dnnl_u8 : dnnl_s8, dnnl_nhwc));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, q->y_u8 ? dnnl_u8 : dnnl_s8, dnnl_nhwc));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&bia, 1, bd, dnnl_s32, dnnl_a));
+    const int64_t g = d->group;
+    if (g == 1) {
+        dnnl_dims_t wd = {d->oc, d->ic, d->kh, d->kw};
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_s8, dnnl_format_tag_any));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wuser, 4, wd, dnnl_s8, dnnl_oihw));
+    } else {
+        dnnl_dims_t wd = {g, d->oc / g, d->ic / g, d->kh, d->kw};
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wei, 5, wd, dnnl_s8, dnnl_format_tag_any));
+        DNNL_TRY(dnnl_memory_desc_init_by_tag(&wuser, 5, wd, dnnl_s8, dnnl_goihw));
+    }
+    /* acc (s32, src zero point compensated by oneDNN, padding included) + bias, times
+     * x_scale * w_scale[c] (the dequantized conv), activations, then / y_scale + zp_y and
+     * round-to-nearest-even with saturation on the way to u8/s8 */
+    if (!(scales = malloc(sizeof(float) * (size_t)d->oc))) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int64_t c = 0; c < d->oc; c++) scales[c] = q->x_scale * q->w_scale[q->per_channel ? c : 0];
+    DNNL_TRY(dnnl_primitive_attr_create(&attr));
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    DNNL_TRY(dnnl_primitive_attr_set_output_scales(attr, d->oc, 1 << 1, scales));
+    if (q->x_zp) DNNL_TRY(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &q->x_zp));
+    DNNL_TRY(dnnl_post_ops_create(&po));
+    for (int i = 0; i < d->post.n; i++) {
+        if (d->post.op[i].kind == QCAL_ACT_SUM) {
+            st = QCAL_ERR(QCAL_UNSUPPORTED, "oneDNN INT8: a fused residual add is not supported here");
+            goto cleanup;
+        }
+        if ((st = append_act(po, &d->post.op[i])) != QCAL_OK) goto cleanup;
+    }
+    DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear, 1.0f / q->y_scale, (float)q->y_zp));
+    DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, po));
+    dnnl_dims_t strides = {d->sh, d->sw}, dil = {d->dh - 1, d->dw - 1};
+    dnnl_dims_t pl = {d->pt, d->pl}, pr = {d->pb, d->pr};
+    dnnl_convolution_desc_t cd;
+    DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src,
+                                                        &wei, bias ? &bia : NULL, &dst, strides, dil, pl, pr));
+    st = finish_prim(&cd, attr, &wuser, w, bias, sizeof(int32_t) * (size_t)d->oc, out);
+cleanup:
+    free(scales);
+    if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
     return st;
 }
@@ -307,7 +364,7 @@ enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const 
     if ((st = make_attr(post, alpha, &attr)) != QCAL_OK) goto cleanup;
     dnnl_matmul_desc_t md;
     DNNL_TRY(dnnl_matmul_desc_init(&md, &src, &wei, bias ? &bia : NULL, &dst));
-    st = finish_prim(&md, attr, &wuser, w, bias, (size_t)n, out);
+    st = finish_prim(&md, attr, &wuser, w, bias, sizeof(float) * (size_t)n, out);
 cleanup:
     if (attr) dnnl_primitive_attr_destroy(attr);
     return st;

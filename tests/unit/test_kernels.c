@@ -2,6 +2,7 @@
  * many shapes (groups, strides, dilations, asymmetric pads, transposed, fused post-ops),
  * and strided copies against a naive loop. Tolerance: 1e-4 of the output's max. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,6 +273,40 @@ static void test_conv_int8_case(const struct qcase *c)
     CHECK_EQ_INT(exact, ny);
     CHECK_EQ_INT(near, ny);
     CHECK(same >= ny * 99 / 100);
+
+    /* oneDNN INT8 (NHWC bytes) against the reference: within one step, equal almost everywhere */
+    struct qcal_dnnl_prim *prim = NULL;
+    const bool created = qcal_dnnl_available() && qcal_dnnl_conv_int8_create(&d, &q, w, b, &prim) == QCAL_OK;
+    CHECK(created || !qcal_dnnl_available());
+    if (created) {
+        uint8_t *xh = malloc((size_t)nx), *yh = malloc((size_t)ny);
+        void *scratch = qcal_malloc(qcal_dnnl_scratch_size(prim) + 64);
+        for (int64_t a = 0; a < c->n; a++)
+            for (int64_t k = 0; k < c->ic; k++)
+                for (int64_t i = 0; i < c->ih * c->iw; i++)
+                    xh[(a * c->ih * c->iw + i) * c->ic + k] = x[(a * c->ic + k) * c->ih * c->iw + i];
+        struct qcal_dnnl_bound *bound = NULL;
+        CHECK(qcal_dnnl_bind(prim, xh, yh, scratch, &bound) == QCAL_OK);
+        CHECK(bound && qcal_dnnl_run(bound) == QCAL_OK);
+        int64_t within = 0, equal = 0;
+        for (int64_t a = 0; a < c->n; a++)
+            for (int64_t o = 0; o < c->oc; o++)
+                for (int64_t i = 0; i < d.oh * d.ow; i++) {
+                    const int64_t r = (a * c->oc + o) * d.oh * d.ow + i, h = (a * d.oh * d.ow + i) * c->oc + o;
+                    const int dv = c->y_u8 ? yh[h] : (int8_t)yh[h], rv = c->y_u8 ? y[r] : (int8_t)y[r];
+                    within += abs(dv - rv) <= 1;
+                    equal += dv == rv;
+                }
+        CHECK_EQ_INT(within, ny);
+        CHECK(equal >= ny * 99 / 100);
+        if (within != ny || equal < ny * 99 / 100)
+            fprintf(stderr, "  oneDNN INT8 (%s): %lld of %lld equal, %lld within one step\n", qcal_dnnl_impl(prim),
+                    (long long)equal, (long long)ny, (long long)within);
+        qcal_dnnl_unbind(bound);
+        qcal_free(scratch);
+        free(xh), free(yh);
+    }
+    qcal_dnnl_destroy(prim);
     free(x), free(y), free(w), free(b), free(ws), free(xp);
 }
 
