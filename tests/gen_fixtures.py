@@ -231,6 +231,33 @@ case("qdq_conv", [
      "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
      "bz": np.zeros(6, np.int32)})
 
+# QLinearConv (the INT8 convolution qcal runs): uint8 and int8 activations, per-channel
+# weight scales, int32 bias, groups / strides / padding; output dequantized for the compare
+def qlinear_conv(name, x, oc, k, group=1, x_u8=True, y_u8=True, **attrs):
+    ic = x[1]
+    xt, yt = (U8 if x_u8 else I8), (U8 if y_u8 else I8)
+    xz = np.array(128 if x_u8 else 3, np.uint8 if x_u8 else np.int8)
+    yz = np.array(100 if y_u8 else -4, np.uint8 if y_u8 else np.int8)
+    w = rng.integers(-127, 128, size=(oc, ic // group, k, k)).astype(np.int8)
+    ws = (rng.random(oc) * 0.004 + 0.001).astype(np.float32)
+    b = rng.integers(-500, 500, size=oc).astype(np.int32)
+    xs = np.array(0.02, np.float32)
+    ys = np.array(0.02 * 0.003 * 127 * (ic // group) * k * k / 30, np.float32)
+    case(name, [
+        helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+        helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["yq"], group=group,
+                         **attrs),
+        helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["Y"])],
+        [("X", x)], [("Y", F)],
+        {"xs": xs, "xz": xz, "w": w, "ws": ws, "wz": np.zeros(oc, np.int8), "ys": ys, "yz": yz, "b": b},
+        data=[randn(*x, scale=1.5)])
+
+
+qlinear_conv("qlinear_conv_u8", [1, 3, 9, 9], 8, 3, pads=[1, 1, 1, 1])
+qlinear_conv("qlinear_conv_s8_dw_stride2", [1, 8, 10, 10], 8, 3, group=8, x_u8=False, y_u8=False, strides=[2, 2],
+             pads=[1, 1, 1, 1])
+qlinear_conv("qlinear_conv_1x1_batch2", [2, 16, 7, 7], 24, 1)
+
 # ---- resize / upsample ----
 def resize(name, x, opset=13, sizes=None, scales=None, **attrs):
     inits = {}

@@ -41,10 +41,9 @@ static enum qcal_status read_pair(struct qcal_graph *g, struct qcal_node *n, con
     return QCAL_OK;
 }
 
-static enum qcal_status conv_parse(struct qcal_graph *g, struct qcal_node *n)
+static enum qcal_status conv_parse_attrs(struct qcal_graph *g, struct qcal_node *n)
 {
-    enum qcal_status st = op_check_arity(g, n, 2, 3, 1, 1);
-    if (st != QCAL_OK) return st;
+    enum qcal_status st;
     if ((st = op_alloc_params(g, n, sizeof(struct conv_params))) != QCAL_OK) return st;
     struct conv_params *p = n->params;
     const char *ap = qcal_node_attr_string(n, "auto_pad", "NOTSET");
@@ -58,22 +57,39 @@ static enum qcal_status conv_parse(struct qcal_graph *g, struct qcal_node *n)
     return QCAL_OK;
 }
 
+static enum qcal_status conv_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_check_arity(g, n, 2, 3, 1, 1);
+    return st != QCAL_OK ? st : conv_parse_attrs(g, n);
+}
+
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Inputs of a convolution node: Conv/ConvTranspose (x, w, b) or QLinearConv (x, x_scale,
+ * x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, b). */
+struct conv_io {
+    int x, w, b;
+    bool quantized;
+};
+static const struct conv_io float_io = {0, 1, 2, false}, qlinear_io = {0, 3, 8, true};
+
 /* Resolves kernel, strides, dilations and pads for the input rank; fills p->desc. */
-static enum qcal_status conv_resolve(struct qcal_graph *g, struct qcal_node *n, bool transposed)
+static enum qcal_status conv_resolve(struct qcal_graph *g, struct qcal_node *n, bool transposed, const struct conv_io *io)
 {
     struct conv_params *p = n->params;
-    enum qcal_status st = op_require_inputs(g, n, 2);
+    enum qcal_status st = op_require_inputs(g, n, io->w + 1);
     if (st != QCAL_OK) return st;
-    const struct qcal_tensor *x = &qcal_in(g, n, 0)->t, *w = &qcal_in(g, n, 1)->t;
+    const struct qcal_tensor *x = &qcal_in(g, n, io->x)->t, *w = &qcal_in(g, n, io->w)->t;
     if (x->ndim != 3 && x->ndim != 4)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input has %d dims; qcal supports 1-D and 2-D "
                       "convolutions (3 or 4 dims)", x->ndim);
     if (w->ndim != x->ndim)
         return OP_ERR(g, n, QCAL_INVALID_MODEL, "weight has %d dims, input has %d", w->ndim, x->ndim);
-    if (x->dtype != QCAL_F32 || w->dtype != QCAL_F32)
+    if (!io->quantized && (x->dtype != QCAL_F32 || w->dtype != QCAL_F32))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input and weight must be float32");
+    if (io->quantized && ((x->dtype != QCAL_U8 && x->dtype != QCAL_I8) || w->dtype != QCAL_I8))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be uint8 or int8 and weight int8 (is %s, %s)",
+                      qcal_dtype_name(x->dtype), qcal_dtype_name(w->dtype));
     int sp = x->ndim - 2;
     p->spatial = sp;
     if ((st = read_pair(g, n, "strides", sp, 1, p->strides)) != QCAL_OK) return st;
@@ -158,8 +174,8 @@ static enum qcal_status conv_resolve(struct qcal_graph *g, struct qcal_node *n, 
             if (out_sp[i] < 1) return OP_ERR(g, n, QCAL_INVALID_MODEL, "output would be empty");
         }
     }
-    if (qcal_in(g, n, 2)) {
-        const struct qcal_tensor *b = &qcal_in(g, n, 2)->t;
+    if (n->n_inputs > io->b && qcal_in(g, n, io->b)) {
+        const struct qcal_tensor *b = &qcal_in(g, n, io->b)->t;
         if (qcal_tensor_numel(b) != cout || b->ndim != 1)
             return OP_ERR(g, n, QCAL_INVALID_MODEL, "bias has %lld values, expected %lld",
                           (long long)qcal_tensor_numel(b), (long long)cout);
@@ -189,18 +205,20 @@ static enum qcal_status conv_resolve(struct qcal_graph *g, struct qcal_node *n, 
     d->transposed = transposed;
     int64_t dims[4] = {d->n, cout, d->oh, d->ow};
     if (sp == 1) dims[2] = d->ow;
-    op_set_output(g, n, 0, QCAL_F32, x->ndim, dims);
+    int32_t dtype = QCAL_F32;
+    if (io->quantized) dtype = qcal_in(g, n, 7) ? qcal_in(g, n, 7)->t.dtype : QCAL_U8;
+    op_set_output(g, n, 0, dtype, x->ndim, dims);
     return QCAL_OK;
 }
 
 static enum qcal_status conv_infer(struct qcal_graph *g, struct qcal_node *n)
 {
-    return conv_resolve(g, n, false);
+    return conv_resolve(g, n, false, &float_io);
 }
 
 static enum qcal_status conv_transpose_infer(struct qcal_graph *g, struct qcal_node *n)
 {
-    return conv_resolve(g, n, true);
+    return conv_resolve(g, n, true, &float_io);
 }
 
 static int conv_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
@@ -311,4 +329,140 @@ const struct qcal_op_def qcal_op_conv_transpose_def = {
     .name = "ConvTranspose", .parse = conv_parse, .infer = conv_transpose_infer,
     .layout = conv_layout, .prepare = conv_prepare, .bind = conv_bind, .unbind = op_dnnl_unbind,
     .run = conv_run, .destroy = conv_destroy,
+};
+
+/* ---- QLinearConv: the INT8 convolution (ONNX op, and what the QDQ pass turns
+ * DequantizeLinear -> Conv -> [activation] -> QuantizeLinear into) ---- */
+
+struct qconv_state {
+    struct qcal_conv_desc d;
+    struct qcal_qconv q;
+    float *w_scale;
+    const int8_t *w;
+    const int32_t *bias;
+    struct qcal_dnnl_prim *prim; /* NULL: reference kernel (plain layout) */
+};
+
+static enum qcal_status qconv_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_check_arity(g, n, 8, 9, 1, 1);
+    return st != QCAL_OK ? st : conv_parse_attrs(g, n);
+}
+
+/* A constant scalar (or one-value) input as float or int32. */
+static enum qcal_status const_scalar(struct qcal_graph *g, struct qcal_node *n, int i, bool zero_point, double *out)
+{
+    const struct qcal_value *v = qcal_in(g, n, i);
+    if (!v) {
+        *out = 0;
+        return zero_point ? QCAL_OK : OP_ERR(g, n, QCAL_INVALID_MODEL, "input %d is missing", i);
+    }
+    if (!qcal_value_is_const(v) || qcal_tensor_numel(&v->t) != 1)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input %d ('%s') must be a constant scalar", i, v->name);
+    switch (v->t.dtype) {
+    case QCAL_F32: *out = ((const float *)v->t.data)[0]; break;
+    case QCAL_U8: *out = ((const uint8_t *)v->t.data)[0]; break;
+    case QCAL_I8: *out = ((const int8_t *)v->t.data)[0]; break;
+    case QCAL_I32: *out = ((const int32_t *)v->t.data)[0]; break;
+    default: return OP_ERR(g, n, QCAL_INVALID_MODEL, "input %d has type %s", i, qcal_dtype_name(v->t.dtype));
+    }
+    return QCAL_OK;
+}
+
+static enum qcal_status qconv_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = conv_resolve(g, n, false, &qlinear_io);
+    if (st != QCAL_OK) return st;
+    const struct conv_params *p = n->params;
+    const struct qcal_value *ws = qcal_in(g, n, 4), *wz = qcal_in(g, n, 5), *b = qcal_in(g, n, 8);
+    if (!qcal_value_is_const(qcal_in(g, n, 3)) || !qcal_value_is_const(ws) || (wz && !qcal_value_is_const(wz)) ||
+        (b && !qcal_value_is_const(b)))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "weights, their scales and zero points and the bias must be constant");
+    const int64_t cw = qcal_tensor_numel(&ws->t);
+    if (ws->t.dtype != QCAL_F32 || (cw != 1 && cw != p->desc.oc))
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "w_scale must be float with 1 or %lld values", (long long)p->desc.oc);
+    for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
+        if (((const int8_t *)wz->t.data)[i] != 0)
+            return OP_ERR(g, n, QCAL_UNSUPPORTED, "weight zero points other than 0 are not supported");
+    if (b && b->t.dtype != QCAL_I32) return OP_ERR(g, n, QCAL_INVALID_MODEL, "bias must be int32");
+    double v;
+    for (int i = 1; i <= 7; i++) {
+        if (i == 3 || i == 4 || i == 5) continue;
+        if ((st = const_scalar(g, n, i, i == 2 || i == 7, &v)) != QCAL_OK) return st;
+        if ((i == 1 || i == 6) && !(v > 0)) return OP_ERR(g, n, QCAL_INVALID_MODEL, "scale %g is not positive", v);
+    }
+    return QCAL_OK;
+}
+
+static int qconv_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
+{
+    const struct conv_params *p = n->params;
+    (void)g;
+    return (kernels == QCAL_KERNELS_AUTO || kernels == QCAL_KERNELS_DNNL) && p->spatial == 2 && qcal_dnnl_available()
+               ? QCAL_LAYOUT_NHWC
+               : QCAL_LAYOUT_PLAIN;
+}
+
+static void qconv_destroy(void *state)
+{
+    struct qconv_state *s = state;
+    if (!s) return;
+    qcal_dnnl_destroy(s->prim);
+    free(s->w_scale);
+    free(s);
+}
+
+static enum qcal_status qconv_prepare(struct qcal_op_prep *pp)
+{
+    struct qcal_graph *g = pp->g;
+    struct qcal_node *n = pp->node;
+    const struct conv_params *p = n->params;
+    struct qconv_state *s = calloc(1, sizeof *s);
+    if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+    pp->state = s;
+    s->d = p->desc;
+    s->d.post = n->post;
+    const struct qcal_value *ws = qcal_in(g, n, 4), *b = qcal_in(g, n, 8);
+    const int64_t cw = qcal_tensor_numel(&ws->t);
+    if (!(s->w_scale = malloc(sizeof(float) * (size_t)cw))) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+    memcpy(s->w_scale, ws->t.data, sizeof(float) * (size_t)cw);
+    double v[8];
+    for (int i = 1; i <= 7; i++)
+        if (i != 3 && i != 4 && i != 5) const_scalar(g, n, i, i == 2 || i == 7, &v[i]);
+    s->q = (struct qcal_qconv){.x_scale = (float)v[1], .x_zp = (int32_t)v[2], .y_scale = (float)v[6],
+                               .y_zp = (int32_t)v[7], .x_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8,
+                               .y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8, .w_scale = s->w_scale,
+                               .per_channel = cw > 1};
+    s->w = qcal_in(g, n, 3)->t.data;
+    s->bias = b ? b->t.data : NULL;
+    if (s->d.post.sum_input > 0) return OP_ERR(g, n, QCAL_UNSUPPORTED, "a fused residual add is not supported");
+    if (pp->in_layout[0] == QCAL_LAYOUT_NHWC) {
+        enum qcal_status st = qcal_dnnl_conv_int8_create(&s->d, &s->q, s->w, s->bias, &s->prim);
+        if (st != QCAL_OK) return OP_ERR(g, n, st, "oneDNN could not create the INT8 primitive");
+        pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
+        pp->impl = qcal_dnnl_impl(s->prim);
+    } else {
+        pp->impl = "ref:int8";
+    }
+    return QCAL_OK;
+}
+
+static enum qcal_status qconv_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
+{
+    const struct qconv_state *s = state;
+    return op_dnnl_bind(s->prim, a, bound_out);
+}
+
+static enum qcal_status qconv_run(const void *state, const struct qcal_op_args *a)
+{
+    const struct qconv_state *s = state;
+    if (s->prim) return qcal_dnnl_run(a->bound);
+    qcal_ref_conv2d_int8(&s->d, &s->q, a->in[0]->data, s->w, s->bias, a->out[0]->data, op_threads());
+    return QCAL_OK;
+}
+
+const struct qcal_op_def qcal_op_qlinear_conv_def = {
+    .name = "QLinearConv", .parse = qconv_parse, .infer = qconv_infer, .layout = qconv_layout,
+    .prepare = qconv_prepare, .bind = qconv_bind, .unbind = op_dnnl_unbind, .run = qconv_run,
+    .destroy = qconv_destroy,
 };
