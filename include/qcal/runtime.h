@@ -42,6 +42,9 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g);
  * value marked `keep` (an observed tensor stays a tensor). */
 enum qcal_status qcal_pass_fuse_activations(struct qcal_graph *g);
 void qcal_pass_eliminate_dead(struct qcal_graph *g);
+/* DequantizeLinear -> Conv -> [Relu | Clip] -> QuantizeLinear into QLinearConv (int8 in and
+ * out, int32 bias); run on a loaded graph before constant folding. */
+enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g);
 
 struct qcal_plan_options {
     int kernels; /* enum qcal_kernels */

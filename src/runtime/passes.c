@@ -1,5 +1,6 @@
 /* Graph rewrites that keep results equal up to float rounding. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -400,4 +401,216 @@ void qcal_pass_eliminate_dead(struct qcal_graph *g)
             if (n->inputs[k] >= 0) g->values[n->inputs[k]].n_consumers--;
     }
     qcal_graph_compact(g);
+}
+
+/* ---- QDQ -> integer ops ----
+ * DequantizeLinear(xq) -> Conv(DequantizeLinear(wq int8), bias) -> [Relu | Clip] -> QuantizeLinear
+ * becomes one QLinearConv reading xq and writing the QuantizeLinear's output, so activations
+ * stay int8 from one quantized convolution to the next. Runs on the loaded graph, before
+ * constant folding would turn the int8 weights into float. */
+
+static bool is_node(const struct qcal_node *n, const char *op)
+{
+    return n && !n->dead && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) && strcmp(n->op_type, op) == 0;
+}
+
+static struct qcal_node *producer_node(struct qcal_graph *g, int v)
+{
+    return v >= 0 && g->values[v].producer >= 0 ? &g->nodes[g->values[v].producer] : NULL;
+}
+
+static const struct qcal_value *const_input(const struct qcal_graph *g, const struct qcal_node *n, int k)
+{
+    return k < n->n_inputs && n->inputs[k] >= 0 && qcal_value_is_const(&g->values[n->inputs[k]])
+               ? &g->values[n->inputs[k]]
+               : NULL;
+}
+
+/* Per-tensor quantization of a Q or DQ node: constant float scale, constant u8/i8 zero
+ * point (or none: uint8, 0). */
+static bool per_tensor_q(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    const struct qcal_value *s = const_input(g, n, 1), *z = n->n_inputs > 2 ? const_input(g, n, 2) : NULL;
+    if (!s || s->t.dtype != QCAL_F32 || qcal_tensor_numel(&s->t) != 1) return false;
+    if (n->n_inputs > 2 && n->inputs[2] >= 0 &&
+        (!z || qcal_tensor_numel(&z->t) != 1 || (z->t.dtype != QCAL_U8 && z->t.dtype != QCAL_I8)))
+        return false;
+    return true;
+}
+
+/* A zero point input for QLinearConv: the node's own, or a new uint8 0. */
+static enum qcal_status zero_point_of(struct qcal_graph *g, const struct qcal_node *n, const char *base, int *out)
+{
+    if (n->n_inputs > 2 && n->inputs[2] >= 0) {
+        *out = n->inputs[2];
+        return QCAL_OK;
+    }
+    char name[512];
+    snprintf(name, sizeof name, "%s_zero_point", base);
+    enum qcal_status st = qcal_graph_add_temp_value(g, name, out);
+    if (st != QCAL_OK) return st;
+    uint8_t *z = qcal_malloc(1);
+    if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    z[0] = 0;
+    qcal_graph_set_constant(g, *out, qcal_tensor_make(QCAL_U8, 0, NULL), z);
+    return QCAL_OK;
+}
+
+/* The activation between the Conv and the QuantizeLinear, if one qcal can fuse. */
+static bool qdq_activation(const struct qcal_graph *g, const struct qcal_node *a, struct qcal_act *act)
+{
+    if (is_node(a, "Relu")) {
+        *act = (struct qcal_act){.kind = QCAL_ACT_RELU};
+        return true;
+    }
+    if (!is_node(a, "Clip")) return false;
+    float lo = qcal_node_attr_float(a, "min", -INFINITY), hi = qcal_node_attr_float(a, "max", INFINITY);
+    for (int k = 1; k < a->n_inputs && k <= 2; k++) {
+        if (a->inputs[k] < 0) continue;
+        const struct qcal_value *v = const_input(g, a, k);
+        if (!v || v->t.dtype != QCAL_F32 || qcal_tensor_numel(&v->t) != 1) return false;
+        if (k == 1) lo = ((const float *)v->t.data)[0];
+        else hi = ((const float *)v->t.data)[0];
+    }
+    *act = (struct qcal_act){.kind = QCAL_ACT_CLIP, .alpha = lo, .beta = hi};
+    return true;
+}
+
+/* The bias as int32 at x_scale * w_scale[c]: taken as is from a DequantizeLinear that uses
+ * that scale, otherwise rounded from its float value. -1 without a bias. */
+static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node *conv, float sx, const float *sw,
+                                   int64_t n_sw, int64_t oc, int *out)
+{
+    *out = -1;
+    if (conv->n_inputs < 3 || conv->inputs[2] < 0) return QCAL_OK;
+    const int bv = conv->inputs[2];
+    const struct qcal_node *dq = producer_node(g, bv);
+    double *b = malloc(sizeof(double) * (size_t)oc);
+    if (!b) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    enum qcal_status st = QCAL_OK;
+    if (is_node(dq, "DequantizeLinear") && const_input(g, dq, 0) && const_input(g, dq, 1) &&
+        const_input(g, dq, 0)->t.dtype == QCAL_I32 && qcal_tensor_numel(&const_input(g, dq, 0)->t) == oc) {
+        const struct qcal_value *q = const_input(g, dq, 0), *s = const_input(g, dq, 1);
+        const int64_t ns = qcal_tensor_numel(&s->t);
+        for (int64_t c = 0; c < oc; c++)
+            b[c] = (double)((const int32_t *)q->t.data)[c] * ((const float *)s->t.data)[ns == 1 ? 0 : c];
+    } else if (qcal_value_is_const(&g->values[bv]) && g->values[bv].t.dtype == QCAL_F32 &&
+               qcal_tensor_numel(&g->values[bv].t) == oc) {
+        for (int64_t c = 0; c < oc; c++) b[c] = ((const float *)g->values[bv].t.data)[c];
+    } else {
+        free(b);
+        return QCAL_UNSUPPORTED; /* not a constant bias: no fusion (no message) */
+    }
+    int32_t *q = qcal_malloc(sizeof(int32_t) * (size_t)oc);
+    char name[512];
+    snprintf(name, sizeof name, "%s_int32", g->values[bv].name);
+    if (!q) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int64_t c = 0; st == QCAL_OK && c < oc; c++) {
+        const double r = rint(b[c] / ((double)(sx * sw[n_sw == 1 ? 0 : c])));
+        q[c] = (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
+    }
+    if (st == QCAL_OK) st = qcal_graph_add_temp_value(g, name, out);
+    if (st == QCAL_OK) {
+        qcal_graph_set_constant(g, *out, qcal_tensor_make(QCAL_I32, 1, &oc), q);
+        g->values[*out].is_initializer = true;
+        q = NULL;
+    }
+    qcal_free(q);
+    free(b);
+    return st;
+}
+
+/* Tries to turn Conv node ci into a QLinearConv; *done when it did. */
+static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
+{
+    *done = false;
+    struct qcal_node *conv = &g->nodes[ci];
+    if (conv->n_inputs < 2) return QCAL_OK;
+    struct qcal_node *xdq = producer_node(g, conv->inputs[0]), *wdq = producer_node(g, conv->inputs[1]);
+    if (!is_node(xdq, "DequantizeLinear") || !per_tensor_q(g, xdq) || !is_node(wdq, "DequantizeLinear")) return QCAL_OK;
+    const struct qcal_value *wq = const_input(g, wdq, 0), *ws = const_input(g, wdq, 1);
+    const struct qcal_value *wz = wdq->n_inputs > 2 ? const_input(g, wdq, 2) : NULL;
+    if (!wq || wq->t.dtype != QCAL_I8 || wq->t.ndim < 3 || !ws || ws->t.dtype != QCAL_F32) return QCAL_OK;
+    const int64_t oc = wq->t.dims[0], n_sw = qcal_tensor_numel(&ws->t);
+    if ((n_sw != 1 && n_sw != oc) || (n_sw > 1 && qcal_node_attr_int(wdq, "axis", 1) != 0)) return QCAL_OK;
+    for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
+        if (wz->t.dtype != QCAL_I8 || ((const int8_t *)wz->t.data)[i] != 0) return QCAL_OK;
+    if (wdq->n_inputs > 2 && wdq->inputs[2] >= 0 && !wz) return QCAL_OK;
+    /* the output: sole consumer a QuantizeLinear, maybe through one activation */
+    int y = conv->outputs[0], c = sole_consumer(g, y);
+    struct qcal_act act = {.kind = QCAL_ACT_NONE};
+    int act_node = -1;
+    if (c >= 0 && qdq_activation(g, &g->nodes[c], &act) && g->nodes[c].inputs[0] == y) {
+        act_node = c;
+        y = g->nodes[c].outputs[0];
+        c = sole_consumer(g, y);
+    }
+    if (c < 0 || !is_node(&g->nodes[c], "QuantizeLinear") || g->nodes[c].inputs[0] != y || !per_tensor_q(g, &g->nodes[c]))
+        return QCAL_OK;
+    const int qi = c;
+    const float sx = ((const float *)g->values[xdq->inputs[1]].t.data)[0];
+    int bias = -1, xz, yz;
+    enum qcal_status st = int32_bias(g, conv, sx, ws->t.data, n_sw, oc, &bias);
+    if (st == QCAL_UNSUPPORTED) return QCAL_OK;
+    if (st != QCAL_OK) return st;
+    /* (value ids stay valid; node pointers are re-read after every addition) */
+    if ((st = zero_point_of(g, &g->nodes[g->values[g->nodes[ci].inputs[0]].producer], "x", &xz)) != QCAL_OK) return st;
+    if ((st = zero_point_of(g, &g->nodes[qi], "y", &yz)) != QCAL_OK) return st;
+    conv = &g->nodes[ci];
+    xdq = producer_node(g, conv->inputs[0]);
+    wdq = producer_node(g, conv->inputs[1]);
+    int wzv = wdq->n_inputs > 2 && wdq->inputs[2] >= 0 ? wdq->inputs[2] : -1;
+    if (wzv < 0) {
+        char name[512];
+        snprintf(name, sizeof name, "%s_zero_point", g->values[wdq->inputs[0]].name);
+        if ((st = qcal_graph_add_temp_value(g, name, &wzv)) != QCAL_OK) return st;
+        int8_t *z = qcal_malloc((size_t)n_sw);
+        if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        memset(z, 0, (size_t)n_sw);
+        const int64_t dz = n_sw;
+        qcal_graph_set_constant(g, wzv, qcal_tensor_make(QCAL_I8, n_sw > 1 ? 1 : 0, &dz), z);
+        conv = &g->nodes[ci];
+        xdq = producer_node(g, conv->inputs[0]);
+        wdq = producer_node(g, conv->inputs[1]);
+    }
+    const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, wdq->inputs[0], wdq->inputs[1], wzv,
+                        g->nodes[qi].inputs[1], yz, bias};
+    int *in = realloc(conv->inputs, sizeof(int) * 9);
+    char *op = qcal_strdup("QLinearConv");
+    if (!in || !op) {
+        free(op);
+        if (in) conv->inputs = in;
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    conv->inputs = in;
+    memcpy(conv->inputs, ins, sizeof ins);
+    conv->n_inputs = bias >= 0 ? 9 : 8;
+    free(conv->op_type);
+    conv->op_type = op;
+    conv->outputs[0] = g->nodes[qi].outputs[0];
+    g->values[conv->outputs[0]].producer = ci;
+    memset(&conv->post, 0, sizeof conv->post);
+    if (act.kind != QCAL_ACT_NONE) conv->post.n = 1, conv->post.op[0] = act;
+    g->nodes[qi].dead = true;
+    if (act_node >= 0) g->nodes[act_node].dead = true;
+    *done = true;
+    return QCAL_OK;
+}
+
+enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
+{
+    qcal_graph_update_uses(g);
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!is_node(&g->nodes[i], "Conv")) continue;
+        bool done;
+        enum qcal_status st = fuse_qdq_conv(g, i, &done);
+        if (st != QCAL_OK) return st;
+        if (done) {
+            any = true;
+            qcal_graph_update_uses(g);
+        }
+    }
+    if (any) qcal_pass_eliminate_dead(g); /* the QuantizeLinear/activation nodes, unused DequantizeLinear */
+    return QCAL_OK;
 }

@@ -93,6 +93,10 @@ enum qcal_status qcal_model_prepare(struct qcal_graph *g, const struct qcal_prep
     for (int i = 0; i < g->n_inputs; i++)
         if ((st = check_size(g, NULL, &g->values[g->inputs[i]])) != QCAL_OK) return st;
     if ((st = qcal_ops_resolve(g)) != QCAL_OK) return st;
+    if (o->optimize) { /* integer ops for QDQ patterns, while the weights are still int8 */
+        if ((st = qcal_pass_fuse_qdq(g)) != QCAL_OK) return st;
+        if ((st = qcal_ops_resolve(g)) != QCAL_OK) return st;
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
         const struct qcal_op_def *def = qcal_op_def(n->op);
