@@ -324,8 +324,10 @@ enum qcal_status qcal_dnnl_conv_int8_create(const struct qcal_conv_desc *d, cons
     if (q->x_zp) DNNL_TRY(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &q->x_zp));
     DNNL_TRY(dnnl_post_ops_create(&po));
     for (int i = 0; i < d->post.n; i++) {
-        if (d->post.op[i].kind == QCAL_ACT_SUM) {
-            st = QCAL_ERR(QCAL_UNSUPPORTED, "oneDNN INT8: a fused residual add is not supported here");
+        const int kind = d->post.op[i].kind;
+        if (kind == QCAL_ACT_SUM || kind == QCAL_ACT_LINEAR || kind == QCAL_ACT_HARD_SIGMOID) {
+            /* linear post-ops before the requantizing one come out wrong in oneDNN 2.6 */
+            st = QCAL_ERR(QCAL_UNSUPPORTED, "oneDNN INT8: activation %d is not supported after the convolution", kind);
             goto cleanup;
         }
         if ((st = append_act(po, &d->post.op[i])) != QCAL_OK) goto cleanup;

