@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <string.h>
 
 #include "qcal/kernels.h"
@@ -43,6 +44,21 @@ void qcal_copy_strided(int ndim, const int64_t *dims, size_t esize, const void *
     for (int i = 0; i < nd - 1; i++) outer *= d[i];
     const char *s = src;
     char *t = dst;
+    if (nd == 2 && !contiguous && (esize == 1 || esize == 4)) { /* a 2-D transpose (NCHW <-> NHWC) */
+        const int64_t s0 = ss[0], s1 = ss[1], t0 = ds[0], t1 = ds[1];
+        for (int64_t o = 0; o < outer; o++) {
+            if (esize == 1) {
+                const uint8_t *sp = (const uint8_t *)s + o * s0;
+                uint8_t *tp = (uint8_t *)t + o * t0;
+                for (int64_t i = 0; i < inner; i++) tp[i * t1] = sp[i * s1];
+            } else {
+                const float *sp = (const float *)s + o * s0;
+                float *tp = (float *)t + o * t0;
+                for (int64_t i = 0; i < inner; i++) tp[i * t1] = sp[i * s1];
+            }
+        }
+        return;
+    }
     for (int64_t o = 0; o < outer; o++) {
         int64_t rem = o, so = 0, to = 0;
         for (int i = nd - 2; i >= 0; i--) {
@@ -56,6 +72,10 @@ void qcal_copy_strided(int ndim, const int64_t *dims, size_t esize, const void *
         } else if (esize == 4) {
             const float *sp = (const float *)s + so;
             float *tp = (float *)t + to;
+            for (int64_t i = 0; i < inner; i++) tp[i * ds[nd - 1]] = sp[i * ss[nd - 1]];
+        } else if (esize == 1) {
+            const uint8_t *sp = (const uint8_t *)s + so;
+            uint8_t *tp = (uint8_t *)t + to;
             for (int64_t i = 0; i < inner; i++) tp[i * ds[nd - 1]] = sp[i * ss[nd - 1]];
         } else {
             for (int64_t i = 0; i < inner; i++)
