@@ -3,7 +3,8 @@
 
 For MobileNetV2 (performance and mixed presets: int8 symmetric, and uint8 with zero points)
 and the trained PP-OCR cls and PP-OCRv4 det models, calibrated by qcal on real JPEG crops:
-- every QDQ convolution becomes one QLinearConv in qcal's plan (int8 in, int8 out);
+- every QDQ convolution becomes one QLinearConv in qcal's plan (int8 in, int8 out), every
+  quantized residual add one QLinearAdd;
 - on held-out images, qcal (oneDNN VNNI kernels, and the reference INT8 kernels) and ONNX
   Runtime agree: classification top-1 agreement, output max |diff| relative to max |ORT|,
   detection map IoU.
@@ -46,7 +47,15 @@ def expected_qlinear(g):
         if c is not None and c.op_type in ("Relu", "Clip", "HardSwish"):
             c = sole(c.output[0])
         count += c is not None and c.op_type == "QuantizeLinear"
-    return count
+    adds = 0
+    for n in g.node:  # residual adds of two dequantized tensors, read by a QuantizeLinear
+        if n.op_type != "Add" or any(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in n.input):
+            continue
+        c = sole(n.output[0])
+        if c is not None and c.op_type == "Relu":
+            c = sole(c.output[0])
+        adds += c is not None and c.op_type == "QuantizeLinear"
+    return count, adds
 
 
 def qcal_outputs(qcal, model, inputs, work, tag, kernels):
@@ -90,10 +99,13 @@ def main():
         if not check(f"{tag}: calibrate", r.returncode == 0, r.stderr[-300:]):
             continue
         int8 = os.path.join(out, "model.int8.onnx")
-        convs = expected_qlinear(onnx.load(int8).graph)
+        convs, adds = expected_qlinear(onnx.load(int8).graph)
         val = dump_inputs(a.qcal, job, sets[f"{s}_val"], os.path.join(a.work, f"{tag}_val"))
         r = subprocess.run([a.qcal, "infer", int8, "--raw-input", val[0], "--verbose"], capture_output=True, text=True)
         fused = sum(" QLinearConv " in l for l in r.stdout.splitlines())
+        fused_adds = sum(" QLinearAdd " in l for l in r.stdout.splitlines())
+        check(f"{tag}: the {adds} quantized residual adds run as QLinearAdd", fused_adds == adds,
+              f"{fused_adds} of {adds}")
         total = sum(n.op_type == "Conv" for n in onnx.load(int8).graph.node)
         figures.append(f"{tag}: {fused} of {total} convolutions run as QLinearConv")
         check(f"{tag}: the {convs} QDQ convolutions with a fusable output run as QLinearConv", r.returncode == 0 and

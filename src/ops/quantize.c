@@ -260,3 +260,97 @@ const struct qcal_op_def qcal_op_qdq_def = {
     .name = "QuantizeLinear/DequantizeLinear", .parse = qdq_parse, .infer = qdq_infer, .layout = qdq_layout,
     .prepare = qdq_prepare, .run = qdq_run, .destroy = qdq_destroy,
 };
+
+/* ---- QLinearAdd (internal; what the QDQ pass turns DequantizeLinear(a) + DequantizeLinear(b)
+ * -> [Relu] -> QuantizeLinear into): inputs a, a_scale, a_zp, b, b_scale, b_zp, y_scale,
+ * y_zp, same shapes; the float arithmetic of the QDQ graph in one pass over the bytes. ---- */
+
+struct qadd_state {
+    float sa, sb, sy;
+    int32_t za, zb, zy;
+    bool a_u8, b_u8, y_u8, relu;
+};
+
+static enum qcal_status qadd_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    return op_check_arity(g, n, 8, 8, 1, 1);
+}
+
+static enum qcal_status qadd_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_require_inputs(g, n, 8);
+    if (st != QCAL_OK) return st;
+    const struct qcal_tensor *a = &qcal_in(g, n, 0)->t, *b = &qcal_in(g, n, 3)->t;
+    if (!int8_like(a->dtype) || !int8_like(b->dtype))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "inputs must be uint8 or int8");
+    if (qcal_tensor_numel(a) != qcal_tensor_numel(b) || a->ndim != b->ndim)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "inputs must have the same shape");
+    for (int i = 1; i < 8; i++) {
+        if (i == 3) continue;
+        const struct qcal_value *v = qcal_in(g, n, i);
+        if (!qcal_value_is_const(v) || qcal_tensor_numel(&v->t) != 1)
+            return OP_ERR(g, n, QCAL_UNSUPPORTED, "scales and zero points must be constant scalars");
+    }
+    op_set_output(g, n, 0, qcal_in(g, n, 7)->t.dtype, a->ndim, a->dims);
+    return QCAL_OK;
+}
+
+static int qadd_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
+{
+    (void)g, (void)n, (void)kernels;
+    return -1; /* elementwise: any layout, the inputs' */
+}
+
+static int32_t scalar_int(const struct qcal_value *v)
+{
+    switch (v->t.dtype) {
+    case QCAL_U8: return ((const uint8_t *)v->t.data)[0];
+    case QCAL_I8: return ((const int8_t *)v->t.data)[0];
+    default: return ((const int32_t *)v->t.data)[0];
+    }
+}
+
+static enum qcal_status qadd_prepare(struct qcal_op_prep *pp)
+{
+    struct qcal_graph *g = pp->g;
+    struct qcal_node *n = pp->node;
+    struct qadd_state *s = calloc(1, sizeof *s);
+    if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+    s->sa = ((const float *)qcal_in(g, n, 1)->t.data)[0];
+    s->sb = ((const float *)qcal_in(g, n, 4)->t.data)[0];
+    s->sy = ((const float *)qcal_in(g, n, 6)->t.data)[0];
+    s->za = scalar_int(qcal_in(g, n, 2));
+    s->zb = scalar_int(qcal_in(g, n, 5));
+    s->zy = scalar_int(qcal_in(g, n, 7));
+    s->a_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
+    s->b_u8 = qcal_in(g, n, 3)->t.dtype == QCAL_U8;
+    s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;
+    s->relu = n->post.n == 1 && n->post.op[0].kind == QCAL_ACT_RELU;
+    pp->state = s;
+    pp->impl = "int8";
+    return QCAL_OK;
+}
+
+static enum qcal_status qadd_run(const void *state, const struct qcal_op_args *a)
+{
+    const struct qadd_state *s = state;
+    const int64_t count = qcal_tensor_numel(a->in[0]);
+    enum { BLOCK = 256 };
+    float fa[BLOCK], fb[BLOCK];
+    for (int64_t i0 = 0; i0 < count; i0 += BLOCK) {
+        const int64_t m = count - i0 < BLOCK ? count - i0 : BLOCK;
+        float tmp[BLOCK];
+        dequantize_tensor((const int8_t *)a->in[0]->data + i0, s->a_u8 ? QCAL_U8 : QCAL_I8, m, s->sa, s->za, fa);
+        dequantize_tensor((const int8_t *)a->in[3]->data + i0, s->b_u8 ? QCAL_U8 : QCAL_I8, m, s->sb, s->zb, fb);
+        for (int64_t k = 0; k < m; k++) tmp[k] = s->relu && fa[k] + fb[k] < 0 ? 0.0f : fa[k] + fb[k];
+        quantize_tensor(tmp, m, s->sy, s->zy, s->y_u8 ? QCAL_U8 : QCAL_I8, (int8_t *)a->out[0]->data + i0);
+    }
+    return QCAL_OK;
+}
+
+static void qadd_destroy(void *state) { free(state); }
+
+const struct qcal_op_def qcal_op_qlinear_add_def = {
+    .name = "QLinearAdd", .parse = qadd_parse, .infer = qadd_infer, .layout = qadd_layout,
+    .prepare = qadd_prepare, .run = qadd_run, .destroy = qadd_destroy,
+};

@@ -616,3 +616,64 @@ enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
     if (any) qcal_pass_eliminate_dead(g); /* the QuantizeLinear/activation nodes, unused DequantizeLinear */
     return QCAL_OK;
 }
+
+/* DequantizeLinear(a) + DequantizeLinear(b) -> [Relu] -> QuantizeLinear with a and b of one
+ * shape becomes QLinearAdd (residual adds between INT8 convolutions). Runs after shape
+ * inference. */
+enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g)
+{
+    qcal_graph_update_uses(g);
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct qcal_node *n = &g->nodes[i];
+        if (!is_node(n, "Add") || n->n_inputs != 2) continue;
+        struct qcal_node *da = producer_node(g, n->inputs[0]), *db = producer_node(g, n->inputs[1]);
+        if (!is_node(da, "DequantizeLinear") || !is_node(db, "DequantizeLinear") || !per_tensor_q(g, da) ||
+            !per_tensor_q(g, db) || da->n_inputs < 3 || db->n_inputs < 3 || da->inputs[2] < 0 || db->inputs[2] < 0)
+            continue;
+        const struct qcal_tensor *ta = &g->values[da->inputs[0]].t, *tb = &g->values[db->inputs[0]].t;
+        if (qcal_value_is_const(&g->values[da->inputs[0]]) || qcal_value_is_const(&g->values[db->inputs[0]]) ||
+            ta->ndim != tb->ndim || memcmp(ta->dims, tb->dims, sizeof(int64_t) * (size_t)ta->ndim) != 0)
+            continue;
+        int y = n->outputs[0], c = sole_consumer(g, y), relu = -1;
+        if (c >= 0 && is_node(&g->nodes[c], "Relu")) {
+            relu = c;
+            y = g->nodes[c].outputs[0];
+            c = sole_consumer(g, y);
+        }
+        if (c < 0 || !is_node(&g->nodes[c], "QuantizeLinear") || !per_tensor_q(g, &g->nodes[c]) ||
+            g->nodes[c].n_inputs < 3 || g->nodes[c].inputs[2] < 0)
+            continue;
+        const struct qcal_node *q = &g->nodes[c];
+        const int ins[8] = {da->inputs[0], da->inputs[1], da->inputs[2], db->inputs[0], db->inputs[1], db->inputs[2],
+                            q->inputs[1], q->inputs[2]};
+        int *in = realloc(n->inputs, sizeof(int) * 8);
+        char *op = qcal_strdup("QLinearAdd");
+        if (!in || !op) {
+            free(op);
+            if (in) n->inputs = in;
+            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        }
+        n->inputs = in;
+        memcpy(n->inputs, ins, sizeof ins);
+        n->n_inputs = 8;
+        free(n->op_type);
+        n->op_type = op;
+        n->outputs[0] = q->outputs[0];
+        g->values[n->outputs[0]].producer = i;
+        memset(&n->post, 0, sizeof n->post);
+        if (relu >= 0) n->post.n = 1, n->post.op[0] = (struct qcal_act){.kind = QCAL_ACT_RELU};
+        g->nodes[c].dead = true;
+        if (relu >= 0) g->nodes[relu].dead = true;
+        if (g->free_params && n->params) g->free_params(n);
+        n->op = QCAL_OP_QLINEAR_ADD;
+        const struct qcal_op_def *def = qcal_op_def(n->op);
+        enum qcal_status st = def->parse(g, n);
+        if (st == QCAL_OK) st = def->infer(g, n);
+        if (st != QCAL_OK) return st;
+        any = true;
+        qcal_graph_update_uses(g);
+    }
+    if (any) qcal_pass_eliminate_dead(g);
+    return QCAL_OK;
+}
