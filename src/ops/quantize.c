@@ -335,11 +335,13 @@ static enum qcal_status qadd_run(const void *state, const struct qcal_op_args *a
 {
     const struct qadd_state *s = state;
     const int64_t count = qcal_tensor_numel(a->in[0]);
-    enum { BLOCK = 256 };
-    float fa[BLOCK], fb[BLOCK];
-    for (int64_t i0 = 0; i0 < count; i0 += BLOCK) {
-        const int64_t m = count - i0 < BLOCK ? count - i0 : BLOCK;
-        float tmp[BLOCK];
+    enum { BLOCK = 1024 };
+    const int64_t blocks = (count + BLOCK - 1) / BLOCK;
+    const int threads = op_threads();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 8)
+    for (int64_t blk = 0; blk < blocks; blk++) { /* elementwise: the same bytes for any thread count */
+        const int64_t i0 = blk * BLOCK, m = count - i0 < BLOCK ? count - i0 : BLOCK;
+        float fa[BLOCK], fb[BLOCK], tmp[BLOCK];
         dequantize_tensor((const int8_t *)a->in[0]->data + i0, s->a_u8 ? QCAL_U8 : QCAL_I8, m, s->sa, s->za, fa);
         dequantize_tensor((const int8_t *)a->in[3]->data + i0, s->b_u8 ? QCAL_U8 : QCAL_I8, m, s->sb, s->zb, fb);
         for (int64_t k = 0; k < m; k++) tmp[k] = s->relu && fa[k] + fb[k] < 0 ? 0.0f : fa[k] + fb[k];
