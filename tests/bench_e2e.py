@@ -11,15 +11,13 @@ calibrate, PP-OCR cls through its job file.
 - bad input: a missing model, a dynamic input without --input-shape, a bad option: one
   line, documented exit status.
 """
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 from calibrate_e2e import MPI_ENV, make_images, write_job
-from checks import Checks
+from checks import Checks, e2e_args
 
 
 def bench(qcal, *args, ranks=0):
@@ -37,14 +35,7 @@ def consistent(lat, runs):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--qcal", required=True)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--jobs", required=True)
-    ap.add_argument("--work", required=True)
-    a = ap.parse_args()
-    shutil.rmtree(a.work, ignore_errors=True)
-    os.makedirs(a.work)
+    a = e2e_args()
     check = Checks()
     fp32 = os.path.join(a.models, "mobilenet_v2", "model.onnx")
     sets = make_images(a.work)

@@ -16,7 +16,6 @@
   no output; skip_bad_images counts it; bad --from-stats files, bad options, unwritable
   output folders.
 """
-import argparse
 import glob
 import hashlib
 import json
@@ -33,7 +32,7 @@ import onnx
 from onnx import numpy_helper
 from PIL import Image
 
-from checks import Checks
+from checks import Checks, e2e_args
 
 SK = "/usr/lib/python3/dist-packages/skimage/data"
 METHODS = ["minmax", "mean_minmax", "percentile", "entropy", "mse"]
@@ -322,15 +321,7 @@ def dump_inputs(qcal, job, images, out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--qcal", required=True)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--jobs", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--ort", required=True)
-    a = ap.parse_args()
-    shutil.rmtree(a.work, ignore_errors=True)
-    os.makedirs(a.work)
+    a = e2e_args("--ort")
     check = Checks()
     run = Runner(a.qcal)
     sets = make_images(a.work)

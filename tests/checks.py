@@ -3,7 +3,12 @@
     checks = Checks()
     checks("decode vs PIL", diff <= 1, f"max diff {diff}")
     return checks.report()   # prints "N/M checks passed", returns the exit status
+
+and the command line of the end-to-end scripts (e2e_args).
 """
+import argparse
+import os
+import shutil
 
 
 class Checks:
@@ -19,3 +24,15 @@ class Checks:
     def report(self, what="checks"):
         print(f"{self.total - self.failures}/{self.total} {what} passed")
         return 1 if self.failures else 0
+
+
+def e2e_args(*extra):
+    """--qcal --models --jobs --work (and the `extra` options), all required; the work
+    folder starts empty."""
+    ap = argparse.ArgumentParser()
+    for name in ("--qcal", "--models", "--jobs", "--work", *extra):
+        ap.add_argument(name, required=True)
+    a = ap.parse_args()
+    shutil.rmtree(a.work, ignore_errors=True)
+    os.makedirs(a.work)
+    return a

