@@ -32,18 +32,29 @@ def median_ms(cmd):
     return float(m.group(1))
 
 
-def main():
+def bench_args(models):
+    """The options both latency benchmarks take."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--models", default=",".join(MODELS))
-    a = ap.parse_args()
-    qcal = os.path.join(a.build, "qcal")
-    mdir = os.path.join(a.build, "bench-models")
+    ap.add_argument("--models", default=",".join(models))
+    return ap.parse_args()
+
+
+def export_models(build):
+    """The torchvision models (seeded weights) into BUILD/bench-models; returns that folder."""
+    mdir = os.path.join(build, "bench-models")
     subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/export_models.py"), mdir,
-                    "mobilenet_v2", "resnet50", "deeplabv3_mnv3"], check=True)
+                    "mobilenet_v2", "resnet50", "deeplabv3_mnv3"], check=True, capture_output=True)
+    return mdir
+
+
+def main():
+    a = bench_args(MODELS)
+    qcal = os.path.join(a.build, "qcal")
+    mdir = export_models(a.build)
     print(f"{'model':16s} {'thr':>3s} {'qcal ms':>9s} {'ORT ms':>9s} {'qcal/ORT':>9s}")
     worst = 0.0
     for name in a.models.split(","):

@@ -10,14 +10,13 @@ median). Figures are medians over rounds. Targets (issue "INT8 execution engine"
 qcal FP32 >= 2.5x ResNet-50, >= 1.8x MobileNetV2, >= 2x DeepLabV3 and PP-OCRv4 det; qcal INT8
 at least 1.2x faster than ONNX Runtime INT8 on the same file.
 """
-import argparse
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 
-from fp32_vs_ort import ASSETS, ROOT, median_ms
+from fp32_vs_ort import ASSETS, ROOT, bench_args, export_models, median_ms
 
 SK = "/usr/lib/python3/dist-packages/skimage/data"
 MODELS = {  # model, input shape, job giving the preprocessing
@@ -57,17 +56,9 @@ def calibrate(qcal, name, model, job_name, images, out):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--models", default=",".join(MODELS))
-    a = ap.parse_args()
+    a = bench_args(MODELS)
     qcal = os.path.join(a.build, "qcal")
-    mdir = os.path.join(a.build, "bench-models")
-    subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests/export_models.py"), mdir,
-                    "mobilenet_v2", "resnet50", "deeplabv3_mnv3"], check=True, capture_output=True)
+    mdir = export_models(a.build)
     images = photos(os.path.join(a.build, "bench-int8-photos"))
     ort = os.path.join(ROOT, "tests/node/ort_run.js")
     print(f"{'model':15s} {'thr':>3s} {'qcal fp32':>10s} {'qcal int8':>10s} {'speed-up':>9s} "

@@ -115,11 +115,11 @@ class Runner:
     def __init__(self, qcal):
         self.qcal = qcal
 
-    def calibrate(self, job, out, *args, ranks=0, threads=1):
+    def calibrate(self, job, out, *args, ranks=0, threads=1, timeout=900):
         cmd = [self.qcal, "calibrate", job, "-o", out, "--threads", str(threads), "--quiet", *args]
         if ranks:
             cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), *cmd]
-        return subprocess.run(cmd, capture_output=True, text=True, env=MPI_ENV, timeout=900)
+        return subprocess.run(cmd, capture_output=True, text=True, env=MPI_ENV, timeout=timeout)
 
 
 # ---- numpy re-implementations of the scale methods (from ANCHORS.md) ----

@@ -26,12 +26,14 @@ class Checks:
         return 1 if self.failures else 0
 
 
-def e2e_args(*extra):
-    """--qcal --models --jobs --work (and the `extra` options), all required; the work
-    folder starts empty."""
+def e2e_args(*extra, defaults=None):
+    """--qcal --models --jobs --work and the `extra` options, all required, plus optional
+    ones with their defaults ({"--option": value}); the work folder starts empty."""
     ap = argparse.ArgumentParser()
     for name in ("--qcal", "--models", "--jobs", "--work", *extra):
         ap.add_argument(name, required=True)
+    for name, value in (defaults or {}).items():
+        ap.add_argument(name, default=value)
     a = ap.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)

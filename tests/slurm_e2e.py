@@ -11,7 +11,6 @@ folder) and always tears down.
 - A corrupt JPEG: the job ends FAILED with a non-zero exit, its output holds exactly one line
   starting with "qcal" that names the file, and no model is left in the output folder.
 """
-import argparse
 import atexit
 import glob
 import os
@@ -26,8 +25,8 @@ import time
 import h5py
 import onnx
 
-from calibrate_e2e import make_images, sha, write_job
-from checks import Checks
+from calibrate_e2e import Runner, make_images, sha, write_job
+from checks import Checks, e2e_args
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLUSTER = os.path.join(HERE, "slurm", "cluster.sh")
@@ -114,26 +113,11 @@ def short(digests):
     return tuple(d[:12] if d else d for d in digests)
 
 
-def calibrate(qcal, job, out, ranks=0):
-    cmd = [qcal, "calibrate", job, "-o", out, "--threads", "1", "--quiet"]
-    if ranks:
-        cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, env=MPI_ENV, timeout=60)
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--qcal", required=True)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--jobs", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--sbatch-script", default=os.path.join(HERE, "..", "slurm", "calibrate.sbatch"))
-    a = ap.parse_args()
+    a = e2e_args(defaults={"--sbatch-script": os.path.join(HERE, "..", "slurm", "calibrate.sbatch")})
     qcal, script = os.path.abspath(a.qcal), os.path.abspath(a.sbatch_script)
     work = os.path.abspath(a.work)
     a.models, a.jobs = os.path.abspath(a.models), os.path.abspath(a.jobs)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
     # SIGTERM (ctest timeout) and SIGHUP end through sys.exit, so finally/atexit stop the daemons
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, lambda n, _f: sys.exit(128 + n))
@@ -156,7 +140,7 @@ def main():
     ref = {}
     for ranks in (0, 2):
         out = os.path.join(work, f"ref_{ranks or 1}rank")
-        r = calibrate(qcal, job, out, ranks)
+        r = Runner(qcal).calibrate(job, out, ranks=ranks, timeout=60)
         if check(f"reference: {'mpirun -np 2' if ranks else '1 rank'} calibrate", r.returncode == 0,
                  r.stderr.strip()[-300:]):
             ref[ranks or 1] = (sha(os.path.join(out, "model.int8.onnx")), sha(os.path.join(out, "calibration.h5")))

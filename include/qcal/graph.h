@@ -140,6 +140,9 @@ enum qcal_status qcal_graph_add_node(struct qcal_graph *g, const char *name, con
                                      const char *domain, const int *inputs, int n_inputs,
                                      const int *outputs, int n_outputs, int *id_out);
 
+/* Whether n belongs to the default ONNX domain ("" or "ai.onnx"). */
+bool qcal_node_default_domain(const struct qcal_node *n);
+
 /* Attributes. Lookups return the default when the attribute is absent. */
 const struct qcal_attr *qcal_node_attr(const struct qcal_node *n, const char *name);
 int64_t qcal_node_attr_int(const struct qcal_node *n, const char *name, int64_t def);

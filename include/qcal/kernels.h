@@ -16,6 +16,8 @@
 #ifndef QCAL_KERNELS_H
 #define QCAL_KERNELS_H
 
+#include <math.h>
+
 #include "qcal/graph.h"
 
 /* 2-D convolution (1-D is H = 1). Weights [OC, IC/group, KH, KW] (ONNX order); for a
@@ -44,6 +46,14 @@ struct qcal_qconv {
     const float *w_scale; /* [oc] if per_channel, else [1] */
     bool per_channel;
 };
+/* A bias in int32 at `scale` (= x_scale * w_scale[c]): rounded half to even, saturated to
+ * [-INT32_MAX, INT32_MAX]. What the QDQ writer encodes and the INT8 fusion reads back. */
+static inline int32_t qcal_bias_int32(double b, float scale)
+{
+    const double r = rint(b / (double)scale);
+    return (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
+}
+
 /* Reference INT8 convolution, plain NCHW, exact int32 accumulation, requantized as the QDQ
  * graph would (src/kernels/int8.c); d->post holds activations applied before the output
  * quantization (SUM post-ops are not supported here). */

@@ -46,9 +46,8 @@ enum { MAX_PREC = 2, HOST_BYTES = 64 };
 
 struct bench_opts {
     const char *model, *int8;
-    int ndim;
-    int64_t dims[QCAL_MAX_DIMS];
-    bool shape_given;
+    struct qcal_input_shape shape; /* ndim 0: the model's own */
+    char *shape_name;              /* owned (cli_parse_shape) */
     int batch, streams, threads, mode, kernels;
     double seconds;
     int64_t iterations;
@@ -70,10 +69,12 @@ static enum qcal_status load(const struct bench_opts *o, const char *path, struc
     enum qcal_status st = qcal_onnx_load(path, g);
     if (st != QCAL_OK) return st;
     if ((*g)->n_inputs < 1) return QCAL_ERR(QCAL_UNSUPPORTED, "%s: the model has no inputs", path);
-    struct qcal_input_shape shape = {.name = NULL};
+    struct qcal_input_shape shape = o->shape;
     const struct qcal_value *in = &(*g)->values[(*g)->inputs[0]];
-    shape.ndim = o->shape_given ? o->ndim : in->t.ndim;
-    for (int d = 0; d < shape.ndim; d++) shape.dims[d] = o->shape_given ? o->dims[d] : in->t.dims[d];
+    if (shape.ndim == 0) { /* the model's declared shape, with the batch below */
+        shape.ndim = in->t.ndim;
+        memcpy(shape.dims, in->t.dims, sizeof(int64_t) * (size_t)shape.ndim);
+    }
     if (shape.ndim > 0) shape.dims[0] = o->batch;
     for (int d = 0; d < shape.ndim; d++)
         if (shape.dims[d] <= 0)
@@ -273,30 +274,6 @@ static void print_table(const struct bench_opts *o, const char *const *paths, in
     printf("latency in ms\n");
 }
 
-static bool is_job(const char *path)
-{
-    const size_t n = strlen(path);
-    return (n > 4 && strcmp(path + n - 4, ".yml") == 0) || (n > 5 && strcmp(path + n - 5, ".yaml") == 0);
-}
-
-static enum qcal_status parse_dims(const char *s, struct bench_opts *o)
-{
-    o->ndim = 0;
-    const char *p = s;
-    while (*p && o->ndim < QCAL_MAX_DIMS) {
-        char *e;
-        long long v = strtoll(p, &e, 10);
-        if (e == p || v <= 0) break;
-        o->dims[o->ndim++] = v;
-        p = e;
-        if (*p == 'x' || *p == ',') p++;
-        else break;
-    }
-    if (*p || o->ndim == 0) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "--input-shape '%s': expected e.g. 1x3x224x224", s);
-    o->shape_given = true;
-    return QCAL_OK;
-}
-
 int cli_bench(int argc, char **argv)
 {
     enum { O_INT8 = 1000, O_SHAPE, O_BATCH, O_STREAMS, O_THREADS, O_TIME, O_ITER, O_MODE, O_PER_LAYER, O_KERNELS, O_JSON };
@@ -322,7 +299,11 @@ int cli_bench(int argc, char **argv)
     while (st == QCAL_OK && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case O_INT8: o.int8 = optarg; break;
-        case O_SHAPE: st = parse_dims(optarg, &o); break;
+        case O_SHAPE:
+            free(o.shape_name);
+            o.shape_name = NULL;
+            st = cli_parse_shape(optarg, &o.shape, &o.shape_name);
+            break;
         case O_BATCH: o.batch = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
         case O_STREAMS: o.streams = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
         case O_THREADS: o.threads = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
@@ -343,7 +324,7 @@ int cli_bench(int argc, char **argv)
         case O_JSON: o.json = true; break;
         case 'h':
             if (qcal_par_rank() == 0) fputs(usage, stdout);
-            return 0;
+            goto done;
         default:
             st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: unknown option or missing value in '%s' (see qcal bench --help)",
                           argv[optind - 1]);
@@ -354,13 +335,12 @@ int cli_bench(int argc, char **argv)
     if (st == QCAL_OK && (o.batch < 0 || o.streams < 0 || o.threads < 0 || o.seconds == 0 || o.iterations == 0))
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: --batch, --streams, --threads, --time and --iterations must be "
                       "positive");
-    if (st == QCAL_OK && is_job(argv[optind])) {
+    if (st == QCAL_OK && cli_is_job_file(argv[optind])) {
         if ((st = qcal_job_load(argv[optind], &job)) == QCAL_OK) {
             o.model = job->model;
-            if (!o.shape_given && job->n_inputs > 0 && job->inputs[0].ndim > 0) {
-                o.ndim = job->inputs[0].ndim;
-                memcpy(o.dims, job->inputs[0].shape, sizeof(int64_t) * (size_t)o.ndim);
-                o.shape_given = true;
+            if (o.shape.ndim == 0 && job->n_inputs > 0 && job->inputs[0].ndim > 0) {
+                o.shape.ndim = job->inputs[0].ndim;
+                memcpy(o.shape.dims, job->inputs[0].shape, sizeof(int64_t) * (size_t)o.shape.ndim);
             }
             if (!o.batch) o.batch = job->benchmark.batch;
             if (!o.streams) o.streams = job->benchmark.streams;
@@ -418,6 +398,7 @@ int cli_bench(int argc, char **argv)
 done:
     qcal_log_capture(NULL, 0);
     free(hosts), free(leader), free(mine), free(all);
+    free(o.shape_name);
     qcal_job_destroy(job);
     return qcal_status_exit_code(st);
 }

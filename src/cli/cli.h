@@ -9,6 +9,12 @@ void cli_summarize(const char *name, const struct qcal_tensor *t, int top);
 /* Indices of the k largest of row[0..n) in descending order (ties: the lower index),
  * k <= n and k <= 64; returns k. */
 int cli_top_k(const float *row, int64_t n, int k, int64_t *out);
+struct qcal_input_shape;
+/* `[NAME:]DIMS` as in `--input-shape data:1x3x224x224`; *name_store receives the name
+ * (strndup, the caller frees it) that s->name points at. */
+enum qcal_status cli_parse_shape(const char *arg, struct qcal_input_shape *s, char **name_store);
+/* Whether a command-line path is a job file (.yml / .yaml) rather than a model. */
+bool cli_is_job_file(const char *path);
 /* dnnl | blas | ref | auto -> enum qcal_kernels, -1 for anything else. */
 int cli_parse_kernels(const char *s);
 /* Replaces characters unfit for file names with '_'. */

@@ -52,7 +52,7 @@ static const char usage_infer[] =
     "  --per-layer                print each step's mean time over the runs\n"
     "  -h, --help                 this help\n";
 
-static enum qcal_status parse_shape(const char *arg, struct qcal_input_shape *s, char **name_store)
+enum qcal_status cli_parse_shape(const char *arg, struct qcal_input_shape *s, char **name_store)
 {
     memset(s, 0, sizeof *s);
     const char *dims = arg;
@@ -75,6 +75,12 @@ static enum qcal_status parse_shape(const char *arg, struct qcal_input_shape *s,
     }
     if (s->ndim == 0) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "--input-shape '%s' is empty", arg);
     return QCAL_OK;
+}
+
+bool cli_is_job_file(const char *path)
+{
+    const size_t n = strlen(path);
+    return (n > 4 && strcmp(path + n - 4, ".yml") == 0) || (n > 5 && strcmp(path + n - 5, ".yaml") == 0);
 }
 
 int cli_top_k(const float *row, int64_t n, int k, int64_t *out)
@@ -164,13 +170,11 @@ void cli_sanitize(char *s)
 static int cmd_infer(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) { /* `qcal infer JOB.yml [IMAGE...]` */
-        size_t l = strlen(argv[i]);
         if (argv[i][0] == '-') {
             if (i == 1) continue;
             break;
         }
-        if ((l > 4 && strcmp(argv[i] + l - 4, ".yml") == 0) || (l > 5 && strcmp(argv[i] + l - 5, ".yaml") == 0))
-            return cli_infer_job(argc, argv);
+        if (cli_is_job_file(argv[i])) return cli_infer_job(argc, argv);
         break;
     }
     enum { O_SHAPE = 1000, O_RAW, O_OUT, O_OUTDIR, O_KERNELS, O_THREADS, O_TOP, O_REPEAT, O_WARMUP,
@@ -205,7 +209,7 @@ static int cmd_infer(int argc, char **argv)
         switch (c) {
         case O_SHAPE:
             if (n_shapes == 16) { st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "too many --input-shape"); goto cleanup; }
-            QCAL_CHECK(parse_shape(optarg, &shapes[n_shapes], &shape_names[n_shapes]));
+            QCAL_CHECK(cli_parse_shape(optarg, &shapes[n_shapes], &shape_names[n_shapes]));
             n_shapes++;
             break;
         case O_RAW:

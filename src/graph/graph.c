@@ -266,6 +266,11 @@ void qcal_graph_update_uses(struct qcal_graph *g)
     for (int k = 0; k < g->n_outputs; k++) g->values[g->outputs[k]].n_consumers++;
 }
 
+bool qcal_node_default_domain(const struct qcal_node *n)
+{
+    return !n->domain || !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
+}
+
 /* Node order[k] moves to position k; `sorted` is a free array of cap_nodes entries. */
 static void apply_order(struct qcal_graph *g, struct qcal_node *sorted, const int *order)
 {

@@ -361,9 +361,7 @@ static enum qcal_status const_scalar(struct qcal_graph *g, struct qcal_node *n, 
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input %d ('%s') must be a constant scalar", i, v->name);
     switch (v->t.dtype) {
     case QCAL_F32: *out = ((const float *)v->t.data)[0]; break;
-    case QCAL_U8: *out = ((const uint8_t *)v->t.data)[0]; break;
-    case QCAL_I8: *out = ((const int8_t *)v->t.data)[0]; break;
-    case QCAL_I32: *out = ((const int32_t *)v->t.data)[0]; break;
+    case QCAL_U8: case QCAL_I8: case QCAL_I32: *out = op_int_at(&v->t, 0); break;
     default: return OP_ERR(g, n, QCAL_INVALID_MODEL, "input %d has type %s", i, qcal_dtype_name(v->t.dtype));
     }
     return QCAL_OK;

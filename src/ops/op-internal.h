@@ -42,6 +42,16 @@ static inline void op_strides(const struct qcal_tensor *t, int layout, int64_t *
     qcal_strides(t, layout == QCAL_LAYOUT_NHWC, s);
 }
 
+/* Element i of an integer tensor (zero points): uint8, int8 or int32. */
+static inline int32_t op_int_at(const struct qcal_tensor *t, int64_t i)
+{
+    switch (t->dtype) {
+    case QCAL_U8: return ((const uint8_t *)t->data)[i];
+    case QCAL_I8: return ((const int8_t *)t->data)[i];
+    default: return ((const int32_t *)t->data)[i];
+    }
+}
+
 static inline int op_in_layout(const struct qcal_op_args *a, int i)
 {
     return a->in_layout ? a->in_layout[i] : QCAL_LAYOUT_PLAIN;

@@ -40,7 +40,7 @@ enum qcal_status qcal_ops_resolve(struct qcal_graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
         if (n->dead) continue;
-        bool default_domain = !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
+        const bool default_domain = qcal_node_default_domain(n);
         n->op = -1;
         for (int k = 0; default_domain && k < QCAL_OP_COUNT; k++)
             if (strcmp(op_names[k], n->op_type) == 0) n->op = k;

@@ -117,12 +117,7 @@ static enum qcal_status qdq_prepare(struct qcal_op_prep *pp)
     s->count = p->count;
     for (int64_t c = 0; c < p->count; c++) {
         s->scale[c] = ((const float *)sv->t.data)[c];
-        if (!zv) continue;
-        switch (zv->t.dtype) {
-        case QCAL_I8: s->zero_point[c] = ((const int8_t *)zv->t.data)[c]; break;
-        case QCAL_U8: s->zero_point[c] = ((const uint8_t *)zv->t.data)[c]; break;
-        default: s->zero_point[c] = ((const int32_t *)zv->t.data)[c]; break;
-        }
+        if (zv) s->zero_point[c] = op_int_at(&zv->t, c);
     }
     pp->state = s;
     pp->impl = "ref";
@@ -301,15 +296,6 @@ static int qadd_layout(const struct qcal_graph *g, const struct qcal_node *n, in
     return -1; /* elementwise: any layout, the inputs' */
 }
 
-static int32_t scalar_int(const struct qcal_value *v)
-{
-    switch (v->t.dtype) {
-    case QCAL_U8: return ((const uint8_t *)v->t.data)[0];
-    case QCAL_I8: return ((const int8_t *)v->t.data)[0];
-    default: return ((const int32_t *)v->t.data)[0];
-    }
-}
-
 static enum qcal_status qadd_prepare(struct qcal_op_prep *pp)
 {
     struct qcal_graph *g = pp->g;
@@ -319,9 +305,9 @@ static enum qcal_status qadd_prepare(struct qcal_op_prep *pp)
     s->sa = ((const float *)qcal_in(g, n, 1)->t.data)[0];
     s->sb = ((const float *)qcal_in(g, n, 4)->t.data)[0];
     s->sy = ((const float *)qcal_in(g, n, 6)->t.data)[0];
-    s->za = scalar_int(qcal_in(g, n, 2));
-    s->zb = scalar_int(qcal_in(g, n, 5));
-    s->zy = scalar_int(qcal_in(g, n, 7));
+    s->za = op_int_at(&qcal_in(g, n, 2)->t, 0);
+    s->zb = op_int_at(&qcal_in(g, n, 5)->t, 0);
+    s->zy = op_int_at(&qcal_in(g, n, 7)->t, 0);
     s->a_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
     s->b_u8 = qcal_in(g, n, 3)->t.dtype == QCAL_U8;
     s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;

@@ -7,16 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qcal/kernels.h"
 #include "qcal/quant.h"
-
-static bool default_domain(const struct qcal_node *n)
-{
-    return !n->domain || !n->domain[0] || strcmp(n->domain, "ai.onnx") == 0;
-}
 
 static bool is_op(const struct qcal_node *n, const char *op)
 {
-    return default_domain(n) && strcmp(n->op_type, op) == 0;
+    return qcal_node_default_domain(n) && strcmp(n->op_type, op) == 0;
 }
 
 static bool is_activation(const struct qcal_graph *g, int v)
@@ -269,8 +265,7 @@ static void quant_bias(const float *b, int64_t m, float sx, const float *sw, int
 {
     for (int64_t c = 0; c < m; c++) {
         scale[c] = sx * sw[c % ch];
-        double r = rint((double)b[c] / scale[c]);
-        q[c] = (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
+        q[c] = qcal_bias_int32(b[c], scale[c]);
     }
 }
 
@@ -452,7 +447,7 @@ enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset)
     const int n_nodes = g->n_nodes;
     for (int i = 0; from < opset && i < n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
-        if (n->dead || !default_domain(n)) continue;
+        if (n->dead || !qcal_node_default_domain(n)) continue;
         if (is_op(n, "Clip") && from < 11) st = clip_to_inputs(g, i);
         else if ((is_op(n, "Softmax") || is_op(n, "LogSoftmax") || is_op(n, "Hardmax")) && from < 13)
             st = softmax_axis(g, i);
@@ -469,7 +464,7 @@ enum qcal_status qcal_quant_upgrade_opset(struct qcal_graph *g, int64_t opset)
     if (g->opset < opset) g->opset = opset;
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
-        if (default_domain(n)) n->opset = (int)g->opset;
+        if (qcal_node_default_domain(n)) n->opset = (int)g->opset;
     }
     qcal_graph_update_uses(g);
     st = qcal_graph_toposort(g);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qcal/kernels.h"
 #include "qcal/runtime.h"
 
 void qcal_batchnorm_coefficients(const float *scale, const float *bias, const float *mean,
@@ -411,7 +412,7 @@ void qcal_pass_eliminate_dead(struct qcal_graph *g)
 
 static bool is_node(const struct qcal_node *n, const char *op)
 {
-    return n && !n->dead && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) && strcmp(n->op_type, op) == 0;
+    return n && !n->dead && qcal_node_default_domain(n) && strcmp(n->op_type, op) == 0;
 }
 
 static struct qcal_node *producer_node(struct qcal_graph *g, int v)
@@ -508,8 +509,7 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
     snprintf(name, sizeof name, "%s_int32", g->values[bv].name);
     if (!q) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     for (int64_t c = 0; st == QCAL_OK && c < oc; c++) {
-        const double r = rint(b[c] / ((double)(sx * sw[n_sw == 1 ? 0 : c])));
-        q[c] = (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
+        q[c] = qcal_bias_int32(b[c], sx * sw[n_sw == 1 ? 0 : c]);
     }
     if (st == QCAL_OK) st = qcal_graph_add_temp_value(g, name, out);
     if (st == QCAL_OK) {
