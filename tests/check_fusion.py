@@ -19,6 +19,15 @@ EXPECTED = {
     "fuse_conv_affine_chain": ["Conv", "Conv"],
     "shape_chain": ["Reshape"],
     "constant_nodes": ["Add", "Mul", "Reshape"],
+    "qdq_conv_affine_neg": ["QuantizeLinear", "QLinearConv"],
+    "qdq_conv_affine_pos": ["QuantizeLinear", "QLinearConv"],
+    "qlookup_hardswish_u8": ["QuantizeLinear", "QLinearLookup"],
+    "qlookup_paddle_hardswish_i8": ["QuantizeLinear", "QLinearLookup"],
+    "qlookup_requantize_sigmoid": ["QuantizeLinear", "QLinearLookup", "QLinearLookup"],
+    "qmul_se_gate_u8": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
+    "qmul_se_gate_i8_batch2": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
+    "qmul_scalar_u8": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
+    "qadd_same_i8": ["QuantizeLinear", "QuantizeLinear", "QLinearAdd"],
     "nhwc_residual_se": ["Conv", "GlobalAveragePool", "Conv", "Mul", "Conv", "Resize", "Concat", "MaxPool"],
 }
 
@@ -31,9 +40,11 @@ def main():
     failed = 0
     for case, want in EXPECTED.items():
         d = os.path.join(a.fixtures, case)
-        r = subprocess.run([a.qcal, "infer", os.path.join(d, "model.onnx"), "--raw-input",
-                            os.path.join(d, "input_0.npy"), "--verbose", "--kernels", "ref"],
-                           capture_output=True, text=True)
+        inputs = sorted(f for f in os.listdir(d) if f.startswith("input_") and f.endswith(".npy"))
+        cmd = [a.qcal, "infer", os.path.join(d, "model.onnx"), "--verbose", "--kernels", "ref"]
+        for f in inputs:
+            cmd += ["--raw-input", os.path.join(d, f)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
         ops = [l.split()[1] for l in r.stdout.splitlines() if l[:4].strip().isdigit() and l.split()[1] != "reorder"]
         ok = r.returncode == 0 and ops == want
         print(f"{case}: {'ok' if ok else 'FAIL'} plan {ops}, expected {want}")

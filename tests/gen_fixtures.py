@@ -195,6 +195,11 @@ case("cast_roundtrip", [helper.make_node("Cast", ["X"], ["i"], to=I64), helper.m
 # ---- QuantizeLinear / DequantizeLinear (what QDQ models are made of) ----
 U8, I8, I32 = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
 
+# Cases whose integer outputs may be one step from ONNX Runtime's: its QuantizeLinear
+# multiplies by 1/scale where the ONNX spec (and qcal) divides, so a value a hair above a
+# rounding tie (4.9 / 0.04 = 122.500008) can round the other way (ORT: 4.9 * 25 = 122.5 -> 122).
+INT_STEPS = {"qlookup_hardswish_u8": 1}
+
 
 def qdq(name, x, scale, zp, zp_type, axis=None, opset=13, data=None):
     attrs = {} if axis is None else {"axis": axis}
@@ -231,6 +236,27 @@ case("qdq_conv", [
      "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
      "bz": np.zeros(6, np.int32)})
 
+# Paddle's learnable affine block after a QDQ conv: Conv -> Mul(a) -> Add(b) -> Q, folded by
+# qcal into the weight scales (negated int8 weights for a < 0) and the int32 bias; the float
+# order differs from the graph's, so the codes may be a step apart (INT_STEPS)
+for tag, alpha in (("neg", -0.7), ("pos", 1.3)):
+    case(f"qdq_conv_affine_{tag}", [
+        helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["a", "c"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["t"]),
+        helper.make_node("Relu", ["t"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["Y"])],
+        [("X", [1, 3, 9, 9])], [("Y", U8)],
+        {"xs": np.array(0.03, np.float32), "xz": np.array(0, np.int8), "wq": wq, "ws": ws,
+         "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
+         "bz": np.zeros(6, np.int32), "a": np.array(alpha, np.float32), "b": np.array(0.3, np.float32),
+         "ys": np.array(0.02, np.float32), "yz": np.array(5, np.uint8)})
+    INT_STEPS[f"qdq_conv_affine_{tag}"] = 1
+
 # QLinearConv (the INT8 convolution qcal runs): uint8 and int8 activations, per-channel
 # weight scales, int32 bias, groups / strides / padding; output dequantized for the compare
 def qlinear_conv(name, x, oc, k, group=1, x_u8=True, y_u8=True, **attrs):
@@ -257,6 +283,67 @@ qlinear_conv("qlinear_conv_u8", [1, 3, 9, 9], 8, 3, pads=[1, 1, 1, 1])
 qlinear_conv("qlinear_conv_s8_dw_stride2", [1, 8, 10, 10], 8, 3, group=8, x_u8=False, y_u8=False, strides=[2, 2],
              pads=[1, 1, 1, 1])
 qlinear_conv("qlinear_conv_1x1_batch2", [2, 16, 7, 7], 24, 1)
+
+
+
+# Elementwise QDQ regions qcal runs as one 256-entry table (QLinearLookup) and quantized
+# Mul/Add with a broadcast operand (QLinearMul): outputs are the int8 codes, compared exactly.
+def sc(v):
+    return np.array(v, np.float32)
+
+
+case("qlookup_hardswish_u8", [  # x * HardSigmoid(x), both operands quantized (MobileNetV3 export)
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("HardSigmoid", ["xd"], ["h"], alpha=1.0 / 6, beta=0.5),
+    helper.make_node("QuantizeLinear", ["h", "hs", "hz"], ["hq"]),
+    helper.make_node("DequantizeLinear", ["hq", "hs", "hz"], ["hd"]),
+    helper.make_node("Mul", ["xd", "hd"], ["m"]),
+    helper.make_node("QuantizeLinear", ["m", "ys", "yz"], ["Y"])],
+    [("X", [1, 4, 9, 9])], [("Y", U8)],
+    {"xs": sc(0.05), "xz": np.array(100, np.uint8), "hs": sc(1 / 255), "hz": np.array(0, np.uint8),
+     "ys": sc(0.04), "yz": np.array(30, np.uint8)}, data=[randn(1, 4, 9, 9, scale=3.0)])
+case("qlookup_paddle_hardswish_i8", [  # x * Clip(x + 3, 0, 6) / 6 (PaddlePaddle export), int8
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("Add", ["xd", "three"], ["a"]),
+    helper.make_node("Clip", ["a", "zero", "six"], ["c"]),
+    helper.make_node("Mul", ["xd", "c"], ["m"]),
+    helper.make_node("Div", ["m", "six"], ["d"]),
+    helper.make_node("QuantizeLinear", ["d", "ys", "yz"], ["Y"])],
+    [("X", [1, 3, 7, 11])], [("Y", I8)],
+    {"xs": sc(0.06), "xz": np.array(-5, np.int8), "three": sc(3), "zero": sc(0), "six": sc(6), "ys": sc(0.05),
+     "yz": np.array(-20, np.int8)}, data=[randn(1, 3, 7, 11, scale=4.0)])
+case("qlookup_requantize_sigmoid", [  # a plain requantization and a Sigmoid, uint8 -> int8
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("QuantizeLinear", ["xd", "rs", "rz"], ["R"]),
+    helper.make_node("Sigmoid", ["xd"], ["g"]),
+    helper.make_node("QuantizeLinear", ["g", "ys", "yz"], ["Y"])],
+    [("X", [2, 50])], [("R", I8), ("Y", I8)],
+    {"xs": sc(0.1), "xz": np.array(128, np.uint8), "rs": sc(0.07), "rz": np.array(3, np.int8), "ys": sc(1 / 256),
+     "yz": np.array(-128, np.int8)}, data=[randn(2, 50, scale=6.0)])
+
+
+def qmul_case(name, x, g, op="Mul", u8=True):
+    zt = np.uint8 if u8 else np.int8
+    case(name, [
+        helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("QuantizeLinear", ["G", "gs", "gz"], ["gq"]),
+        helper.make_node("DequantizeLinear", ["gq", "gs", "gz"], ["gd"]),
+        helper.make_node(op, ["gd", "xd"], ["m"]),  # the broadcast operand first: qcal swaps
+        helper.make_node("QuantizeLinear", ["m", "ys", "yz"], ["Y"])],
+        [("X", x), ("G", g)], [("Y", U8 if u8 else I8)],
+        {"xs": sc(0.05), "xz": np.array(120 if u8 else 2, zt), "gs": sc(1 / 250), "gz": np.array(0, zt),
+         "ys": sc(0.03), "yz": np.array(110 if u8 else -3, zt)},
+        data=[randn(*x, scale=3.0), (rng.random(g) * (1.0 if u8 else 2.0) - (0.0 if u8 else 1.0)).astype(np.float32)])
+
+
+qmul_case("qmul_se_gate_u8", [1, 24, 6, 5], [1, 24, 1, 1])
+qmul_case("qmul_se_gate_i8_batch2", [2, 17, 4, 4], [17, 1, 1], u8=False)
+qmul_case("qmul_scalar_u8", [1, 5, 3, 3], [1])
+qmul_case("qadd_same_i8", [1, 3, 33], [1, 3, 33], op="Add", u8=False)
 
 # ---- resize / upsample ----
 def resize(name, x, opset=13, sizes=None, scales=None, **attrs):
@@ -373,6 +460,9 @@ def main():
             p = os.path.join(d, f"input_{i}.npy")
             np.save(p, x)
             inputs.append(p)
+        if name in INT_STEPS:
+            with open(os.path.join(d, "int_steps.txt"), "w") as f:
+                f.write(f"{INT_STEPS[name]}\n")
         manifest.append({"model": os.path.join(d, "model.onnx"), "inputs": inputs,
                          "outDir": os.path.join(d, "ort")})
     with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -116,7 +116,7 @@ double qcal_percentile_sorted(const double *sorted, int64_t n, double p);
 
 /* CPU features, detected once at run time (kernels never assume them at build time). */
 struct qcal_cpu_features {
-    bool avx2, fma, avx512f, avx512bw, avx512vl, avx512_vnni, avx512_bf16, avx_vnni;
+    bool avx2, fma, avx512f, avx512bw, avx512vl, avx512_vbmi, avx512_vnni, avx512_bf16, avx_vnni;
 };
 const struct qcal_cpu_features *qcal_cpu(void);
 

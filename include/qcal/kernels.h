@@ -54,6 +54,26 @@ static inline int32_t qcal_bias_int32(double b, float scale)
     return (int32_t)(r > INT32_MAX ? INT32_MAX : r < -INT32_MAX ? -INT32_MAX : r);
 }
 
+/* Round half to even of |v| < 2^22 without SSE4.1's roundps: adding and subtracting
+ * 1.5 * 2^23 leaves the nearest integer in the default rounding mode (no -ffast-math). */
+static inline float qcal_round_even(float v)
+{
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
+/* QuantizeLinear of one value: saturate(round_half_even(x / scale) + z) into [lo, hi] as a
+ * float, NaN to the zero point: the arithmetic every vector path repeats lane by lane. */
+static inline float qcal_quantize_one(float x, float scale, float z, float lo, float hi)
+{
+    const float lim = 4194304.0f; /* 2^22 steps: saturated either way */
+    float v = x / scale;
+    v = v == v ? v : 0.0f;
+    v = v < -lim ? -lim : v > lim ? lim : v;
+    v = qcal_round_even(v) + z;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 /* Reference INT8 convolution, plain NCHW, exact int32 accumulation, requantized as the QDQ
  * graph would (src/kernels/int8.c); d->post holds activations applied before the output
  * quantization (SUM post-ops are not supported here). */

@@ -84,6 +84,9 @@ enum qcal_status qcal_ops_eval_constant(struct qcal_graph *g, struct qcal_node *
 
 /* The activation a unary node computes (Relu, Clip, HardSigmoid, ...); false for others. */
 bool qcal_ops_node_act(const struct qcal_node *n, struct qcal_act *act_out);
+/* Whether QLinearAdd/QLinearMul take b against a: a's shape, one value, or one per channel
+ * of axis 1. */
+bool qcal_ops_qlinear_broadcasts(const struct qcal_tensor *a, const struct qcal_tensor *b);
 
 
 #endif

@@ -45,9 +45,12 @@ void qcal_pass_eliminate_dead(struct qcal_graph *g);
 /* DequantizeLinear -> Conv -> [Relu | Clip] -> QuantizeLinear into QLinearConv (int8 in and
  * out, int32 bias); run on a loaded graph before constant folding. */
 enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g);
-/* DequantizeLinear(a) + DequantizeLinear(b) -> [Relu] -> QuantizeLinear (same shapes) into
- * QLinearAdd; run after shape inference. */
+/* DequantizeLinear(a) {+,*} DequantizeLinear(b) -> [Relu] -> QuantizeLinear into QLinearAdd /
+ * QLinearMul (b: a's shape, one value or one per channel); run after shape inference. */
 enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g);
+/* QuantizeLinear of elementwise float ops of one DequantizeLinear'd int8 tensor into
+ * QLinearLookup (a 256-entry table); run after shape inference, before the above. */
+enum qcal_status qcal_pass_fuse_qdq_lookup(struct qcal_graph *g);
 
 struct qcal_plan_options {
     int kernels; /* enum qcal_kernels */

@@ -33,6 +33,7 @@ static void cpu_detect(void)
     cpu_features.avx512f = zmm && (b & (1u << 16));
     cpu_features.avx512bw = zmm && (b & (1u << 30));
     cpu_features.avx512vl = zmm && (b & (1u << 31));
+    cpu_features.avx512_vbmi = zmm && (c & (1u << 1));
     cpu_features.avx512_vnni = zmm && (c & (1u << 11));
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
         cpu_features.avx_vnni = ymm && (a & (1u << 4));

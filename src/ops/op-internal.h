@@ -52,6 +52,8 @@ static inline int32_t op_int_at(const struct qcal_tensor *t, int64_t i)
     }
 }
 
+static inline bool op_int8_like(int32_t dtype) { return dtype == QCAL_I8 || dtype == QCAL_U8; }
+
 static inline int op_in_layout(const struct qcal_op_args *a, int i)
 {
     return a->in_layout ? a->in_layout[i] : QCAL_LAYOUT_PLAIN;

@@ -36,8 +36,6 @@ static enum qcal_status qdq_parse(struct qcal_graph *g, struct qcal_node *n)
     return QCAL_OK;
 }
 
-static bool int8_like(int32_t dt) { return dt == QCAL_I8 || dt == QCAL_U8; }
-
 static enum qcal_status qdq_infer(struct qcal_graph *g, struct qcal_node *n)
 {
     struct qdq_params *p = n->params;
@@ -46,7 +44,7 @@ static enum qcal_status qdq_infer(struct qcal_graph *g, struct qcal_node *n)
     const bool quantize = n->op == QCAL_OP_QUANTIZE_LINEAR;
     const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
     const struct qcal_value *s = qcal_in(g, n, 1), *z = qcal_in(g, n, 2);
-    if (quantize ? x->dtype != QCAL_F32 : !(int8_like(x->dtype) || x->dtype == QCAL_I32))
+    if (quantize ? x->dtype != QCAL_F32 : !(op_int8_like(x->dtype) || x->dtype == QCAL_I32))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input type %s is not supported", qcal_dtype_name(x->dtype));
     if (!qcal_value_is_const(s) || (z && !qcal_value_is_const(z)))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "scale and zero point must be constants");
@@ -68,9 +66,9 @@ static enum qcal_status qdq_infer(struct qcal_graph *g, struct qcal_node *n)
         if (qcal_tensor_numel(&z->t) != p->count)
             return OP_ERR(g, n, QCAL_INVALID_MODEL, "%lld zero points for %lld scales",
                           (long long)qcal_tensor_numel(&z->t), (long long)p->count);
-        if (z->t.dtype != (quantize ? z->t.dtype : x->dtype) || !(int8_like(z->t.dtype) || z->t.dtype == QCAL_I32))
+        if (z->t.dtype != (quantize ? z->t.dtype : x->dtype) || !(op_int8_like(z->t.dtype) || z->t.dtype == QCAL_I32))
             return OP_ERR(g, n, QCAL_INVALID_MODEL, "zero point type %s does not match", qcal_dtype_name(z->t.dtype));
-        if (quantize && !int8_like(z->t.dtype))
+        if (quantize && !op_int8_like(z->t.dtype))
             return OP_ERR(g, n, QCAL_UNSUPPORTED, "quantizing to %s is not supported", qcal_dtype_name(z->t.dtype));
     }
     for (int64_t c = 0; c < p->count; c++) {
@@ -124,24 +122,6 @@ static enum qcal_status qdq_prepare(struct qcal_op_prep *pp)
     return QCAL_OK;
 }
 
-/* Round half to even of |v| < 2^22 without SSE4.1's roundps: adding and subtracting
- * 1.5 * 2^23 leaves the nearest integer in the default rounding mode (no -ffast-math). */
-static inline float round_even(float v)
-{
-    const float magic = 12582912.0f;
-    return (v + magic) - magic;
-}
-
-static inline float quantize_one(float x, float scale, float z, float lo, float hi)
-{
-    const float lim = 4194304.0f; /* 2^22 steps: saturated either way */
-    float v = x / scale;
-    v = v == v ? v : 0.0f; /* NaN: the zero point */
-    v = v < -lim ? -lim : v > lim ? lim : v;
-    v = round_even(v) + z;
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
 /* Eight at a time with AVX2 (same arithmetic lane by lane as quantize_one); returns the
  * number of elements done. */
 __attribute__((target("avx2"))) static int64_t quantize_avx2(const float *x, int64_t n, float scale, float z,
@@ -189,7 +169,7 @@ static void quantize_tensor(const float *x, int64_t n, float scale, int32_t zp, 
         memcpy(y + i, &four, 4);
     }
     for (; i < n; i++) {
-        const int32_t q = (int32_t)quantize_one(x[i], scale, z, lo, hi);
+        const int32_t q = (int32_t)qcal_quantize_one(x[i], scale, z, lo, hi);
         y[i] = (uint8_t)(u8 ? q : (int8_t)q);
     }
 }
@@ -221,11 +201,21 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
         stride = st[s->axis];
         channels = x->dims[s->axis];
     }
-    if (s->axis < 0) {
-        if (s->op == QCAL_OP_QUANTIZE_LINEAR)
-            quantize_tensor(x->data, count, s->scale[0], s->zero_point[0], y->dtype, y->data);
-        else
-            dequantize_tensor(x->data, x->dtype, count, s->scale[0], s->zero_point[0], y->data);
+    if (s->axis < 0) { /* elementwise in blocks over the threads: the same bytes for any count */
+        enum { BLOCK = 16384 };
+        const int64_t blocks = (count + BLOCK - 1) / BLOCK;
+        const size_t in_size = qcal_dtype_size(x->dtype), out_size = qcal_dtype_size(y->dtype);
+        const int threads = op_threads();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+        for (int64_t blk = 0; blk < blocks; blk++) {
+            const int64_t i0 = blk * BLOCK, m = count - i0 < BLOCK ? count - i0 : BLOCK;
+            const void *in = (const char *)x->data + (size_t)i0 * in_size;
+            void *out = (char *)y->data + (size_t)i0 * out_size;
+            if (s->op == QCAL_OP_QUANTIZE_LINEAR)
+                quantize_tensor(in, m, s->scale[0], s->zero_point[0], y->dtype, out);
+            else
+                dequantize_tensor(in, x->dtype, m, s->scale[0], s->zero_point[0], out);
+        }
         return QCAL_OK;
     }
     for (int64_t i = 0; i < count; i++) {
@@ -234,7 +224,7 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
         const int32_t zp = s->zero_point[c];
         if (s->op == QCAL_OP_QUANTIZE_LINEAR) {
             const bool u8 = y->dtype == QCAL_U8;
-            const float v = quantize_one(((const float *)x->data)[i], scale, (float)zp, u8 ? 0.0f : -128.0f,
+            const float v = qcal_quantize_one(((const float *)x->data)[i], scale, (float)zp, u8 ? 0.0f : -128.0f,
                                          u8 ? 255.0f : 127.0f);
             if (u8) ((uint8_t *)y->data)[i] = (uint8_t)(int32_t)v;
             else ((int8_t *)y->data)[i] = (int8_t)(int32_t)v;
@@ -254,91 +244,4 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
 const struct qcal_op_def qcal_op_qdq_def = {
     .name = "QuantizeLinear/DequantizeLinear", .parse = qdq_parse, .infer = qdq_infer, .layout = qdq_layout,
     .prepare = qdq_prepare, .run = qdq_run, .destroy = qdq_destroy,
-};
-
-/* ---- QLinearAdd (internal; what the QDQ pass turns DequantizeLinear(a) + DequantizeLinear(b)
- * -> [Relu] -> QuantizeLinear into): inputs a, a_scale, a_zp, b, b_scale, b_zp, y_scale,
- * y_zp, same shapes; the float arithmetic of the QDQ graph in one pass over the bytes. ---- */
-
-struct qadd_state {
-    float sa, sb, sy;
-    int32_t za, zb, zy;
-    bool a_u8, b_u8, y_u8, relu;
-};
-
-static enum qcal_status qadd_parse(struct qcal_graph *g, struct qcal_node *n)
-{
-    return op_check_arity(g, n, 8, 8, 1, 1);
-}
-
-static enum qcal_status qadd_infer(struct qcal_graph *g, struct qcal_node *n)
-{
-    enum qcal_status st = op_require_inputs(g, n, 8);
-    if (st != QCAL_OK) return st;
-    const struct qcal_tensor *a = &qcal_in(g, n, 0)->t, *b = &qcal_in(g, n, 3)->t;
-    if (!int8_like(a->dtype) || !int8_like(b->dtype))
-        return OP_ERR(g, n, QCAL_UNSUPPORTED, "inputs must be uint8 or int8");
-    if (qcal_tensor_numel(a) != qcal_tensor_numel(b) || a->ndim != b->ndim)
-        return OP_ERR(g, n, QCAL_UNSUPPORTED, "inputs must have the same shape");
-    for (int i = 1; i < 8; i++) {
-        if (i == 3) continue;
-        const struct qcal_value *v = qcal_in(g, n, i);
-        if (!qcal_value_is_const(v) || qcal_tensor_numel(&v->t) != 1)
-            return OP_ERR(g, n, QCAL_UNSUPPORTED, "scales and zero points must be constant scalars");
-    }
-    op_set_output(g, n, 0, qcal_in(g, n, 7)->t.dtype, a->ndim, a->dims);
-    return QCAL_OK;
-}
-
-static int qadd_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
-{
-    (void)g, (void)n, (void)kernels;
-    return -1; /* elementwise: any layout, the inputs' */
-}
-
-static enum qcal_status qadd_prepare(struct qcal_op_prep *pp)
-{
-    struct qcal_graph *g = pp->g;
-    struct qcal_node *n = pp->node;
-    struct qadd_state *s = calloc(1, sizeof *s);
-    if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
-    s->sa = ((const float *)qcal_in(g, n, 1)->t.data)[0];
-    s->sb = ((const float *)qcal_in(g, n, 4)->t.data)[0];
-    s->sy = ((const float *)qcal_in(g, n, 6)->t.data)[0];
-    s->za = op_int_at(&qcal_in(g, n, 2)->t, 0);
-    s->zb = op_int_at(&qcal_in(g, n, 5)->t, 0);
-    s->zy = op_int_at(&qcal_in(g, n, 7)->t, 0);
-    s->a_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
-    s->b_u8 = qcal_in(g, n, 3)->t.dtype == QCAL_U8;
-    s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;
-    s->relu = n->post.n == 1 && n->post.op[0].kind == QCAL_ACT_RELU;
-    pp->state = s;
-    pp->impl = "int8";
-    return QCAL_OK;
-}
-
-static enum qcal_status qadd_run(const void *state, const struct qcal_op_args *a)
-{
-    const struct qadd_state *s = state;
-    const int64_t count = qcal_tensor_numel(a->in[0]);
-    enum { BLOCK = 1024 };
-    const int64_t blocks = (count + BLOCK - 1) / BLOCK;
-    const int threads = op_threads();
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 8)
-    for (int64_t blk = 0; blk < blocks; blk++) { /* elementwise: the same bytes for any thread count */
-        const int64_t i0 = blk * BLOCK, m = count - i0 < BLOCK ? count - i0 : BLOCK;
-        float fa[BLOCK], fb[BLOCK], tmp[BLOCK];
-        dequantize_tensor((const int8_t *)a->in[0]->data + i0, s->a_u8 ? QCAL_U8 : QCAL_I8, m, s->sa, s->za, fa);
-        dequantize_tensor((const int8_t *)a->in[3]->data + i0, s->b_u8 ? QCAL_U8 : QCAL_I8, m, s->sb, s->zb, fb);
-        for (int64_t k = 0; k < m; k++) tmp[k] = s->relu && fa[k] + fb[k] < 0 ? 0.0f : fa[k] + fb[k];
-        quantize_tensor(tmp, m, s->sy, s->zy, s->y_u8 ? QCAL_U8 : QCAL_I8, (int8_t *)a->out[0]->data + i0);
-    }
-    return QCAL_OK;
-}
-
-static void qadd_destroy(void *state) { free(state); }
-
-const struct qcal_op_def qcal_op_qlinear_add_def = {
-    .name = "QLinearAdd", .parse = qadd_parse, .infer = qadd_infer, .layout = qadd_layout,
-    .prepare = qadd_prepare, .run = qadd_run, .destroy = qadd_destroy,
 };

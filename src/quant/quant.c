@@ -309,13 +309,14 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     const int n_values0 = g->n_values;
     int *dq = malloc(sizeof(int) * ((size_t)n_values0 + 1));
     int *stat = malloc(sizeof(int) * ((size_t)n_values0 + 1));
-    float *sw = NULL;
+    float *sw = NULL, *sx_of = NULL;
     if (!dq || !stat) {
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
         goto cleanup;
     }
     for (int v = 0; v < n_values0; v++) dq[v] = -1, stat[v] = -1;
     for (int i = 0; i < c->n; i++) stat[c->stats[i].value] = i;
+    const int n_nodes0 = g->n_nodes;
     for (int i = 0; i < sel->n_values; i++) {
         int v = sel->values[i];
         if (stat[v] < 0) {
@@ -324,15 +325,29 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
         }
         if ((st = qdq_activation(g, v, &c->stats[stat[v]].q, &dq[v])) != QCAL_OK) goto cleanup;
     }
+    /* Every consumer of a quantized tensor reads its dequantized value, as an INT8 engine
+     * runs it: the HardSigmoid and the Mul of x * HardSigmoid(x) after a convolution both
+     * see the int8 x, so the convolution's output is int8 and the activation a function of
+     * one byte. Graph outputs stay FP32. The input scales of the weighted nodes first. */
+    sx_of = malloc(sizeof(float) * ((size_t)sel->n_nodes + 1));
+    if (!sx_of) {
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        goto cleanup;
+    }
+    for (int j = 0; j < sel->n_nodes; j++) {
+        const int x = g->nodes[sel->nodes[j]].inputs[0];
+        sx_of[j] = stat[x] >= 0 ? c->stats[stat[x]].q.scale : 0;
+    }
+    for (int i = 0; i < n_nodes0; i++) {
+        struct qcal_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] >= 0 && n->inputs[k] < n_values0 && dq[n->inputs[k]] >= 0) n->inputs[k] = dq[n->inputs[k]];
+    }
     for (int j = 0; j < sel->n_nodes; j++) {
         const int ni = sel->nodes[j];
         struct qcal_node *n = &g->nodes[ni];
-        unsigned mask = quantized_inputs(g, n);
-        const int x = n->inputs[0];
-        const float sx = stat[x] >= 0 ? c->stats[stat[x]].q.scale : 0;
-        for (int k = 0; k < 2; k++)
-            if (mask & (1u << k)) g->nodes[ni].inputs[k] = dq[g->nodes[ni].inputs[k]];
-        n = &g->nodes[ni];
+        const unsigned mask = quantized_inputs(g, n);
+        const float sx = sx_of[j];
         if (mask & 2u) continue; /* two activations: no weights */
         int axis;
         if (!weight_axis(n, &axis)) continue;
@@ -347,6 +362,7 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     st = qcal_graph_toposort(g);
     if (st == QCAL_OK) qcal_graph_compact(g);
 cleanup:
+    free(sx_of);
     free(sw);
     free(dq);
     free(stat);

@@ -482,16 +482,18 @@ static bool qdq_activation(const struct qcal_graph *g, const struct qcal_node *a
 /* The bias as int32 at x_scale * w_scale[c]: taken as is from a DequantizeLinear that uses
  * that scale, otherwise rounded from its float value. -1 without a bias. */
 static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node *conv, float sx, const float *sw,
-                                   int64_t n_sw, int64_t oc, int *out)
+                                   int64_t n_sw, int64_t oc, struct qcal_act affine, int *out)
 {
     *out = -1;
-    if (conv->n_inputs < 3 || conv->inputs[2] < 0) return QCAL_OK;
-    const int bv = conv->inputs[2];
-    const struct qcal_node *dq = producer_node(g, bv);
-    double *b = malloc(sizeof(double) * (size_t)oc);
+    const bool has = conv->n_inputs > 2 && conv->inputs[2] >= 0;
+    if (!has && affine.beta == 0.0f) return QCAL_OK;
+    const int bv = has ? conv->inputs[2] : conv->outputs[0];
+    const struct qcal_node *dq = has ? producer_node(g, bv) : NULL;
+    double *b = calloc((size_t)oc, sizeof(double));
     if (!b) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     enum qcal_status st = QCAL_OK;
-    if (is_node(dq, "DequantizeLinear") && const_input(g, dq, 0) && const_input(g, dq, 1) &&
+    if (!has) {
+    } else if (is_node(dq, "DequantizeLinear") && const_input(g, dq, 0) && const_input(g, dq, 1) &&
         const_input(g, dq, 0)->t.dtype == QCAL_I32 && qcal_tensor_numel(&const_input(g, dq, 0)->t) == oc) {
         const struct qcal_value *q = const_input(g, dq, 0), *s = const_input(g, dq, 1);
         const int64_t ns = qcal_tensor_numel(&s->t);
@@ -506,11 +508,10 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
     }
     int32_t *q = qcal_malloc(sizeof(int32_t) * (size_t)oc);
     char name[512];
-    snprintf(name, sizeof name, "%s_int32", g->values[bv].name);
+    snprintf(name, sizeof name, "%s_%s", g->values[bv].name, has ? "int32" : "bias_int32");
     if (!q) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    for (int64_t c = 0; st == QCAL_OK && c < oc; c++) {
-        q[c] = qcal_bias_int32(b[c], sx * sw[n_sw == 1 ? 0 : c]);
-    }
+    for (int64_t c = 0; st == QCAL_OK && c < oc; c++) /* sw already holds |alpha| * w_scale */
+        q[c] = qcal_bias_int32((double)affine.alpha * b[c] + (double)affine.beta, sx * sw[n_sw == 1 ? 0 : c]);
     if (st == QCAL_OK) st = qcal_graph_add_temp_value(g, name, out);
     if (st == QCAL_OK) {
         qcal_graph_set_constant(g, *out, qcal_tensor_make(QCAL_I32, 1, &oc), q);
@@ -549,6 +550,39 @@ static enum qcal_status retype_node(struct qcal_graph *g, int ni, const char *op
     return QCAL_OK;
 }
 
+/* Weights for a convolution followed by y * alpha: scales |alpha| * w_scale, the int8 values
+ * negated when alpha < 0 (-128 has no negation: unsupported, no fusion). */
+static enum qcal_status affine_weights(struct qcal_graph *g, int wq, int ws, float alpha, int *wq_out, int *ws_out)
+{
+    const int64_t n_s = qcal_tensor_numel(&g->values[ws].t), n_w = qcal_tensor_numel(&g->values[wq].t);
+    if (alpha < 0)
+        for (int64_t i = 0; i < n_w; i++)
+            if (((const int8_t *)g->values[wq].t.data)[i] == -128) return QCAL_UNSUPPORTED;
+    char name[512];
+    float *scale = qcal_malloc(sizeof(float) * (size_t)n_s);
+    if (!scale) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int64_t c = 0; c < n_s; c++) scale[c] = fabsf(alpha) * ((const float *)g->values[ws].t.data)[c];
+    snprintf(name, sizeof name, "%s_affine", g->values[ws].name);
+    enum qcal_status st = qcal_graph_add_temp_value(g, name, ws_out);
+    if (st != QCAL_OK) {
+        qcal_free(scale);
+        return st;
+    }
+    qcal_graph_set_constant(g, *ws_out, qcal_tensor_make(QCAL_F32, g->values[ws].t.ndim, g->values[ws].t.dims), scale);
+    *wq_out = wq;
+    if (alpha > 0) return QCAL_OK;
+    int8_t *w = qcal_malloc((size_t)n_w);
+    if (!w) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < n_w; i++) w[i] = (int8_t)-((const int8_t *)g->values[wq].t.data)[i];
+    snprintf(name, sizeof name, "%s_negated", g->values[wq].name);
+    if ((st = qcal_graph_add_temp_value(g, name, wq_out)) != QCAL_OK) {
+        qcal_free(w);
+        return st;
+    }
+    qcal_graph_set_constant(g, *wq_out, qcal_tensor_make(QCAL_I8, g->values[wq].t.ndim, g->values[wq].t.dims), w);
+    return QCAL_OK;
+}
+
 /* Tries to turn Conv node ci into a QLinearConv; *done when it did. */
 static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
 {
@@ -565,8 +599,21 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
         if (wz->t.dtype != QCAL_I8 || ((const int8_t *)wz->t.data)[i] != 0) return QCAL_OK;
     if (wdq->n_inputs > 2 && wdq->inputs[2] >= 0 && !wz) return QCAL_OK;
-    /* the output: sole consumer a QuantizeLinear, maybe through one activation */
+    /* the output: sole consumer a QuantizeLinear, maybe through scalar affine maps (Paddle's
+     * learnable affine blocks: Conv -> Mul(a) -> Add(b)), folded into the weight scales and
+     * the bias, and one activation */
     int y = conv->outputs[0], c = sole_consumer(g, y);
+    struct qcal_act affine = {.kind = QCAL_ACT_LINEAR, .alpha = 1.0f, .beta = 0.0f}, step;
+    int affine_nodes[3], n_affine = 0;
+    while (n_affine < 3 && c >= 0 && scalar_affine(g, &g->nodes[c], y, &step) && !g->nodes[c].dead &&
+           qcal_node_default_domain(&g->nodes[c]) &&
+           step.alpha != 0.0f && isfinite(step.alpha) && isfinite(step.beta)) {
+        affine.beta = step.alpha * affine.beta + step.beta;
+        affine.alpha *= step.alpha;
+        affine_nodes[n_affine++] = c;
+        y = g->nodes[c].outputs[0];
+        c = sole_consumer(g, y);
+    }
     struct qcal_act act = {.kind = QCAL_ACT_NONE};
     int act_node = -1;
     if (c >= 0 && qdq_activation(g, &g->nodes[c], &act) && g->nodes[c].inputs[0] == y) {
@@ -578,8 +625,11 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
         return QCAL_OK;
     const int qi = c;
     const float sx = ((const float *)g->values[xdq->inputs[1]].t.data)[0];
-    int bias = -1, xz, yz;
-    enum qcal_status st = int32_bias(g, conv, sx, ws->t.data, n_sw, oc, &bias);
+    int bias = -1, xz, yz, w_int8 = wdq->inputs[0], w_scale = wdq->inputs[1];
+    enum qcal_status st = QCAL_OK;
+    if (n_affine > 0 && (st = affine_weights(g, wdq->inputs[0], wdq->inputs[1], affine.alpha, &w_int8, &w_scale)) != QCAL_OK)
+        return st == QCAL_UNSUPPORTED ? QCAL_OK : st;
+    st = int32_bias(g, &g->nodes[ci], sx, g->values[w_scale].t.data, n_sw, oc, affine, &bias);
     if (st == QCAL_UNSUPPORTED) return QCAL_OK;
     if (st != QCAL_OK) return st;
     /* (value ids stay valid; node pointers are re-read after every addition) */
@@ -602,9 +652,9 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
         xdq = producer_node(g, conv->inputs[0]);
         wdq = producer_node(g, conv->inputs[1]);
     }
-    const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, wdq->inputs[0], wdq->inputs[1], wzv,
-                        g->nodes[qi].inputs[1], yz, bias};
+    const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, w_int8, w_scale, wzv, g->nodes[qi].inputs[1], yz, bias};
     if ((st = retype_node(g, ci, "QLinearConv", ins, bias >= 0 ? 9 : 8, qi, act_node, act)) != QCAL_OK) return st;
+    for (int k = 0; k < n_affine; k++) g->nodes[affine_nodes[k]].dead = true;
     *done = true;
     return QCAL_OK;
 }
@@ -627,49 +677,279 @@ enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
     return QCAL_OK;
 }
 
-/* DequantizeLinear(a) + DequantizeLinear(b) -> [Relu] -> QuantizeLinear with a and b of one
- * shape becomes QLinearAdd (residual adds between INT8 convolutions). Runs after shape
- * inference. */
+/* Gives node ni the internal op `op` (its op_type already renamed): parameters parsed and
+ * output inferred again. */
+static enum qcal_status become(struct qcal_graph *g, int ni, int op)
+{
+    struct qcal_node *n = &g->nodes[ni];
+    if (g->free_params && n->params) g->free_params(n);
+    n->params = NULL;
+    n->op = op;
+    const struct qcal_op_def *def = qcal_op_def(op);
+    enum qcal_status st = def->parse(g, n);
+    return st == QCAL_OK ? def->infer(g, n) : st;
+}
+
+/* A per-tensor DequantizeLinear with a zero point, of an int8/uint8 activation. */
+static bool dq_of_activation(const struct qcal_graph *g, const struct qcal_node *d)
+{
+    return is_node(d, "DequantizeLinear") && per_tensor_q(g, d) && d->n_inputs > 2 && d->inputs[2] >= 0 &&
+           !qcal_value_is_const(&g->values[d->inputs[0]]);
+}
+
+static bool q_with_zero_point(const struct qcal_graph *g, const struct qcal_node *q)
+{
+    return is_node(q, "QuantizeLinear") && per_tensor_q(g, q) && q->n_inputs > 2 && q->inputs[2] >= 0;
+}
+
+/* DequantizeLinear(a) {+,*} DequantizeLinear(b) -> [Relu] -> QuantizeLinear becomes
+ * QLinearAdd / QLinearMul: a and b of one shape (residual adds) or b one value or one per
+ * channel (SE gates: x * gate[1,C,1,1]). Runs after shape inference. */
 enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g)
 {
     qcal_graph_update_uses(g);
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
-        if (!is_node(n, "Add") || n->n_inputs != 2) continue;
+        const bool mul = is_node(n, "Mul");
+        if (!(mul || is_node(n, "Add")) || n->n_inputs != 2) continue;
         struct qcal_node *da = producer_node(g, n->inputs[0]), *db = producer_node(g, n->inputs[1]);
-        if (!is_node(da, "DequantizeLinear") || !is_node(db, "DequantizeLinear") || !per_tensor_q(g, da) ||
-            !per_tensor_q(g, db) || da->n_inputs < 3 || db->n_inputs < 3 || da->inputs[2] < 0 || db->inputs[2] < 0)
-            continue;
+        if (!dq_of_activation(g, da) || !dq_of_activation(g, db)) continue;
         const struct qcal_tensor *ta = &g->values[da->inputs[0]].t, *tb = &g->values[db->inputs[0]].t;
-        if (qcal_value_is_const(&g->values[da->inputs[0]]) || qcal_value_is_const(&g->values[db->inputs[0]]) ||
-            ta->ndim != tb->ndim || memcmp(ta->dims, tb->dims, sizeof(int64_t) * (size_t)ta->ndim) != 0)
-            continue;
+        if (!qcal_ops_qlinear_broadcasts(ta, tb)) { /* the full-shaped input first */
+            if (!qcal_ops_qlinear_broadcasts(tb, ta)) continue;
+            struct qcal_node *t = da;
+            da = db, db = t;
+        }
         int y = n->outputs[0], c = sole_consumer(g, y), relu = -1;
         if (c >= 0 && is_node(&g->nodes[c], "Relu")) {
             relu = c;
             y = g->nodes[c].outputs[0];
             c = sole_consumer(g, y);
         }
-        if (c < 0 || !is_node(&g->nodes[c], "QuantizeLinear") || !per_tensor_q(g, &g->nodes[c]) ||
-            g->nodes[c].n_inputs < 3 || g->nodes[c].inputs[2] < 0)
-            continue;
+        if (c < 0 || !q_with_zero_point(g, &g->nodes[c])) continue;
         const struct qcal_node *q = &g->nodes[c];
         const int ins[8] = {da->inputs[0], da->inputs[1], da->inputs[2], db->inputs[0], db->inputs[1], db->inputs[2],
                             q->inputs[1], q->inputs[2]};
         const struct qcal_act relu_act = {.kind = relu >= 0 ? QCAL_ACT_RELU : QCAL_ACT_NONE};
-        enum qcal_status rst = retype_node(g, i, "QLinearAdd", ins, 8, c, relu, relu_act);
-        if (rst != QCAL_OK) return rst;
-        n = &g->nodes[i];
-        if (g->free_params && n->params) g->free_params(n);
-        n->op = QCAL_OP_QLINEAR_ADD;
-        const struct qcal_op_def *def = qcal_op_def(n->op);
-        enum qcal_status st = def->parse(g, n);
-        if (st == QCAL_OK) st = def->infer(g, n);
+        enum qcal_status st = retype_node(g, i, mul ? "QLinearMul" : "QLinearAdd", ins, 8, c, relu, relu_act);
+        if (st == QCAL_OK) st = become(g, i, mul ? QCAL_OP_QLINEAR_MUL : QCAL_OP_QLINEAR_ADD);
         if (st != QCAL_OK) return st;
         any = true;
         qcal_graph_update_uses(g);
     }
     if (any) qcal_pass_eliminate_dead(g);
+    return QCAL_OK;
+}
+
+/* ---- elementwise regions -> QLinearLookup ----
+ * A QuantizeLinear whose input is computed elementwise from one int8 tensor x, through
+ * DequantizeLinear, unary activations, arithmetic with scalar constants and inner Q/DQ
+ * pairs (x * HardSigmoid(x) hardswish, Paddle's x * Clip(x + 3, 0, 6) / 6, requantization),
+ * is a function of x's byte: a table of 256 entries, computed here with the graph's own float
+ * arithmetic. */
+
+enum { REGION_MAX = 24 };
+
+struct region {
+    int node[REGION_MAX]; /* producers first */
+    int n;
+    int x; /* the int8 tensor every DequantizeLinear of the region reads */
+};
+
+static bool qcal_is_int8_dtype(int32_t dtype) { return dtype == QCAL_I8 || dtype == QCAL_U8; }
+
+static bool scalar_f32(const struct qcal_graph *g, int v)
+{
+    return qcal_value_is_const(&g->values[v]) && g->values[v].t.dtype == QCAL_F32 &&
+           qcal_tensor_numel(&g->values[v].t) == 1;
+}
+
+static bool in_region(const struct region *r, int ni)
+{
+    for (int k = 0; k < r->n; k++)
+        if (r->node[k] == ni) return true;
+    return false;
+}
+
+static bool lookup_node_ok(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    struct qcal_act act;
+    if (qcal_ops_node_act(n, &act)) return n->n_inputs >= 1 && !scalar_f32(g, n->inputs[0]);
+    if (n->op == QCAL_OP_QUANTIZE_LINEAR) return q_with_zero_point(g, n);
+    if (n->op != QCAL_OP_ADD && n->op != QCAL_OP_SUB && n->op != QCAL_OP_MUL && n->op != QCAL_OP_DIV) return false;
+    if (n->n_inputs != 2 || n->inputs[0] < 0 || n->inputs[1] < 0) return false;
+    for (int k = 0; k < 2; k++)
+        if (qcal_value_is_const(&g->values[n->inputs[k]]) && !scalar_f32(g, n->inputs[k])) return false;
+    return true;
+}
+
+static bool collect_region(const struct qcal_graph *g, int v, struct region *r);
+
+/* An int8 tensor the region computes itself: a QuantizeLinear read only by the
+ * DequantizeLinear at hand, of a value the region can compute (an inner Q/DQ pair). */
+static bool inner_code(const struct qcal_graph *g, int code, struct region *r)
+{
+    const int q = g->values[code].producer;
+    if (q < 0 || g->nodes[q].op != QCAL_OP_QUANTIZE_LINEAR || sole_consumer(g, code) < 0) return false;
+    if (in_region(r, q)) return true;
+    const struct region saved = *r;
+    if (collect_region(g, code, r)) return true;
+    *r = saved;
+    return false;
+}
+
+/* Adds the nodes computing v to r, producers first; false if v is not such a function. */
+static bool collect_region(const struct qcal_graph *g, int v, struct region *r)
+{
+    if (qcal_value_is_const(&g->values[v])) return scalar_f32(g, v);
+    const int p = g->values[v].producer;
+    if (p < 0 || g->nodes[p].dead || !qcal_node_default_domain(&g->nodes[p])) return false;
+    if (in_region(r, p)) return true;
+    const struct qcal_node *n = &g->nodes[p];
+    if (n->op == QCAL_OP_DEQUANTIZE_LINEAR) {
+        const int code = n->inputs[0];
+        if (!per_tensor_q(g, n) || qcal_value_is_const(&g->values[code]) || !qcal_is_int8_dtype(g->values[code].t.dtype))
+            return false;
+        if (code != r->x && !inner_code(g, code, r)) {
+            if (r->x >= 0) return false; /* a second int8 tensor: not a function of one byte */
+            r->x = code;
+        }
+    } else {
+        if (!lookup_node_ok(g, n)) return false;
+        const int inputs = n->op == QCAL_OP_QUANTIZE_LINEAR ? 1 : n->n_inputs;
+        for (int k = 0; k < inputs; k++)
+            if (n->inputs[k] >= 0 && !collect_region(g, n->inputs[k], r)) return false;
+    }
+    if (r->n == REGION_MAX) return false;
+    r->node[r->n++] = p;
+    return true;
+}
+
+static float q_scale(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    return ((const float *)g->values[n->inputs[1]].t.data)[0];
+}
+
+static int32_t q_zero(const struct qcal_graph *g, const struct qcal_node *n)
+{
+    if (n->n_inputs < 3 || n->inputs[2] < 0) return 0;
+    const struct qcal_tensor *z = &g->values[n->inputs[2]].t;
+    return z->dtype == QCAL_I8 ? ((const int8_t *)z->data)[0] : ((const uint8_t *)z->data)[0];
+}
+
+/* QuantizeLinear of 256 values, as float codes. */
+static void quantize_256(const struct qcal_graph *g, const struct qcal_node *q, const float *in, float *out)
+{
+    const bool u8 = g->values[q->outputs[0]].t.dtype == QCAL_U8;
+    const float s = q_scale(g, q), z = (float)q_zero(g, q);
+    for (int k = 0; k < 256; k++) out[k] = qcal_quantize_one(in[k], s, z, u8 ? 0.0f : -128.0f, u8 ? 255.0f : 127.0f);
+}
+
+/* The region's values for the 256 bytes of x, node by node; *out: the root's input. */
+static void eval_region(const struct qcal_graph *g, const struct region *r, int root_input, float (*val)[256],
+                        const float **out)
+{
+    float code[256];
+    const bool u8 = g->values[r->x].t.dtype == QCAL_U8;
+    for (int k = 0; k < 256; k++) code[k] = u8 ? (float)k : (float)(int8_t)k;
+    const float *arg[2];
+    float scalar[2][256];
+    for (int j = 0; j < r->n; j++) {
+        const struct qcal_node *n = &g->nodes[r->node[j]];
+        const int inputs = n->op == QCAL_OP_ADD || n->op == QCAL_OP_SUB || n->op == QCAL_OP_MUL || n->op == QCAL_OP_DIV ? 2 : 1;
+        for (int k = 0; k < inputs; k++) {
+            const int v = n->inputs[k];
+            if (v == r->x) {
+                arg[k] = code;
+            } else if (qcal_value_is_const(&g->values[v])) {
+                for (int e = 0; e < 256; e++) scalar[k][e] = ((const float *)g->values[v].t.data)[0];
+                arg[k] = scalar[k];
+            } else {
+                int at = 0;
+                while (r->node[at] != g->values[v].producer) at++;
+                arg[k] = val[at];
+            }
+        }
+        float *y = val[j];
+        struct qcal_act act;
+        if (n->op == QCAL_OP_DEQUANTIZE_LINEAR) {
+            const float s = q_scale(g, n);
+            const int32_t z = q_zero(g, n);
+            for (int e = 0; e < 256; e++) y[e] = (float)((int32_t)arg[0][e] - z) * s;
+        } else if (n->op == QCAL_OP_QUANTIZE_LINEAR) {
+            quantize_256(g, n, arg[0], y);
+        } else if (qcal_ops_node_act(n, &act)) {
+            for (int e = 0; e < 256; e++) y[e] = qcal_act_apply(&act, arg[0][e]);
+        } else {
+            for (int e = 0; e < 256; e++) {
+                const float a = arg[0][e], b = arg[1][e];
+                y[e] = n->op == QCAL_OP_ADD ? a + b : n->op == QCAL_OP_SUB ? a - b : n->op == QCAL_OP_MUL ? a * b : a / b;
+            }
+        }
+        if (n->outputs[0] == root_input) *out = y;
+    }
+}
+
+/* Turns QuantizeLinear node qi into QLinearLookup(x, table) if its input is a function of
+ * one int8 tensor's byte. */
+static enum qcal_status fuse_lookup(struct qcal_graph *g, int qi, bool *done)
+{
+    *done = false;
+    struct region r = {.n = 0, .x = -1};
+    const int in = g->nodes[qi].inputs[0];
+    if (!collect_region(g, in, &r) || r.x < 0) return QCAL_OK;
+    float (*val)[256] = malloc(sizeof(float[256]) * (size_t)r.n);
+    if (!val) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    const float *y = NULL;
+    float codes[256];
+    eval_region(g, &r, in, val, &y);
+    quantize_256(g, &g->nodes[qi], y, codes);
+    free(val);
+    const int32_t dtype = g->values[g->nodes[qi].outputs[0]].t.dtype;
+    uint8_t *table = qcal_malloc(256);
+    if (!table) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int k = 0; k < 256; k++) table[k] = (uint8_t)(int32_t)codes[k]; /* int8: two's complement byte */
+    char name[512];
+    snprintf(name, sizeof name, "%s_table", g->values[g->nodes[qi].outputs[0]].name);
+    int t;
+    enum qcal_status st = qcal_graph_add_temp_value(g, name, &t);
+    if (st != QCAL_OK) {
+        qcal_free(table);
+        return st;
+    }
+    const int64_t len = 256;
+    qcal_graph_set_constant(g, t, qcal_tensor_make(dtype, 1, &len), table);
+    const int ins[2] = {r.x, t};
+    struct qcal_node *q = &g->nodes[qi];
+    int *inputs = realloc(q->inputs, sizeof ins);
+    char *op = qcal_strdup("QLinearLookup");
+    if (inputs) q->inputs = inputs;
+    if (!inputs || !op) {
+        free(op);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    memcpy(q->inputs, ins, sizeof ins);
+    q->n_inputs = 2;
+    free(q->op_type);
+    q->op_type = op;
+    if ((st = become(g, qi, QCAL_OP_QLINEAR_LOOKUP)) != QCAL_OK) return st;
+    *done = true;
+    return QCAL_OK;
+}
+
+enum qcal_status qcal_pass_fuse_qdq_lookup(struct qcal_graph *g)
+{
+    qcal_graph_update_uses(g);
+    for (int i = g->n_nodes - 1; i >= 0; i--) { /* consumers first: the largest regions */
+        if (!q_with_zero_point(g, &g->nodes[i]) || qcal_value_is_const(&g->values[g->nodes[i].inputs[0]])) continue;
+        bool done;
+        enum qcal_status st = fuse_lookup(g, i, &done);
+        if (st != QCAL_OK) return st;
+        if (done) { /* the region's inner nodes die before the loop reaches them */
+            qcal_pass_eliminate_dead(g); /* compacts: the nodes not visited yet keep their order below i */
+            if (i > g->n_nodes) i = g->n_nodes;
+        }
+    }
     return QCAL_OK;
 }

@@ -1,0 +1,277 @@
+/* Integer elementwise ops the QDQ passes make (qcal-internal, not ONNX ops): each runs the
+ * float arithmetic of the QDQ subgraph it replaces in one pass over the bytes, so its output
+ * equals the unfused graph's.
+ *
+ *   QLinearAdd / QLinearMul (a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp) [Relu]:
+ *       y = Q(relu?(DQ(a) op DQ(b)))        b: a's shape, one value, or one per channel (axis 1)
+ *   QLinearLookup (x, table[256]):
+ *       y = table[byte of x]                 any chain of elementwise ops between one
+ *                                            DequantizeLinear and a QuantizeLinear
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+
+#include "op-internal.h"
+
+enum { BLOCK = 16384 }; /* elements per parallel block: elementwise, so any split gives the same bytes */
+
+static int64_t block_count(int64_t n) { return (n + BLOCK - 1) / BLOCK; }
+
+/* ---- QLinearAdd / QLinearMul ---- */
+
+enum bcast { BCAST_INVALID = -1, BCAST_NONE, BCAST_SCALAR, BCAST_CHANNEL };
+
+struct qbin_state {
+    float sa, sb, sy;
+    int32_t za, zb, zy;
+    bool a_u8, b_u8, y_u8, relu, mul;
+    enum bcast bcast;
+};
+
+static float deq_one(const uint8_t *p, bool u8, int32_t z, float s)
+{
+    const int32_t q = u8 ? *p : *(const int8_t *)p;
+    return (float)(q - z) * s;
+}
+
+static void qbin_scalar(const struct qbin_state *s, const uint8_t *a, const uint8_t *b, bool b_one, int64_t n,
+                        uint8_t *y)
+{
+    const float lo = s->y_u8 ? 0.0f : -128.0f, hi = s->y_u8 ? 255.0f : 127.0f;
+    for (int64_t i = 0; i < n; i++) {
+        const float fa = deq_one(a + i, s->a_u8, s->za, s->sa), fb = deq_one(b_one ? b : b + i, s->b_u8, s->zb, s->sb);
+        float t = s->mul ? fa * fb : fa + fb;
+        if (s->relu && t < 0) t = 0;
+        const int32_t q = (int32_t)qcal_quantize_one(t, s->sy, (float)s->zy, lo, hi);
+        y[i] = (uint8_t)(s->y_u8 ? q : (int8_t)q);
+    }
+}
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+AVX512 static inline __m512 deq16(const uint8_t *p, __mmask16 m, bool u8, __m512 z, __m512 s)
+{
+    const __m128i v = _mm_maskz_loadu_epi8(m, p);
+    const __m512i w = u8 ? _mm512_cvtepu8_epi32(v) : _mm512_cvtepi8_epi32(v);
+    return _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(w), z), s);
+}
+
+/* Sixteen at a time, lane by lane the arithmetic of qbin_scalar (division by the scale,
+ * round half to even, saturation); masked loads and stores for the tail. */
+AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, const uint8_t *b, bool b_one, int64_t n,
+                               uint8_t *y)
+{
+    const __m512 sa = _mm512_set1_ps(s->sa), za = _mm512_set1_ps((float)s->za);
+    const __m512 sb = _mm512_set1_ps(s->sb), zb = _mm512_set1_ps((float)s->zb);
+    const __m512 sy = _mm512_set1_ps(s->sy), zy = _mm512_set1_ps((float)s->zy), zero = _mm512_setzero_ps();
+    const __m512 lo = _mm512_set1_ps(s->y_u8 ? 0.0f : -128.0f), hi = _mm512_set1_ps(s->y_u8 ? 255.0f : 127.0f);
+    const __m512 lim = _mm512_set1_ps(4194304.0f), nlim = _mm512_set1_ps(-4194304.0f);
+    const __m512 fb_one = _mm512_set1_ps(b_one ? deq_one(b, s->b_u8, s->zb, s->sb) : 0.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 fa = deq16(a + i, m, s->a_u8, za, sa);
+        const __m512 fb = b_one ? fb_one : deq16(b + i, m, s->b_u8, zb, sb);
+        __m512 t = s->mul ? _mm512_mul_ps(fa, fb) : _mm512_add_ps(fa, fb);
+        if (s->relu) t = _mm512_max_ps(t, zero);
+        __m512 v = _mm512_div_ps(t, sy);
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+        v = _mm512_min_ps(_mm512_max_ps(v, nlim), lim);
+        v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zy);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, _mm512_cvtps_epi32(v));
+    }
+}
+
+static bool has_avx512(void)
+{
+    const struct qcal_cpu_features *c = qcal_cpu();
+    return c->avx512f && c->avx512bw && c->avx512vl;
+}
+
+/* y[0..n) from a[0..n) and b[0..n), or b[0] for all when b_one. */
+static void qbin_span(const struct qbin_state *s, const uint8_t *a, const uint8_t *b, bool b_one, int64_t n,
+                      uint8_t *y)
+{
+    if (has_avx512()) qbin_avx512(s, a, b, b_one, n, y);
+    else qbin_scalar(s, a, b, b_one, n, y);
+}
+
+static enum qcal_status qbin_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    return op_check_arity(g, n, 8, 8, 1, 1);
+}
+
+/* b broadcast to a: same shape, one value, or one per channel of axis 1 (e.g. [1,C,1,1]
+ * against [N,C,H,W], an SE gate). */
+static enum bcast bcast_of(const struct qcal_tensor *a, const struct qcal_tensor *b)
+{
+    if (a->ndim == b->ndim && memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->ndim) == 0) return BCAST_NONE;
+    if (qcal_tensor_numel(b) == 1) return BCAST_SCALAR;
+    if (a->ndim < 2 || b->ndim > a->ndim) return BCAST_INVALID;
+    const int off = a->ndim - b->ndim; /* numpy: b's dims align with a's last ones */
+    for (int d = 0; d < a->ndim; d++) {
+        const int64_t bd = d < off ? 1 : b->dims[d - off];
+        if (bd != (d == 1 ? a->dims[1] : 1)) return BCAST_INVALID;
+    }
+    return BCAST_CHANNEL;
+}
+
+bool qcal_ops_qlinear_broadcasts(const struct qcal_tensor *a, const struct qcal_tensor *b)
+{
+    return bcast_of(a, b) != BCAST_INVALID;
+}
+
+static enum qcal_status qbin_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_require_inputs(g, n, 8);
+    if (st != QCAL_OK) return st;
+    const struct qcal_tensor *a = &qcal_in(g, n, 0)->t, *b = &qcal_in(g, n, 3)->t;
+    if (!op_int8_like(a->dtype) || !op_int8_like(b->dtype))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "inputs must be uint8 or int8");
+    if (bcast_of(a, b) == BCAST_INVALID)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input B must have A's shape, one value or one per channel");
+    for (int i = 1; i < 8; i++) {
+        if (i == 3) continue;
+        const struct qcal_value *v = qcal_in(g, n, i);
+        if (!qcal_value_is_const(v) || qcal_tensor_numel(&v->t) != 1)
+            return OP_ERR(g, n, QCAL_UNSUPPORTED, "scales and zero points must be constant scalars");
+    }
+    op_set_output(g, n, 0, qcal_in(g, n, 7)->t.dtype, a->ndim, a->dims);
+    return QCAL_OK;
+}
+
+static int any_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
+{
+    (void)g, (void)n, (void)kernels;
+    return -1; /* elementwise: any layout, the inputs' */
+}
+
+static enum qcal_status qbin_prepare(struct qcal_op_prep *pp)
+{
+    struct qcal_graph *g = pp->g;
+    struct qcal_node *n = pp->node;
+    struct qbin_state *s = calloc(1, sizeof *s);
+    if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+    s->sa = ((const float *)qcal_in(g, n, 1)->t.data)[0];
+    s->sb = ((const float *)qcal_in(g, n, 4)->t.data)[0];
+    s->sy = ((const float *)qcal_in(g, n, 6)->t.data)[0];
+    s->za = op_int_at(&qcal_in(g, n, 2)->t, 0);
+    s->zb = op_int_at(&qcal_in(g, n, 5)->t, 0);
+    s->zy = op_int_at(&qcal_in(g, n, 7)->t, 0);
+    s->a_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
+    s->b_u8 = qcal_in(g, n, 3)->t.dtype == QCAL_U8;
+    s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;
+    s->relu = n->post.n == 1 && n->post.op[0].kind == QCAL_ACT_RELU;
+    s->mul = n->op == QCAL_OP_QLINEAR_MUL;
+    s->bcast = bcast_of(&qcal_in(g, n, 0)->t, &qcal_in(g, n, 3)->t);
+    pp->state = s;
+    pp->impl = has_avx512() ? "int8:avx512" : "int8";
+    return QCAL_OK;
+}
+
+static enum qcal_status qbin_run(const void *state, const struct qcal_op_args *args)
+{
+    const struct qbin_state *s = state;
+    const struct qcal_tensor *at = args->in[0];
+    const uint8_t *a = at->data, *b = args->in[3]->data;
+    uint8_t *y = args->out[0]->data;
+    const int64_t count = qcal_tensor_numel(at);
+    const int threads = op_threads();
+    if (s->bcast != BCAST_CHANNEL) {
+        const int64_t blocks = block_count(count);
+        const bool one = s->bcast == BCAST_SCALAR;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+        for (int64_t blk = 0; blk < blocks; blk++) {
+            const int64_t i0 = blk * BLOCK, m = count - i0 < BLOCK ? count - i0 : BLOCK;
+            qbin_span(s, a + i0, one ? b : b + i0, one, m, y + i0);
+        }
+        return QCAL_OK;
+    }
+    /* one b per channel: rows of C channels (channels last) or rows of one channel's
+     * H*W values (plain) */
+    const int64_t channels = at->dims[1];
+    const bool last = op_in_layout(args, 0) == QCAL_LAYOUT_NHWC && at->ndim == 4;
+    const int64_t row = last ? channels : count / (at->dims[0] * channels), rows = count / row;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && count > BLOCK)
+    for (int64_t r = 0; r < rows; r++) {
+        if (last) qbin_span(s, a + r * row, b, false, row, y + r * row);
+        else qbin_span(s, a + r * row, b + r % channels, true, row, y + r * row);
+    }
+    return QCAL_OK;
+}
+
+static void free_state(void *state) { free(state); }
+
+const struct qcal_op_def qcal_op_qlinear_binary_def = {
+    .name = "QLinearAdd/QLinearMul", .parse = qbin_parse, .infer = qbin_infer, .layout = any_layout,
+    .prepare = qbin_prepare, .run = qbin_run, .destroy = free_state,
+};
+
+/* ---- QLinearLookup ---- */
+
+static enum qcal_status lookup_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    return op_check_arity(g, n, 2, 2, 1, 1);
+}
+
+static enum qcal_status lookup_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_require_inputs(g, n, 2);
+    if (st != QCAL_OK) return st;
+    const struct qcal_value *x = qcal_in(g, n, 0), *t = qcal_in(g, n, 1);
+    if (!op_int8_like(x->t.dtype)) return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be uint8 or int8");
+    if (!qcal_value_is_const(t) || !op_int8_like(t->t.dtype) || qcal_tensor_numel(&t->t) != 256)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "table must be 256 constant uint8 or int8 values");
+    op_set_output(g, n, 0, t->t.dtype, x->t.ndim, x->t.dims);
+    return QCAL_OK;
+}
+
+static bool has_vbmi(void) { return has_avx512() && qcal_cpu()->avx512_vbmi; }
+
+static enum qcal_status lookup_prepare(struct qcal_op_prep *pp)
+{
+    uint8_t *t = malloc(256);
+    if (!t) return OP_ERR(pp->g, pp->node, QCAL_OUT_OF_MEMORY, "out of memory");
+    memcpy(t, qcal_in(pp->g, pp->node, 1)->t.data, 256);
+    pp->state = t;
+    pp->impl = has_vbmi() ? "lut:avx512_vbmi" : "lut";
+    return QCAL_OK;
+}
+
+/* 64 bytes at a time: two 128-entry permutes (index bits 0..6), the high bit picks one. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lookup_vbmi(const uint8_t *t, const uint8_t *x,
+                                                                               int64_t n, uint8_t *y)
+{
+    const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 64);
+    const __m512i t2 = _mm512_loadu_si512(t + 128), t3 = _mm512_loadu_si512(t + 192);
+    for (int64_t i = 0; i < n; i += 64) {
+        const __mmask64 m = n - i >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (n - i)) - 1;
+        const __m512i v = _mm512_maskz_loadu_epi8(m, x + i);
+        const __m512i low = _mm512_permutex2var_epi8(t0, v, t1), high = _mm512_permutex2var_epi8(t2, v, t3);
+        _mm512_mask_storeu_epi8(y + i, m, _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), low, high));
+    }
+}
+
+static enum qcal_status lookup_run(const void *state, const struct qcal_op_args *args)
+{
+    const uint8_t *t = state, *x = args->in[0]->data;
+    uint8_t *y = args->out[0]->data;
+    const int64_t count = qcal_tensor_numel(args->in[0]), blocks = block_count(count);
+    const bool vbmi = has_vbmi();
+    const int threads = op_threads();
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t i0 = blk * BLOCK, m = count - i0 < BLOCK ? count - i0 : BLOCK;
+        if (vbmi) {
+            lookup_vbmi(t, x + i0, m, y + i0);
+            continue;
+        }
+        for (int64_t i = i0; i < i0 + m; i++) y[i] = t[x[i]];
+    }
+    return QCAL_OK;
+}
+
+const struct qcal_op_def qcal_op_qlinear_lookup_def = {
+    .name = "QLinearLookup", .parse = lookup_parse, .infer = lookup_infer, .layout = any_layout,
+    .prepare = lookup_prepare, .run = lookup_run, .destroy = free_state,
+};
