@@ -21,6 +21,7 @@ EXPECTED = {
     "constant_nodes": ["Add", "Mul", "Reshape"],
     "qdq_conv_affine_neg": ["QuantizeLinear", "QLinearConv"],
     "qdq_conv_affine_pos": ["QuantizeLinear", "QLinearConv"],
+    "qmoves_concat_reshape_u8": ["QuantizeLinear", "QuantizeLinear", "Concat", "Reshape"],
     "qlookup_hardswish_u8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_paddle_hardswish_i8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_requantize_sigmoid": ["QuantizeLinear", "QLinearLookup", "QLinearLookup"],

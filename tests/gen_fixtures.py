@@ -325,6 +325,21 @@ case("qlookup_requantize_sigmoid", [  # a plain requantization and a Sigmoid, ui
      "yz": np.array(-128, np.int8)}, data=[randn(2, 50, scale=6.0)])
 
 
+case("qmoves_concat_reshape_u8", [  # int8 through Concat and Reshape: the bytes themselves
+    helper.make_node("QuantizeLinear", ["X", "s", "z"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+    helper.make_node("QuantizeLinear", ["G", "s", "z"], ["gq"]),
+    helper.make_node("DequantizeLinear", ["gq", "s", "z"], ["gd"]),
+    helper.make_node("Concat", ["xd", "gd", "xd"], ["c"], axis=1),
+    helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+    helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["cd"]),
+    helper.make_node("Reshape", ["cd", "shape"], ["r"]),
+    helper.make_node("QuantizeLinear", ["r", "s", "z"], ["Y"])],
+    [("X", [1, 3, 4, 5]), ("G", [1, 2, 4, 5])], [("Y", U8)],
+    {"s": sc(0.05), "z": np.array(120, np.uint8), "shape": np.array([1, 8, 20], np.int64)},
+    data=[randn(1, 3, 4, 5, scale=3.0), randn(1, 2, 4, 5, scale=3.0)])
+
+
 def qmul_case(name, x, g, op="Mul", u8=True):
     zt = np.uint8 if u8 else np.int8
     case(name, [

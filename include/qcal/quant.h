@@ -25,9 +25,12 @@ struct qcal_quant_options {
 };
 
 struct qcal_quant_sel {
-    int n_nodes, n_values;
+    int n_nodes, n_values, n_shared;
     int *nodes;   /* node indices, graph order */
     int *values;  /* activation value ids to quantize (each once, first use order) */
+    int *shared;  /* pairs (input, output) of Concat nodes whose output is quantized: the
+                   * input is quantized with the output's parameters (not observed), so
+                   * the int8 Concat only copies bytes */
 };
 
 enum qcal_status qcal_quant_select(const struct qcal_graph *g, const struct qcal_quant_options *o,

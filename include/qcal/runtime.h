@@ -51,6 +51,10 @@ enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g);
 /* QuantizeLinear of elementwise float ops of one DequantizeLinear'd int8 tensor into
  * QLinearLookup (a 256-entry table); run after shape inference, before the above. */
 enum qcal_status qcal_pass_fuse_qdq_lookup(struct qcal_graph *g);
+/* Concat / Reshape / Flatten / Squeeze / Unsqueeze / Transpose / Identity between
+ * DequantizeLinear and QuantizeLinear of one quantization run on the int8 bytes; after
+ * shape inference, before the lookup pass. */
+enum qcal_status qcal_pass_fuse_qdq_moves(struct qcal_graph *g);
 
 struct qcal_plan_options {
     int kernels; /* enum qcal_kernels */

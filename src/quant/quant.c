@@ -76,6 +76,7 @@ void qcal_quant_sel_free(struct qcal_quant_sel *sel)
 {
     free(sel->nodes);
     free(sel->values);
+    free(sel->shared);
     memset(sel, 0, sizeof *sel);
 }
 
@@ -85,8 +86,9 @@ enum qcal_status qcal_quant_select(const struct qcal_graph *g, const struct qcal
     memset(sel, 0, sizeof *sel);
     sel->nodes = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
     sel->values = malloc(sizeof(int) * ((size_t)g->n_values + 1));
+    sel->shared = malloc(sizeof(int) * 2 * ((size_t)g->n_values + 1));
     bool *marked = calloc((size_t)g->n_values + 1, 1);
-    if (!sel->nodes || !sel->values || !marked) {
+    if (!sel->nodes || !sel->values || !sel->shared || !marked) {
         free(marked);
         qcal_quant_sel_free(sel);
         return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
@@ -101,6 +103,17 @@ enum qcal_status qcal_quant_select(const struct qcal_graph *g, const struct qcal
             if (!(mask & (1u << k)) || marked[v]) continue;
             marked[v] = true;
             sel->values[sel->n_values++] = v;
+        }
+    }
+    for (int i = 0; i < g->n_nodes; i++) { /* Concat of tensors nothing else quantizes */
+        const struct qcal_node *n = &g->nodes[i];
+        if (n->dead || !in_scope(n, o) || !is_op(n, "Concat") || !marked[n->outputs[0]]) continue;
+        for (int k = 0; k < n->n_inputs; k++) {
+            const int v = n->inputs[k];
+            if (!is_activation(g, v) || marked[v]) continue;
+            marked[v] = true;
+            sel->shared[2 * sel->n_shared] = v;
+            sel->shared[2 * sel->n_shared++ + 1] = n->outputs[0];
         }
     }
     free(marked);
@@ -324,6 +337,10 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
             goto cleanup;
         }
         if ((st = qdq_activation(g, v, &c->stats[stat[v]].q, &dq[v])) != QCAL_OK) goto cleanup;
+    }
+    for (int i = 0; i < sel->n_shared; i++) {
+        const int v = sel->shared[2 * i], out = sel->shared[2 * i + 1];
+        if (stat[out] >= 0 && (st = qdq_activation(g, v, &c->stats[stat[out]].q, &dq[v])) != QCAL_OK) goto cleanup;
     }
     /* Every consumer of a quantized tensor reads its dequantized value, as an INT8 engine
      * runs it: the HardSigmoid and the Mul of x * HardSigmoid(x) after a convolution both

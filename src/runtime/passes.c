@@ -953,3 +953,53 @@ enum qcal_status qcal_pass_fuse_qdq_lookup(struct qcal_graph *g)
     }
     return QCAL_OK;
 }
+
+/* ---- int8 through data movement ----
+ * Concat, Reshape, Flatten, Squeeze, Unsqueeze, Transpose and Identity between
+ * DequantizeLinear(s) and a QuantizeLinear of one quantization (scale, zero point, type)
+ * move the int8 bytes themselves: Q(op(DQ(x))) = op(x) exactly. (The QDQ writer quantizes
+ * a Concat's inputs with its output's parameters so that this holds.) */
+
+static bool same_quantization(const struct qcal_graph *g, const struct qcal_node *a, const struct qcal_node *b)
+{
+    return q_scale(g, a) == q_scale(g, b) && q_zero(g, a) == q_zero(g, b) &&
+           g->values[a->inputs[2]].t.dtype == g->values[b->inputs[2]].t.dtype;
+}
+
+static bool moves_bytes(const struct qcal_node *n)
+{
+    switch (n->op) {
+    case QCAL_OP_CONCAT: case QCAL_OP_RESHAPE: case QCAL_OP_FLATTEN: case QCAL_OP_SQUEEZE:
+    case QCAL_OP_UNSQUEEZE: case QCAL_OP_TRANSPOSE: case QCAL_OP_IDENTITY: return qcal_node_default_domain(n);
+    default: return false;
+    }
+}
+
+enum qcal_status qcal_pass_fuse_qdq_moves(struct qcal_graph *g)
+{
+    qcal_graph_update_uses(g);
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct qcal_node *n = &g->nodes[i];
+        if (n->dead || !moves_bytes(n) || n->n_outputs != 1) continue;
+        const int c = sole_consumer(g, n->outputs[0]);
+        if (c < 0 || !q_with_zero_point(g, &g->nodes[c])) continue;
+        const int data = n->op == QCAL_OP_CONCAT ? n->n_inputs : 1;
+        bool ok = true;
+        for (int k = 0; k < data && ok; k++) {
+            const struct qcal_node *d = producer_node(g, n->inputs[k]);
+            ok = dq_of_activation(g, d) && same_quantization(g, d, &g->nodes[c]);
+        }
+        if (!ok) continue;
+        for (int k = 0; k < data; k++) n->inputs[k] = producer_node(g, n->inputs[k])->inputs[0];
+        n->outputs[0] = g->nodes[c].outputs[0];
+        g->values[n->outputs[0]].producer = i;
+        g->nodes[c].dead = true;
+        enum qcal_status st = qcal_op_def(n->op)->infer(g, n);
+        if (st != QCAL_OK) return st;
+        any = true;
+        qcal_graph_update_uses(g);
+    }
+    if (any) qcal_pass_eliminate_dead(g);
+    return QCAL_OK;
+}

@@ -119,7 +119,8 @@ enum qcal_status qcal_model_prepare(struct qcal_graph *g, const struct qcal_prep
         }
     }
     qcal_pass_eliminate_dead(g);
-    if (o->optimize && ((st = qcal_pass_fuse_qdq_lookup(g)) != QCAL_OK || (st = qcal_pass_fuse_qdq_add(g)) != QCAL_OK))
+    if (o->optimize && ((st = qcal_pass_fuse_qdq_moves(g)) != QCAL_OK || (st = qcal_pass_fuse_qdq_lookup(g)) != QCAL_OK ||
+                        (st = qcal_pass_fuse_qdq_add(g)) != QCAL_OK))
         return st;
     if (o->optimize || o->fold_batchnorm) {
         if ((st = qcal_pass_fold_batchnorm(g)) != QCAL_OK) return st;
