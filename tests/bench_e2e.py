@@ -8,11 +8,16 @@ calibrate, PP-OCR cls through its job file.
 - --batch 2 runs a batch of two; --time bounds the throughput time; --per-layer prints
   one timed row per plan step;
 - under mpirun -np 2 on one machine one rank benchmarks the node (one row);
+- input: a job's real JPEGs (validation dataset, else calibration), as many as --images,
+  in batches; --synthetic, a job without a dataset and a model file run a synthetic tensor;
+  the table and the JSON say which; a corrupt JPEG stops the run as in qcal infer (exit 8,
+  one line naming it, also under mpirun), skip_bad_images skips it;
 - bad input: a missing model, a dynamic input without --input-shape, a bad option: one
   line, documented exit status.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,6 +37,79 @@ def consistent(lat, runs):
     return all(k in lat for k in keys) and lat["runs"] == runs and 0 < lat["min"] <= lat["median"] <= lat["p90"] \
         <= lat["p99"] <= lat["max"] and lat["min"] <= lat["mean"] <= lat["max"] and lat["std"] >= 0 and \
         0 <= lat["outliers"] < runs
+
+
+def with_datasets(work, job, name, **datasets):
+    """`job` (write_job's, ending in its datasets section) with more datasets."""
+    path = os.path.join(work, name)
+    text = open(job).read()
+    for which, (source, *extra) in datasets.items():
+        text += f"  {which}:\n    source: {source}\n" + "".join(f"    {e}\n" for e in extra)
+    open(path, "w").write(text)
+    return path
+
+
+def real_images(a, check, fp32, int8, cal_job, sets):
+    """bench JOB.yml on the job's JPEGs: where they come from, how many, batches, both
+    precisions, --synthetic, corrupt images."""
+    def run_json(what, *args, ranks=0):
+        r = bench(a.qcal, *args, "--threads", "2", "--streams", "2", "--json", ranks=ranks)
+        ok = check(f"{what}: exit 0", r.returncode == 0, r.stderr[-300:])
+        return json.loads(r.stdout) if ok else None
+
+    j = run_json("job with a calibration dataset only, fp32 + int8", cal_job, "--int8", int8, "--iterations", "4")
+    if j:
+        check("no validation dataset: 16 images of the calibration dataset",
+              j["input"] == {"source": "images", "images": 16, "skipped": 0, "dataset": "calibration",
+                             "path": sets["photos_cal"]}, str(j["input"]))
+        for p in j["nodes"][0]["precisions"]:
+            check(f"real images, {p['precision']}: latency statistics consistent, throughput = 4 runs",
+                  consistent(p["latency_ms"], 4) and p["throughput_runs"] == 4 and p["throughput_fps"] > 0, str(p))
+
+    val_job = with_datasets(a.work, cal_job, "mnv2_val.yml", validation=(sets["photos_val"],))
+    j = run_json("validation dataset, --images 5 --batch 2", val_job, "--images", "5", "--batch", "2",
+                 "--iterations", "6")
+    if j:
+        p = j["nodes"][0]["precisions"][0]
+        check("the validation dataset first, 5 images (three batches of two)",
+              j["input"]["dataset"] == "validation" and j["input"]["images"] == 5 and
+              j["input"]["path"] == sets["photos_val"] and j["batch"] == 2, str(j["input"]))
+        check("--batch 2 on images: consistent statistics, FPS counts two images per run",
+              consistent(p["latency_ms"], 6) and abs(p["throughput_fps"] - 2 * p["throughput_runs"] /
+                                                     p["throughput_seconds"]) <= 1e-5 * p["throughput_fps"], str(p))
+    r = bench(a.qcal, val_job, "--iterations", "3", "--threads", "2", "--streams", "2")
+    check("table: 'input: 16 images from DIR (validation dataset)'", r.returncode == 0 and
+          f"  input: 16 images from {sets['photos_val']} (validation dataset)\n" in r.stdout, r.stdout[:400])
+    j = run_json("--synthetic with a job", val_job, "--synthetic", "--iterations", "3")
+    if j:
+        check("--synthetic: synthetic input whatever the job's datasets",
+              j["input"] == {"source": "synthetic", "reason": "--synthetic"}, str(j["input"]))
+    r = bench(a.qcal, val_job, "--synthetic", "--iterations", "2", "--mode", "latency")
+    check("table: 'input: synthetic (--synthetic)'", "  input: synthetic (--synthetic)\n" in r.stdout, r.stdout[:400])
+    j = run_json("mpirun -np 2 on images", val_job, "--iterations", "3", ranks=2)
+    if j:
+        check("mpirun -np 2 on images: one node row, 16 images", len(j["nodes"]) == 1 and j["input"]["images"] == 16,
+              str(j["input"]))
+
+    bad = os.path.join(a.work, "bad_val")
+    os.makedirs(bad, exist_ok=True)
+    for i in range(3):
+        shutil.copy(os.path.join(sets["photos_val"], f"img{i:03d}.jpg"), bad)
+    data = open(os.path.join(sets["photos_val"], "img003.jpg"), "rb").read()
+    corrupt = os.path.join(bad, "img001b.jpg")
+    open(corrupt, "wb").write(data[:len(data) // 3])
+    bad_job = with_datasets(a.work, cal_job, "mnv2_bad.yml", validation=(bad,))
+    for ranks in (0, 2):
+        r = bench(a.qcal, bad_job, "--iterations", "2", ranks=ranks)
+        errs = [l for l in r.stderr.splitlines() if l.startswith("qcal")]
+        check(f"corrupt JPEG{' under mpirun -np 2' if ranks else ''}: exit 8, one line naming it, no table",
+              r.returncode == 8 and len(errs) == 1 and corrupt in errs[0] and "median" not in r.stdout,
+              f"exit {r.returncode}: {r.stderr.strip()[-300:]}")
+    skip_job = with_datasets(a.work, cal_job, "mnv2_skip.yml", validation=(bad, "skip_bad_images: true"))
+    j = run_json("corrupt JPEG with skip_bad_images", skip_job, "--iterations", "2")
+    if j:
+        check("skip_bad_images: the three good images, one skipped",
+              j["input"]["images"] == 3 and j["input"]["skipped"] == 1, str(j["input"]))
 
 
 def main():
@@ -93,8 +171,15 @@ def main():
     cls_job = os.path.join(a.jobs, "ppocr_cls.yml")
     r = bench(a.qcal, cls_job, "--iterations", "5", "--json")
     if check("job file (PP-OCR cls): exit 0", r.returncode == 0, r.stderr[-300:]):
-        p = json.loads(r.stdout)["nodes"][0]["precisions"][0]
+        j = json.loads(r.stdout)
+        p = j["nodes"][0]["precisions"][0]
         check("job file: the job's model", p["path"].endswith("ch_ppocr_mobile_v2.0_cls_infer.onnx"), p["path"])
+        check("job without a dataset: synthetic input, says why",
+              j["input"] == {"source": "synthetic", "reason": "the job has no dataset"}, str(j["input"]))
+    r = bench(a.qcal, fp32, "--iterations", "2", "--json", "--mode", "latency")
+    check("model file: synthetic input", r.returncode == 0 and json.loads(r.stdout)["input"]["source"] == "synthetic",
+          r.stdout[:300] + r.stderr[-300:])
+    real_images(a, check, fp32, int8, job, sets)
 
     det = os.path.join(os.path.dirname(os.path.abspath(a.jobs)), "tests", "node", "node_modules",
                        "@gutenye", "ocr-models", "assets", "ch_PP-OCRv4_det_infer.onnx")

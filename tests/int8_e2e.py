@@ -22,8 +22,8 @@ from checks import Checks, e2e_args
 
 def expected_qlinear(g):
     """Convs qcal must run as QLinearConv: int8 weights through DequantizeLinear, input from a
-    DequantizeLinear, output (maybe through one Relu, Clip or HardSwish) read only by a
-    QuantizeLinear."""
+    DequantizeLinear, output (maybe through scalar Mul/Add and one Relu, Clip or HardSwish)
+    read only by a QuantizeLinear."""
     prod = {o: n for n in g.node for o in n.output}
     cons = {}
     for n in g.node:
@@ -35,6 +35,14 @@ def expected_qlinear(g):
         c = cons.get(v, [])
         return c[0] if len(c) == 1 and v not in outputs else None
 
+    inits = {i.name for i in g.initializer}
+
+    def scalar_affine(n):  # Mul/Add by a constant scalar (Paddle's learnable affine blocks)
+        if n is None or n.op_type not in ("Mul", "Add") or len(n.input) != 2:
+            return False
+        const = [i for i in n.input if i in inits]
+        return len(const) == 1 and np.prod([d for d in next(t for t in g.initializer if t.name == const[0]).dims]) == 1
+
     count = 0
     for n in g.node:
         if n.op_type != "Conv" or prod.get(n.input[0]) is None or prod[n.input[0]].op_type != "DequantizeLinear":
@@ -42,6 +50,10 @@ def expected_qlinear(g):
         if prod.get(n.input[1]) is None or prod[n.input[1]].op_type != "DequantizeLinear":
             continue
         c = sole(n.output[0])
+        for _ in range(3):
+            if not scalar_affine(c):
+                break
+            c = sole(c.output[0])
         if c is not None and c.op_type in ("Relu", "Clip", "HardSwish"):
             c = sole(c.output[0])
         count += c is not None and c.op_type == "QuantizeLinear"

@@ -27,6 +27,8 @@ struct qcal_quant_options {
 struct qcal_quant_sel {
     int n_nodes, n_values, n_shared;
     int *nodes;   /* node indices, graph order */
+    bool *fp32;   /* per node: in the ignored scope, reads FP32 inputs even where they are
+                   * quantized for other consumers */
     int *values;  /* activation value ids to quantize (each once, first use order) */
     int *shared;  /* pairs (input, output) of Concat nodes whose output is quantized: the
                    * input is quantized with the output's parameters (not observed), so

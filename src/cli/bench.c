@@ -1,7 +1,9 @@
 /* qcal bench JOB.yml|MODEL.onnx [--int8 MODEL.int8.onnx]: latency (one stream) and
  * throughput (several streams) of a model and of its INT8 model, as OpenVINO's
  * benchmark_app reports them. Under MPI the lowest rank of each node benchmarks that node
- * (ranks sharing a node would disturb each other) and rank 0 prints one row per node. */
+ * (ranks sharing a node would disturb each other) and rank 0 prints one row per node.
+ * The input is decoded once before timing: a job's images (as qcal infer preprocesses them)
+ * or a synthetic tensor. */
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "qcal/data.h"
 #include "qcal/job.h"
 #include "qcal/onnx.h"
 #include "qcal/par.h"
@@ -25,12 +28,22 @@ static const char usage[] =
     "streams (one execution context per thread) running for the same time, images per\n"
     "second over all of them. Warm-up runs are not measured; runs farther than 3 standard\n"
     "deviations from the mean are reported as outliers and left out of mean and std.\n"
-    "Input: a fixed synthetic tensor of the model's input shape (the job's shape for a job).\n"
+    "\n"
+    "Input, made once before any timing: with a job, the first --images images of its\n"
+    "validation dataset (of its calibration dataset when it has no validation one), decoded\n"
+    "and preprocessed as the job says and grouped into batches (the last batch completed by\n"
+    "repeating images); each run takes the next batch, round robin (in throughput mode the\n"
+    "copy into the model input is part of the run, as in an application). A bad image stops\n"
+    "the benchmark as in qcal infer, unless the dataset says skip_bad_images. Without a\n"
+    "job, with a job that has no dataset, or with --synthetic: one fixed synthetic tensor of\n"
+    "the model's input shape (the job's shape for a job). The table and the JSON say which.\n"
     "\n"
     "options (defaults from the job's benchmark section):\n"
     "  --int8 FILE              the INT8 (QDQ) model to compare with\n"
     "  --input-shape DIMS       input shape for a model file, e.g. 1x3x224x224\n"
     "  --batch N                images per run (default 1)\n"
+    "  --images N               images of the job's dataset to decode (default 16)\n"
+    "  --synthetic              synthetic input even with a job that has a dataset\n"
     "  --streams S              throughput streams (default: the number of cores)\n"
     "  --threads T              threads of the latency stream (default: OpenMP's)\n"
     "  --time SECONDS           measured time per mode and precision (default 10)\n"
@@ -45,13 +58,26 @@ enum { MODE_LATENCY = 1, MODE_THROUGHPUT = 2 };
 enum { MAX_PREC = 2, HOST_BYTES = 64 };
 
 struct bench_opts {
+    const struct qcal_job *job; /* NULL for a model file */
     const char *model, *int8;
     struct qcal_input_shape shape; /* ndim 0: the model's own */
     char *shape_name;              /* owned (cli_parse_shape) */
-    int batch, streams, threads, mode, kernels;
+    int batch, streams, threads, mode, kernels, images;
     double seconds;
     int64_t iterations;
-    bool per_layer, json;
+    bool per_layer, json, synthetic;
+};
+
+/* The input of the timed runs, made once before any timing and shared by both precisions:
+ * n batches used round robin, views into `bytes`. */
+struct inputs {
+    const struct qcal_job_dataset *data; /* the job's dataset the images come from; NULL: synthetic */
+    const char *data_name;               /* "validation" | "calibration" */
+    const char *why_synthetic;           /* with a job: why the input is synthetic */
+    struct qcal_dataset list;
+    int n, images, skipped;              /* batches, distinct images in them, images skipped */
+    struct qcal_tensor *batch;           /* owned array of n views */
+    void *bytes;                         /* owned */
 };
 
 /* What one precision measured on one node; sent to rank 0 as doubles. */
@@ -63,8 +89,7 @@ struct result {
 #define RESULT_DOUBLES ((int)(sizeof(struct result) / sizeof(double)))
 
 /* Loads and plans `path` with the first input bound to o's shape and batch. */
-static enum qcal_status load(const struct bench_opts *o, const char *path, struct qcal_graph **g, struct qcal_plan **plan,
-                             struct qcal_tensor *x)
+static enum qcal_status load(const struct bench_opts *o, const char *path, struct qcal_graph **g, struct qcal_plan **plan)
 {
     enum qcal_status st = qcal_onnx_load(path, g);
     if (st != QCAL_OK) return st;
@@ -83,12 +108,78 @@ static enum qcal_status load(const struct bench_opts *o, const char *path, struc
     const struct qcal_prepare_options po = {.n_shapes = 1, .shapes = &shape, .optimize = true};
     if ((st = qcal_model_prepare(*g, &po)) != QCAL_OK) return st;
     const struct qcal_plan_options plo = {.kernels = o->kernels};
-    if ((st = qcal_plan_create(*g, &plo, plan)) != QCAL_OK) return st;
-    *x = (*g)->values[(*g)->inputs[0]].t;
-    x->data = qcal_malloc(qcal_tensor_bytes(x) + 1);
-    if (!x->data) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    cli_fill_synthetic(x);
+    return qcal_plan_create(*g, &plo, plan);
+}
+
+/* n batches of the shape of t, as views into one block. */
+static enum qcal_status inputs_alloc(struct inputs *in, const struct qcal_tensor *t, int n)
+{
+    const size_t size = qcal_tensor_bytes(t);
+    in->batch = calloc((size_t)n, sizeof *in->batch);
+    in->bytes = qcal_malloc(size * (size_t)n + 1);
+    if (!in->batch || !in->bytes) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    in->n = n;
+    for (int b = 0; b < n; b++) {
+        in->batch[b] = *t;
+        in->batch[b].data = (char *)in->bytes + size * (size_t)b;
+    }
     return QCAL_OK;
+}
+
+/* Up to o->images images of the dataset, in its order, decoded and preprocessed as qcal
+ * infer does into whole batches; the last batch is completed with the first images. */
+static enum qcal_status inputs_decode(const struct bench_opts *o, const struct qcal_graph *g, struct inputs *in)
+{
+    struct cli_image_input im;
+    enum qcal_status st = cli_image_batch_input(o->job, g, o->batch, &im);
+    if (st != QCAL_OK) return st;
+    const int64_t want = in->list.count < o->images ? in->list.count : o->images;
+    if (want == 0) return QCAL_ERR(QCAL_INVALID_DATA, "%s: the %s dataset has no images", in->data->source, in->data_name);
+    if ((st = inputs_alloc(in, &g->values[g->inputs[0]].t, (int)((want + o->batch - 1) / o->batch))) != QCAL_OK)
+        return st;
+    const size_t size = qcal_tensor_bytes(&im.t);
+    char *const slot = in->bytes;
+    int64_t got = 0;
+    for (int64_t i = 0; i < in->list.count && got < want; i++) {
+        struct qcal_tensor x = im.t;
+        x.data = slot + size * (size_t)got;
+        char err[1024];
+        qcal_log_capture(err, sizeof err); /* a skipped image's error is a warning */
+        st = cli_image_tensor(o->job, &im, in->list.paths[i], &x, NULL, NULL);
+        cli_hold_errors();
+        if (st == QCAL_OK) {
+            got++;
+        } else if (in->data->skip_bad_images && (st == QCAL_INVALID_DATA || st == QCAL_IO_ERROR)) {
+            in->skipped++;
+            QCAL_LOGW("skipped: %s", err);
+        } else {
+            return QCAL_ERR(st, "%s", err[0] ? err : qcal_status_str(st));
+        }
+    }
+    if (got == 0)
+        return QCAL_ERR(QCAL_INVALID_DATA, "%s: none of the %lld images of the %s dataset could be read",
+                        in->data->source, (long long)in->list.count, in->data_name);
+    in->images = (int)got;
+    in->n = (int)((got + o->batch - 1) / o->batch);
+    for (int64_t k = got; k < (int64_t)in->n * o->batch; k++)
+        memcpy(slot + size * (size_t)k, slot + size * (size_t)(k % got), size);
+    return QCAL_OK;
+}
+
+/* The images, or one synthetic batch, for a planned model g. */
+static enum qcal_status inputs_make(const struct bench_opts *o, const struct qcal_graph *g, struct inputs *in)
+{
+    if (in->data) return inputs_decode(o, g, in);
+    enum qcal_status st = inputs_alloc(in, &g->values[g->inputs[0]].t, 1);
+    if (st == QCAL_OK) cli_fill_synthetic(&in->batch[0]);
+    return st;
+}
+
+static void inputs_free(struct inputs *in)
+{
+    qcal_dataset_free(&in->list);
+    free(in->batch);
+    qcal_free(in->bytes);
 }
 
 static bool more(const struct bench_opts *o, int64_t runs, double elapsed)
@@ -97,12 +188,12 @@ static bool more(const struct bench_opts *o, int64_t runs, double elapsed)
 }
 
 /* Latency: one context, o->threads threads inside the ops. */
-static enum qcal_status latency(const struct bench_opts *o, const struct qcal_plan *plan, const struct qcal_tensor *x,
+static enum qcal_status latency(const struct bench_opts *o, const struct qcal_plan *plan, const struct inputs *in,
                                 struct result *r, double *step_seconds)
 {
     struct qcal_exec *ex = NULL;
     enum qcal_status st = qcal_exec_create(plan, &ex);
-    if (st == QCAL_OK) st = qcal_exec_set_input(ex, 0, x);
+    if (st == QCAL_OK) st = qcal_exec_set_input(ex, 0, &in->batch[0]);
     for (int i = 0; st == QCAL_OK && i < 3; i++) st = qcal_exec_run(ex); /* warm-up */
     int64_t n = 0, cap = 1024;
     double *t = st == QCAL_OK ? malloc(sizeof(double) * (size_t)cap) : NULL;
@@ -117,6 +208,7 @@ static enum qcal_status latency(const struct bench_opts *o, const struct qcal_pl
             }
             t = m;
         }
+        if (in->n > 1 && (st = qcal_exec_set_input(ex, 0, &in->batch[n % in->n])) != QCAL_OK) break;
         const double t0 = qcal_now();
         st = qcal_exec_run_timed(ex, step_seconds);
         t[n++] = qcal_now() - t0;
@@ -134,9 +226,9 @@ static enum qcal_status latency(const struct bench_opts *o, const struct qcal_pl
 }
 
 /* Throughput: o->streams contexts, one per thread, each running whole batches until the
- * time (or the shared iteration count) is used up. */
-static enum qcal_status throughput(const struct bench_opts *o, const struct qcal_plan *plan,
-                                   const struct qcal_tensor *x, struct result *r)
+ * time (or the shared iteration count) is used up; stream s starts at batch s. */
+static enum qcal_status throughput(const struct bench_opts *o, const struct qcal_plan *plan, const struct inputs *in,
+                                   struct result *r)
 {
     enum qcal_status st = QCAL_OK;
     int64_t total = 0, claimed = 0;
@@ -144,8 +236,9 @@ static enum qcal_status throughput(const struct bench_opts *o, const struct qcal
 #pragma omp parallel num_threads(o->streams) reduction(+ : total)
     {
         struct qcal_exec *ex = NULL;
+        int next = omp_get_thread_num() % in->n;
         enum qcal_status s = qcal_exec_create(plan, &ex);
-        if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, x);
+        if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, &in->batch[next]);
         if (s == QCAL_OK) s = qcal_exec_run(ex); /* warm-up */
 #pragma omp barrier
 #pragma omp single
@@ -159,7 +252,8 @@ static enum qcal_status throughput(const struct bench_opts *o, const struct qcal
             } else if (qcal_now() - start >= o->seconds) {
                 break;
             }
-            s = qcal_exec_run(ex);
+            if (in->n > 1) s = qcal_exec_set_input(ex, 0, &in->batch[next = (next + 1) % in->n]);
+            if (s == QCAL_OK) s = qcal_exec_run(ex);
             if (s == QCAL_OK) total++;
         }
         const double done = qcal_now();
@@ -176,38 +270,45 @@ static enum qcal_status throughput(const struct bench_opts *o, const struct qcal
     return st;
 }
 
-static enum qcal_status bench_one(const struct bench_opts *o, const char *path, struct result *r, FILE *per_layer)
+/* Benchmarks one model; the inputs are made from the first one. */
+static enum qcal_status bench_one(const struct bench_opts *o, const char *path, struct inputs *in, struct result *r,
+                                  FILE *per_layer)
 {
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
-    struct qcal_tensor x = {0};
     double *steps = NULL;
-    enum qcal_status st = load(o, path, &g, &plan, &x);
+    enum qcal_status st = load(o, path, &g, &plan);
+    if (st == QCAL_OK && !in->n) st = inputs_make(o, g, in);
     if (st == QCAL_OK && per_layer && !(steps = calloc((size_t)qcal_plan_num_steps(plan) + 1, sizeof *steps)))
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     if (st == QCAL_OK && (o->mode & MODE_LATENCY)) {
         omp_set_num_threads(o->threads);
-        st = latency(o, plan, &x, r, steps);
+        st = latency(o, plan, in, r, steps);
         if (st == QCAL_OK && per_layer) {
             fprintf(per_layer, "== per layer: %s (%d threads, mean of %.0f runs)\n", path, o->threads, r->runs);
             qcal_plan_describe_timed(plan, per_layer, steps, (int)r->runs);
         }
     }
-    if (st == QCAL_OK && (o->mode & MODE_THROUGHPUT)) st = throughput(o, plan, &x, r);
+    if (st == QCAL_OK && (o->mode & MODE_THROUGHPUT)) st = throughput(o, plan, in, r);
     r->ok = st == QCAL_OK;
     free(steps);
-    qcal_free(x.data);
     qcal_plan_destroy(plan);
     qcal_graph_destroy(g);
     return st;
 }
 
-static void print_json(const struct bench_opts *o, const char *const *paths, int n_prec, const char *hosts,
-                       const int *leader, const double *all, int size)
+static void print_json(const struct bench_opts *o, const struct inputs *in, const char *const *paths, int n_prec,
+                       const char *hosts, const int *leader, const double *all, int size)
 {
     static const char *const names[MAX_PREC] = {"fp32", "int8"};
-    printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"streams\": %d, \"nodes\": [", o->model, o->batch,
-           o->threads, o->streams);
+    printf("{\"model\": \"%s\", \"batch\": %d, \"threads\": %d, \"streams\": %d, ", o->model, o->batch, o->threads,
+           o->streams);
+    if (in->data)
+        printf("\"input\": {\"source\": \"images\", \"images\": %d, \"skipped\": %d, \"dataset\": \"%s\", "
+               "\"path\": \"%s\"}, ", in->images, in->skipped, in->data_name, in->data->source);
+    else
+        printf("\"input\": {\"source\": \"synthetic\", \"reason\": \"%s\"}, ", in->why_synthetic);
+    printf("\"nodes\": [");
     bool first = true;
     for (int rk = 0; rk < size; rk++) {
         if (!leader[rk]) continue;
@@ -239,8 +340,8 @@ static void print_json(const struct bench_opts *o, const char *const *paths, int
     printf("\n]}\n");
 }
 
-static void print_table(const struct bench_opts *o, const char *const *paths, int n_prec, const char *hosts,
-                        const int *leader, const double *all, int size)
+static void print_table(const struct bench_opts *o, const struct inputs *in, const char *const *paths, int n_prec,
+                        const char *hosts, const int *leader, const double *all, int size)
 {
     static const char *const names[MAX_PREC] = {"fp32", "int8"};
     printf("qcal bench %s: batch %d, latency %d thread%s, throughput %d stream%s, ", o->model, o->batch, o->threads,
@@ -248,6 +349,13 @@ static void print_table(const struct bench_opts *o, const char *const *paths, in
     if (o->iterations > 0) printf("%lld runs per mode\n", (long long)o->iterations);
     else printf("%.1f s per mode\n", o->seconds);
     for (int p = 0; p < n_prec; p++) printf("  %s: %s\n", names[p], paths[p]);
+    if (in->data) {
+        printf("  input: %d images from %s (%s dataset", in->images, in->data->source, in->data_name);
+        if (in->skipped) printf("; %d skipped: could not be read", in->skipped);
+        printf(")\n");
+    } else {
+        printf("  input: synthetic (%s)\n", in->why_synthetic);
+    }
     printf("%-16s %-5s %9s %9s %8s %9s %9s %9s %9s %5s %7s %11s\n", "node", "prec", "median", "mean", "std", "min",
            "max", "p90", "p99", "outl", "runs", "FPS");
     for (int rk = 0; rk < size; rk++) {
@@ -276,7 +384,8 @@ static void print_table(const struct bench_opts *o, const char *const *paths, in
 
 int cli_bench(int argc, char **argv)
 {
-    enum { O_INT8 = 1000, O_SHAPE, O_BATCH, O_STREAMS, O_THREADS, O_TIME, O_ITER, O_MODE, O_PER_LAYER, O_KERNELS, O_JSON };
+    enum { O_INT8 = 1000, O_SHAPE, O_BATCH, O_STREAMS, O_THREADS, O_TIME, O_ITER, O_MODE, O_PER_LAYER, O_KERNELS, O_JSON,
+           O_IMAGES, O_SYNTHETIC };
     static const struct option opts[] = {
         {"int8", required_argument, 0, O_INT8},       {"input-shape", required_argument, 0, O_SHAPE},
         {"batch", required_argument, 0, O_BATCH},     {"streams", required_argument, 0, O_STREAMS},
@@ -284,9 +393,11 @@ int cli_bench(int argc, char **argv)
         {"iterations", required_argument, 0, O_ITER}, {"mode", required_argument, 0, O_MODE},
         {"per-layer", no_argument, 0, O_PER_LAYER},   {"kernels", required_argument, 0, O_KERNELS},
         {"json", no_argument, 0, O_JSON},             {"help", no_argument, 0, 'h'},
+        {"images", required_argument, 0, O_IMAGES},   {"synthetic", no_argument, 0, O_SYNTHETIC},
         {0, 0, 0, 0}};
     struct bench_opts o = {.batch = 0, .streams = 0, .threads = 0, .mode = MODE_LATENCY | MODE_THROUGHPUT,
-                           .kernels = QCAL_KERNELS_AUTO, .seconds = -1, .iterations = -1};
+                           .kernels = QCAL_KERNELS_AUTO, .images = 16, .seconds = -1, .iterations = -1};
+    struct inputs in = {.why_synthetic = "no job file"};
     struct qcal_job *job = NULL;
     enum qcal_status st = QCAL_OK;
     double *mine = NULL, *all = NULL;
@@ -305,6 +416,8 @@ int cli_bench(int argc, char **argv)
             st = cli_parse_shape(optarg, &o.shape, &o.shape_name);
             break;
         case O_BATCH: o.batch = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
+        case O_IMAGES: o.images = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
+        case O_SYNTHETIC: o.synthetic = true; break;
         case O_STREAMS: o.streams = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
         case O_THREADS: o.threads = atoi(optarg) > 0 ? atoi(optarg) : -1; break;
         case O_TIME: o.seconds = atof(optarg) > 0 ? atof(optarg) : 0; break;
@@ -332,11 +445,13 @@ int cli_bench(int argc, char **argv)
     }
     if (st == QCAL_OK && optind != argc - 1)
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: expected one JOB.yml or MODEL.onnx (see qcal bench --help)");
-    if (st == QCAL_OK && (o.batch < 0 || o.streams < 0 || o.threads < 0 || o.seconds == 0 || o.iterations == 0))
-        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: --batch, --streams, --threads, --time and --iterations must be "
-                      "positive");
+    if (st == QCAL_OK &&
+        (o.batch < 0 || o.images < 0 || o.streams < 0 || o.threads < 0 || o.seconds == 0 || o.iterations == 0))
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "bench: --batch, --images, --streams, --threads, --time and --iterations "
+                      "must be positive");
     if (st == QCAL_OK && cli_is_job_file(argv[optind])) {
         if ((st = qcal_job_load(argv[optind], &job)) == QCAL_OK) {
+            o.job = job;
             o.model = job->model;
             if (o.shape.ndim == 0 && job->n_inputs > 0 && job->inputs[0].ndim > 0) {
                 o.shape.ndim = job->inputs[0].ndim;
@@ -349,6 +464,13 @@ int cli_bench(int argc, char **argv)
                 if (job->benchmark.iterations > 0) o.iterations = job->benchmark.iterations;
                 else o.seconds = job->benchmark.time;
             }
+            /* what qcal infer runs on, else what calibration sees */
+            in.data = job->validation_data.present ? &job->validation_data
+                      : job->calibration_data.present ? &job->calibration_data : NULL;
+            in.data_name = in.data == &job->validation_data ? "validation" : "calibration";
+            in.why_synthetic = o.synthetic ? "--synthetic" : "the job has no dataset";
+            if (o.synthetic) in.data = NULL;
+            if (in.data) st = cli_load_dataset(job, in.data, &in.list);
         }
     } else if (st == QCAL_OK) {
         o.model = argv[optind];
@@ -378,7 +500,7 @@ int cli_bench(int argc, char **argv)
     const char *paths[MAX_PREC] = {o.model, o.int8};
     const int n_prec = o.int8 ? 2 : 1;
     for (int p = 0; leader[rank] && st == QCAL_OK && p < n_prec; p++)
-        st = bench_one(&o, paths[p], (struct result *)(mine + (size_t)p * RESULT_DOUBLES),
+        st = bench_one(&o, paths[p], &in, (struct result *)(mine + (size_t)p * RESULT_DOUBLES),
                        o.per_layer && !o.json && rank == 0 ? stdout : NULL);
     if ((st = cli_agree(st)) != QCAL_OK) goto done;
     {
@@ -392,13 +514,14 @@ int cli_bench(int argc, char **argv)
         free(counts);
     }
     if (st == QCAL_OK && rank == 0) {
-        if (o.json) print_json(&o, paths, n_prec, hosts, leader, all, size);
-        else print_table(&o, paths, n_prec, hosts, leader, all, size);
+        if (o.json) print_json(&o, &in, paths, n_prec, hosts, leader, all, size);
+        else print_table(&o, &in, paths, n_prec, hosts, leader, all, size);
     }
 done:
     qcal_log_capture(NULL, 0);
     free(hosts), free(leader), free(mine), free(all);
     free(o.shape_name);
+    inputs_free(&in);
     qcal_job_destroy(job);
     return qcal_status_exit_code(st);
 }

@@ -34,6 +34,10 @@ struct cli_image_input {
     int channels, min_w, min_h;
 };
 enum qcal_status cli_image_input(const struct qcal_job *job, const struct qcal_graph *g, struct cli_image_input *in);
+/* As cli_image_input for a model planned for batches of `batch` images: in->t is still one
+ * image, [1, C, H, W]; image k of a batch starts k * qcal_tensor_bytes(&in->t) bytes in. */
+enum qcal_status cli_image_batch_input(const struct qcal_job *job, const struct qcal_graph *g, int64_t batch,
+                                       struct cli_image_input *in);
 struct cli_image_geometry {
     int width, height; /* decoded */
     float scale;       /* decoded / file */

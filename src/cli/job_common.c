@@ -34,15 +34,24 @@ enum qcal_status cli_job_model(const struct qcal_job *job, bool fuse, struct qca
 
 enum qcal_status cli_image_input(const struct qcal_job *job, const struct qcal_graph *g, struct cli_image_input *in)
 {
+    return cli_image_batch_input(job, g, 1, in);
+}
+
+enum qcal_status cli_image_batch_input(const struct qcal_job *job, const struct qcal_graph *g, int64_t batch,
+                                       struct cli_image_input *in)
+{
     memset(in, 0, sizeof *in);
     if (g->n_inputs != 1)
         return QCAL_ERR(QCAL_UNSUPPORTED, "%s: images feed models with one input; this one has %d", job->model,
                         g->n_inputs);
     in->t = g->values[g->inputs[0]].t;
     in->t.data = NULL;
-    if (in->t.ndim != 4 || in->t.dims[0] != 1 || in->t.dtype != QCAL_F32)
-        return QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input must be float32 [1, C, H, W] (or NHWC), is %s", job->model,
-                        qcal_dtype_name(in->t.dtype));
+    char shape[96];
+    if (in->t.ndim != 4 || in->t.dims[0] != batch || in->t.dtype != QCAL_F32)
+        return QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input must be float32 [%lld, C, H, W] (or NHWC), is %s %s",
+                        job->model, (long long)batch, qcal_dtype_name(in->t.dtype),
+                        qcal_shape_str(&in->t, shape, sizeof shape));
+    in->t.dims[0] = 1;
     in->channels = (int)(job->prep.nhwc ? in->t.dims[3] : in->t.dims[1]);
     if (in->channels != 1 && in->channels != 3)
         return QCAL_ERR(QCAL_UNSUPPORTED, "%s: image input has %d channels; 1 or 3 expected%s", job->model,

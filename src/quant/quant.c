@@ -77,6 +77,7 @@ void qcal_quant_sel_free(struct qcal_quant_sel *sel)
     free(sel->nodes);
     free(sel->values);
     free(sel->shared);
+    free(sel->fp32);
     memset(sel, 0, sizeof *sel);
 }
 
@@ -87,15 +88,17 @@ enum qcal_status qcal_quant_select(const struct qcal_graph *g, const struct qcal
     sel->nodes = malloc(sizeof(int) * ((size_t)g->n_nodes + 1));
     sel->values = malloc(sizeof(int) * ((size_t)g->n_values + 1));
     sel->shared = malloc(sizeof(int) * 2 * ((size_t)g->n_values + 1));
+    sel->fp32 = calloc((size_t)g->n_nodes + 1, sizeof(bool));
     bool *marked = calloc((size_t)g->n_values + 1, 1);
-    if (!sel->nodes || !sel->values || !sel->shared || !marked) {
+    if (!sel->nodes || !sel->values || !sel->shared || !sel->fp32 || !marked) {
         free(marked);
         qcal_quant_sel_free(sel);
         return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const struct qcal_node *n = &g->nodes[i];
-        unsigned mask = n->dead || !in_scope(n, o) ? 0 : quantized_inputs(g, n);
+        sel->fp32[i] = !in_scope(n, o);
+        unsigned mask = n->dead || sel->fp32[i] ? 0 : quantized_inputs(g, n);
         if (!mask) continue;
         sel->nodes[sel->n_nodes++] = i;
         for (int k = 0; k < 2; k++) {
@@ -345,7 +348,8 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     /* Every consumer of a quantized tensor reads its dequantized value, as an INT8 engine
      * runs it: the HardSigmoid and the Mul of x * HardSigmoid(x) after a convolution both
      * see the int8 x, so the convolution's output is int8 and the activation a function of
-     * one byte. Graph outputs stay FP32. The input scales of the weighted nodes first. */
+     * one byte. Graph outputs and nodes in the ignored scope stay FP32. The input scales of
+     * the weighted nodes first. */
     sx_of = malloc(sizeof(float) * ((size_t)sel->n_nodes + 1));
     if (!sx_of) {
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
@@ -357,6 +361,7 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     }
     for (int i = 0; i < n_nodes0; i++) {
         struct qcal_node *n = &g->nodes[i];
+        if (sel->fp32[i]) continue;
         for (int k = 0; k < n->n_inputs; k++)
             if (n->inputs[k] >= 0 && n->inputs[k] < n_values0 && dq[n->inputs[k]] >= 0) n->inputs[k] = dq[n->inputs[k]];
     }
