@@ -68,6 +68,9 @@ conv_case("conv_valid", [1, 5, 9, 9], [4, 5, 5, 5], auto_pad="VALID")
 conv_case("conv_pointwise", [1, 32, 7, 9], [24, 32, 1, 1])
 conv_case("conv_1d", [2, 6, 30], [5, 6, 3], pads=[1, 1], strides=[2])
 conv_case("ConvT_basic", [1, 8, 6, 7], [8, 4, 2, 2], strides=[2, 2])
+# kernel == stride (PP-OCR's det head): qcal runs these as row GEMMs on NHWC
+conv_case("ConvT_k2s2_batch2", [2, 5, 3, 4], [5, 3, 2, 2], strides=[2, 2])
+conv_case("ConvT_k3s3_oc1", [1, 4, 5, 3], [4, 1, 3, 3], strides=[3, 3])
 conv_case("ConvT_pads", [1, 6, 5, 5], [6, 3, 3, 3], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])
 conv_case("ConvT_group", [1, 8, 5, 6], [8, 2, 4, 4], group=2, strides=[2, 2], pads=[1, 1, 1, 1])
 

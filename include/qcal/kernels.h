@@ -89,6 +89,13 @@ void qcal_ref_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
 size_t qcal_blas_conv2d_scratch(const struct qcal_conv_desc *d, int threads);
 void qcal_blas_conv2d(const struct qcal_conv_desc *d, const float *x, const float *w,
                       const float *bias, float *y, float *scratch, int threads);
+/* ConvTranspose with kernel == stride (no padding, dilation, output padding or groups) on
+ * NHWC as one sgemm per output row, weights packed once by qcal_blas_deconv_pack. */
+bool qcal_blas_deconv_fits(const struct qcal_conv_desc *d);
+size_t qcal_blas_deconv_packed_floats(const struct qcal_conv_desc *d);
+void qcal_blas_deconv_pack(const struct qcal_conv_desc *d, const float *w, float *packed);
+void qcal_blas_deconv2d_nhwc(const struct qcal_conv_desc *d, const float *x, const float *packed, const float *bias,
+                             float *y, int threads);
 void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                     float *c, int64_t ldc, int threads);

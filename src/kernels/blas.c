@@ -114,3 +114,45 @@ void qcal_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     c + j0, (blasint)ldc);
     }
 }
+
+/* ConvTranspose whose kernel equals its stride (no overlap), without padding, dilation,
+ * output padding or groups, on NHWC: output row s*i + a is input row i [W x IC] times the
+ * weights of kernel row a [IC x s*OC] (columns b*OC + oc), written straight into place
+ * (consecutive input columns land s output pixels apart: s*OC floats). */
+bool qcal_blas_deconv_fits(const struct qcal_conv_desc *d)
+{
+    return d->transposed && d->group == 1 && d->kh == d->sh && d->kw == d->sw && d->dh == 1 && d->dw == 1 &&
+           d->pt == 0 && d->pl == 0 && d->pb == 0 && d->pr == 0 && d->oph == 0 && d->opw == 0 &&
+           d->oh == d->ih * d->sh && d->ow == d->iw * d->sw;
+}
+
+size_t qcal_blas_deconv_packed_floats(const struct qcal_conv_desc *d)
+{
+    return (size_t)(d->kh * d->ic * d->kw * d->oc);
+}
+
+void qcal_blas_deconv_pack(const struct qcal_conv_desc *d, const float *w, float *packed)
+{
+    /* w: [IC, OC, KH, KW]; packed: KH blocks of [IC][KW * OC] */
+    for (int64_t a = 0; a < d->kh; a++)
+        for (int64_t ic = 0; ic < d->ic; ic++)
+            for (int64_t b = 0; b < d->kw; b++)
+                for (int64_t oc = 0; oc < d->oc; oc++)
+                    packed[((a * d->ic + ic) * d->kw + b) * d->oc + oc] = w[((ic * d->oc + oc) * d->kh + a) * d->kw + b];
+}
+
+void qcal_blas_deconv2d_nhwc(const struct qcal_conv_desc *d, const float *x, const float *packed, const float *bias,
+                             float *y, int threads)
+{
+    const int64_t rows = d->n * d->ih * d->kh, n_cols = d->kw * d->oc;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t r = 0; r < rows; r++) { /* one output row per task: the same bytes for any thread count */
+        const int64_t a = r % d->kh, i = r / d->kh % d->ih, n = r / (d->kh * d->ih);
+        const float *xr = x + (n * d->ih + i) * d->iw * d->ic;
+        float *yr = y + ((n * d->oh + i * d->sh + a) * d->ow) * d->oc;
+        for (int64_t j = 0; j < d->iw * d->kw; j++)
+            for (int64_t oc = 0; oc < d->oc; oc++) yr[j * d->oc + oc] = bias ? bias[oc] : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)d->iw, (blasint)n_cols, (blasint)d->ic, 1.0f, xr,
+                    (blasint)d->ic, packed + a * d->ic * n_cols, (blasint)n_cols, 1.0f, yr, (blasint)n_cols);
+    }
+}

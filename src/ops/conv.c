@@ -24,6 +24,7 @@ struct conv_state {
     int threads; /* BLAS: scratch is sized for this many threads */
     size_t tmp_offset; /* ref/blas with a residual: conv result in scratch */
     struct qcal_dnnl_prim *prim;
+    float *packed; /* ConvTranspose as row GEMMs: weights per kernel row */
 };
 
 static enum qcal_status read_pair(struct qcal_graph *g, struct qcal_node *n, const char *name,
@@ -236,6 +237,7 @@ static void conv_destroy(void *state)
     struct conv_state *s = state;
     if (!s) return;
     qcal_dnnl_destroy(s->prim);
+    free(s->packed);
     free(s);
 }
 
@@ -256,7 +258,15 @@ static enum qcal_status conv_prepare(struct qcal_op_prep *pp)
     s->bias = b ? b->t.data : NULL;
     pp->state = s;
     bool nhwc = pp->in_layout[0] == QCAL_LAYOUT_NHWC;
-    if (nhwc) {
+    if (nhwc && pp->kernels != QCAL_KERNELS_REF && s->sum_input == 0 && qcal_blas_deconv_fits(&s->d)) {
+        /* kernel == stride: row GEMMs into place (oneDNN 2.6's deconvolution is an order of
+         * magnitude slower on these, e.g. PP-OCR's 2x2 heads with one output channel) */
+        s->packed = malloc(sizeof(float) * qcal_blas_deconv_packed_floats(&s->d));
+        if (!s->packed) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+        qcal_blas_deconv_pack(&s->d, s->w, s->packed);
+        s->kind = QCAL_KERNELS_BLAS;
+        pp->impl = "blas:deconv-rows";
+    } else if (nhwc) {
         enum qcal_status st = qcal_dnnl_conv_create(&s->d, s->w, s->bias, &s->prim);
         if (st != QCAL_OK) return OP_ERR(g, n, st, "oneDNN could not create the primitive");
         s->kind = QCAL_KERNELS_DNNL;
@@ -302,7 +312,9 @@ static enum qcal_status conv_run(const void *state, const struct qcal_op_args *a
     }
     float *acc = residual ? (float *)((char *)a->scratch + s->tmp_offset) : y;
     int threads = op_threads() < s->threads ? op_threads() : s->threads;
-    if (s->kind == QCAL_KERNELS_BLAS)
+    if (s->kind == QCAL_KERNELS_BLAS && s->packed)
+        qcal_blas_deconv2d_nhwc(&s->d, x, s->packed, s->bias, acc, op_threads());
+    else if (s->kind == QCAL_KERNELS_BLAS)
         qcal_blas_conv2d(&s->d, x, s->w, s->bias, acc, a->scratch, threads);
     else if (s->d.transposed)
         qcal_ref_conv_transpose2d(&s->d, x, s->w, s->bias, acc, op_threads());
