@@ -22,6 +22,8 @@ EXPECTED = {
     "qdq_conv_affine_neg": ["QuantizeLinear", "QLinearConv"],
     "qdq_conv_affine_pos": ["QuantizeLinear", "QLinearConv"],
     "qmoves_concat_reshape_u8": ["QuantizeLinear", "QuantizeLinear", "Concat", "Reshape"],
+    "qdq_conv_maxpool_u8": ["QuantizeLinear", "QLinearConv", "MaxPool"],
+    "qdq_conv_maxpool_i8": ["QuantizeLinear", "QLinearConv", "MaxPool"],
     "qlookup_hardswish_u8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_paddle_hardswish_i8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_requantize_sigmoid": ["QuantizeLinear", "QLinearLookup", "QLinearLookup"],

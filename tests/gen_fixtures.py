@@ -260,6 +260,24 @@ for tag, alpha in (("neg", -0.7), ("pos", 1.3)):
          "ys": np.array(0.02, np.float32), "yz": np.array(5, np.uint8)})
     INT_STEPS[f"qdq_conv_affine_{tag}"] = 1
 
+# MaxPool between a QDQ conv and its QuantizeLinear: qcal quantizes first (max pooling
+# commutes with monotone quantization, exactly) and pools the int8 codes (oneDNN on NHWC)
+for tag, zt, z in (("u8", U8, 0), ("i8", I8, -10)):
+    npz = np.uint8 if zt == U8 else np.int8
+    case(f"qdq_conv_maxpool_{tag}", [
+        helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+        helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+        helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["p", "ys", "yz"], ["Y"])],
+        [("X", [1, 3, 9, 9])], [("Y", zt)],
+        {"xs": np.array(0.03, np.float32), "xz": np.array(0, np.int8), "wq": wq, "ws": ws,
+         "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
+         "bz": np.zeros(6, np.int32), "ys": np.array(0.01, np.float32), "yz": np.array(z, npz)})
+
 # QLinearConv (the INT8 convolution qcal runs): uint8 and int8 activations, per-channel
 # weight scales, int32 bias, groups / strides / padding; output dequantized for the compare
 def qlinear_conv(name, x, oc, k, group=1, x_u8=True, y_u8=True, **attrs):

@@ -120,8 +120,9 @@ enum qcal_status qcal_dnnl_matmul_create(int64_t m, int64_t n, int64_t k, const 
                                          bool trans_w, const float *bias, float alpha,
                                          const struct qcal_post_ops *post,
                                          struct qcal_dnnl_prim **out);
-/* NHWC 2-D pooling. kind: 0 max, 1 average excluding padding, 2 average including it. */
-enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind,
+/* NHWC 2-D pooling. kind: 0 max, 1 average excluding padding, 2 average including it;
+ * dtype float32, or uint8/int8 for max pooling. */
+enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind, int32_t dtype,
                                        struct qcal_dnnl_prim **out);
 size_t qcal_dnnl_scratch_size(const struct qcal_dnnl_prim *p);
 const char *qcal_dnnl_impl(const struct qcal_dnnl_prim *p);

@@ -372,7 +372,7 @@ cleanup:
     return st;
 }
 
-enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind,
+enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind, int32_t dtype,
                                        struct qcal_dnnl_prim **out)
 {
     enum qcal_status st = QCAL_OK;
@@ -381,8 +381,9 @@ enum qcal_status qcal_dnnl_pool_create(const struct qcal_conv_desc *d, int kind,
     if (!get_engine()) return QCAL_ERR(QCAL_BACKEND_ERROR, "oneDNN: no CPU engine");
     dnnl_memory_desc_t src, dst;
     dnnl_dims_t sd = {d->n, d->ic, d->ih, d->iw}, dd = {d->n, d->oc, d->oh, d->ow};
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nhwc));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nhwc));
+    const dnnl_data_type_t dt = dtype == QCAL_U8 ? dnnl_u8 : dtype == QCAL_I8 ? dnnl_s8 : dnnl_f32;
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, dt, dnnl_nhwc));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dt, dnnl_nhwc));
     dnnl_dims_t strides = {d->sh, d->sw}, kernel = {d->kh, d->kw}, dil = {d->dh - 1, d->dw - 1};
     dnnl_dims_t pl = {d->pt, d->pl}, pr = {d->pb, d->pr};
     dnnl_alg_kind_t alg = kind == 0 ? dnnl_pooling_max

@@ -17,6 +17,7 @@ struct pool_params {
 
 struct pool_state {
     int kind;
+    int32_t dtype; /* float32, or int8/uint8 codes (max pooling commutes with quantization) */
     bool count_include_pad;
     struct qcal_conv_desc d;
     struct qcal_dnnl_prim *prim;
@@ -55,7 +56,9 @@ static enum qcal_status pool_infer(struct qcal_graph *g, struct qcal_node *n)
     const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
     if (x->ndim != 3 && x->ndim != 4)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input has %d dims; 1-D and 2-D pooling only", x->ndim);
-    if (x->dtype != QCAL_F32) return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be float32");
+    const bool is_max = p->kind == POOL_MAX || p->kind == POOL_GMAX;
+    if (x->dtype != QCAL_F32 && !(is_max && op_int8_like(x->dtype)))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be float32 (or int8/uint8 for max pooling)");
     int sp = x->ndim - 2;
     struct qcal_conv_desc *d = &p->d;
     memset(d, 0, sizeof *d);
@@ -115,7 +118,7 @@ static enum qcal_status pool_infer(struct qcal_graph *g, struct qcal_node *n)
     if (d->oh < 1 || d->ow < 1) return OP_ERR(g, n, QCAL_INVALID_MODEL, "output would be empty");
     int64_t dims[4] = {d->n, d->oc, d->oh, d->ow};
     if (sp == 1) dims[2] = d->ow;
-    op_set_output(g, n, 0, QCAL_F32, x->ndim, dims);
+    op_set_output(g, n, 0, x->dtype, x->ndim, dims);
     return QCAL_OK;
 }
 
@@ -140,6 +143,7 @@ static enum qcal_status pool_prepare(struct qcal_op_prep *pp)
     if (!s) return OP_ERR(pp->g, pp->node, QCAL_OUT_OF_MEMORY, "out of memory");
     pp->state = s;
     s->kind = p->kind;
+    s->dtype = qcal_in(pp->g, pp->node, 0)->t.dtype;
     s->count_include_pad = p->count_include_pad;
     s->d = p->d;
     pp->impl = "ref";
@@ -154,7 +158,7 @@ static enum qcal_status pool_prepare(struct qcal_op_prep *pp)
         if (d.pb < 0) d.pb = 0;
         if (d.pr < 0) d.pr = 0;
         int kind = p->kind == POOL_MAX ? 0 : p->count_include_pad ? 2 : 1;
-        if (qcal_dnnl_pool_create(&d, kind, &s->prim) == QCAL_OK) {
+        if (qcal_dnnl_pool_create(&d, kind, s->dtype, &s->prim) == QCAL_OK) {
             pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
             pp->impl = qcal_dnnl_impl(s->prim);
         }
@@ -187,10 +191,51 @@ static void global_pool_nhwc(const struct qcal_conv_desc *d, bool is_max, const 
     }
 }
 
+/* Max pooling of int8/uint8 codes (any layout, windows clipped to the input). */
+static void max_pool_int8(const struct pool_state *s, const struct qcal_op_args *a)
+{
+    const struct qcal_conv_desc *d = &s->d;
+    const bool u8 = s->dtype == QCAL_U8;
+    const uint8_t *x = a->in[0]->data;
+    uint8_t *y = a->out[0]->data;
+    int64_t xs[4], ys[4];
+    if (a->in[0]->ndim == 4) {
+        op_strides(a->in[0], op_in_layout(a, 0), xs);
+        op_strides(a->out[0], op_out_layout(a, 0), ys);
+    } else {
+        xs[0] = d->ic * d->iw, xs[1] = d->iw, xs[2] = 0, xs[3] = 1;
+        ys[0] = d->oc * d->ow, ys[1] = d->ow, ys[2] = 0, ys[3] = 1;
+    }
+    const int threads = op_threads();
+#pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1)
+    for (int64_t n = 0; n < d->n; n++)
+        for (int64_t c = 0; c < d->ic; c++)
+            for (int64_t oh = 0; oh < d->oh; oh++)
+                for (int64_t ow = 0; ow < d->ow; ow++) {
+                    const int64_t h0 = oh * d->sh - d->pt, w0 = ow * d->sw - d->pl;
+                    int acc = u8 ? 0 : -128;
+                    for (int64_t kh = 0; kh < d->kh; kh++) {
+                        const int64_t ih = h0 + kh * d->dh;
+                        for (int64_t kw = 0; ih >= 0 && ih < d->ih && kw < d->kw; kw++) {
+                            const int64_t iw = w0 + kw * d->dw;
+                            if (iw < 0 || iw >= d->iw) continue;
+                            const uint8_t b = x[n * xs[0] + c * xs[1] + ih * xs[2] + iw * xs[3]];
+                            const int v = u8 ? b : (int8_t)b;
+                            acc = v > acc ? v : acc;
+                        }
+                    }
+                    y[n * ys[0] + c * ys[1] + oh * ys[2] + ow * ys[3]] = (uint8_t)acc;
+                }
+}
+
 static enum qcal_status pool_run(const void *state, const struct qcal_op_args *a)
 {
     const struct pool_state *s = state;
     if (s->prim) return qcal_dnnl_run(a->bound);
+    if (s->dtype != QCAL_F32) {
+        max_pool_int8(s, a);
+        return QCAL_OK;
+    }
     const struct qcal_conv_desc *d = &s->d;
     const float *x = a->in[0]->data;
     float *y = a->out[0]->data;

@@ -659,9 +659,36 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     return QCAL_OK;
 }
 
+/* Q(MaxPool(y)) = MaxPool(Q(y)): quantization is monotone, so the largest code is the code
+ * of the largest value. Quantizing before the pooling lets the convolution in front end in
+ * the QuantizeLinear (ResNet's stem: Conv -> Relu -> MaxPool -> Q) and pools int8 bytes. */
+static enum qcal_status quantize_before_max_pool(struct qcal_graph *g)
+{
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        struct qcal_node *p = &g->nodes[i];
+        if (!is_node(p, "MaxPool") || p->n_inputs != 1 || p->n_outputs != 1) continue;
+        const int m = p->outputs[0], c = sole_consumer(g, m);
+        if (c < 0 || !is_node(&g->nodes[c], "QuantizeLinear") || g->nodes[c].inputs[0] != m ||
+            !per_tensor_q(g, &g->nodes[c]) || qcal_value_is_const(&g->values[p->inputs[0]]))
+            continue;
+        const int qo = g->nodes[c].outputs[0];
+        g->nodes[c].inputs[0] = p->inputs[0];
+        g->nodes[c].outputs[0] = m; /* now the codes of the pooling's input */
+        p->inputs[0] = m;
+        p->outputs[0] = qo;
+        any = true;
+    }
+    if (!any) return QCAL_OK;
+    qcal_graph_update_uses(g);
+    return qcal_graph_toposort(g);
+}
+
 enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
 {
     qcal_graph_update_uses(g);
+    enum qcal_status qst = quantize_before_max_pool(g);
+    if (qst != QCAL_OK) return qst;
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         if (!is_node(&g->nodes[i], "Conv")) continue;
