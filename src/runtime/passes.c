@@ -510,8 +510,15 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
     char name[512];
     snprintf(name, sizeof name, "%s_%s", g->values[bv].name, has ? "int32" : "bias_int32");
     if (!q) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    for (int64_t c = 0; st == QCAL_OK && c < oc; c++) /* sw already holds |alpha| * w_scale */
-        q[c] = qcal_bias_int32((double)affine.alpha * b[c] + (double)affine.beta, sx * sw[n_sw == 1 ? 0 : c]);
+    const bool folded = affine.alpha != 1.0f || affine.beta != 0.0f;
+    for (int64_t c = 0; st == QCAL_OK && c < oc; c++) { /* sw already holds |alpha| * w_scale */
+        const double v = (double)affine.alpha * b[c] + (double)affine.beta, at = (double)sx * sw[n_sw == 1 ? 0 : c];
+        /* an offset folded into a channel whose weight scale is tiny (a dead channel) may not
+         * fit in int32 at that scale: no fusion then (the file's own biases saturate as the
+         * QDQ graph defines them) */
+        if (folded && !(fabs(v / at) < 2147483647.0)) st = QCAL_UNSUPPORTED;
+        else q[c] = qcal_bias_int32(v, sx * sw[n_sw == 1 ? 0 : c]);
+    }
     if (st == QCAL_OK) st = qcal_graph_add_temp_value(g, name, out);
     if (st == QCAL_OK) {
         qcal_graph_set_constant(g, *out, qcal_tensor_make(QCAL_I32, 1, &oc), q);
