@@ -12,6 +12,8 @@ import sys
 EXPECTED = {
     "fuse_conv_bn_relu": ["Conv"],
     "fuse_conv_paddle_hardswish": ["Conv"],
+    "fuse_convT_add_bn_relu_k2s2": ["ConvTranspose"],
+    "fuse_convT_add_bn_relu_group2_k3s2": ["ConvTranspose"],
     "fuse_conv_swish": ["Conv"],
     "fuse_conv_hardswish_opset13": ["Conv"],
     "fuse_conv_clip6_hsig": ["Conv", "Conv"],

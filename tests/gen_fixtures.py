@@ -420,6 +420,14 @@ case("fuse_conv_bn_relu", [
     helper.make_node("Relu", ["bn"], ["Y"])], [("X", [1, 4, 9, 9])], [("Y", F)],
     {"W": randn(6, 4, 3, 3, scale=0.3), "B": randn(6), "s": randn(6), "b": randn(6), "m": randn(6),
      "v": np.abs(randn(6)) + 0.5})
+for tag, group, ks in (("k2s2", 1, 2), ("group2_k3s2", 2, 3)):  # PP-OCR's det head: ConvT -> Add -> BN -> Relu
+    case(f"fuse_convT_add_bn_relu_{tag}", [
+        helper.make_node("ConvTranspose", ["X", "W"], ["c"], strides=[2, 2], group=group),
+        helper.make_node("Add", ["c", "B"], ["a"]),
+        helper.make_node("BatchNormalization", ["a", "s", "b", "m", "v"], ["bn"]),
+        helper.make_node("Relu", ["bn"], ["Y"])], [("X", [1, 4, 5, 6])], [("Y", F)],
+        {"W": randn(4, 6 // group, ks, ks, scale=0.3), "B": randn(1, 6, 1, 1), "s": randn(6), "b": randn(6),
+         "m": randn(6), "v": np.abs(randn(6)) + 0.5})
 case("fuse_conv_paddle_hardswish", [
     helper.make_node("Conv", ["X", "W"], ["c"], pads=[1, 1, 1, 1]),
     helper.make_node("Add", ["c", "three"], ["a"]),

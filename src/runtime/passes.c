@@ -37,6 +37,21 @@ static bool all_const(const struct qcal_graph *g, const struct qcal_node *n, int
     return true;
 }
 
+/* Output channels of a Conv ([OC, IC/group, ...] weights) or ConvTranspose ([IC, OC/group,
+ * ...] weights), and the output channel of weight element i. */
+static int64_t conv_out_channels(const struct qcal_node *n, const struct qcal_tensor *w)
+{
+    return n->op == QCAL_OP_CONV ? w->dims[0] : w->dims[1] * qcal_node_attr_int(n, "group", 1);
+}
+
+static int64_t weight_channel(const struct qcal_node *n, const struct qcal_tensor *w, int64_t i)
+{
+    if (n->op == QCAL_OP_CONV) return i / (qcal_tensor_numel(w) / w->dims[0]);
+    const int64_t group = qcal_node_attr_int(n, "group", 1), ocg = w->dims[1], icg = w->dims[0] / group;
+    const int64_t ks = qcal_tensor_numel(w) / (w->dims[0] * ocg), ic = i / (ocg * ks);
+    return ic / icg * ocg + i / ks % ocg;
+}
+
 /* Gives Conv node ni new weight and bias constants (owning nw and nb, freed on failure) and
  * makes it produce `output`, the value of the node it absorbs. Weights shared with other
  * nodes stay intact: these are new constants. */
@@ -46,7 +61,7 @@ static enum qcal_status conv_set_params(struct qcal_graph *g, int ni, float *nw,
     int wv, bv;
     struct qcal_node *n = &g->nodes[ni];
     struct qcal_tensor wt = g->values[n->inputs[1]].t;
-    int64_t oc = wt.dims[0];
+    int64_t oc = conv_out_channels(n, &wt);
     wt.data = NULL;
     if ((st = qcal_graph_add_temp_value(g, g->values[n->inputs[1]].name, &wv)) != QCAL_OK ||
         (st = qcal_graph_add_temp_value(g, n->name, &bv)) != QCAL_OK) {
@@ -81,13 +96,15 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
         int ci = g->values[x].producer;
         if (ci < 0 || sole_consumer(g, x) != i) continue;
         struct qcal_node *conv = &g->nodes[ci];
-        if (conv->op != QCAL_OP_CONV || conv->post.n != 0 || !all_const(g, conv, 1, 2))
+        if ((conv->op != QCAL_OP_CONV && conv->op != QCAL_OP_CONV_TRANSPOSE) || conv->post.n != 0 ||
+            !all_const(g, conv, 1, 2))
             continue;
         if (conv->n_inputs > 2 && conv->inputs[2] >= 0 && !all_const(g, conv, 2, 3)) continue;
         const struct qcal_tensor *w = &g->values[conv->inputs[1]].t;
-        int64_t oc = w->dims[0], per = qcal_tensor_numel(w) / oc;
+        const int64_t oc = conv_out_channels(conv, w), nwt = qcal_tensor_numel(w);
+        if (qcal_tensor_numel(&g->values[bn->inputs[1]].t) != oc) continue;
         float *a = malloc(2 * sizeof(float) * (size_t)oc);
-        float *nw = qcal_malloc(sizeof(float) * (size_t)(oc * per));
+        float *nw = qcal_malloc(sizeof(float) * (size_t)nwt);
         float *nb = qcal_malloc(sizeof(float) * (size_t)oc);
         if (!a || !nw || !nb) {
             free(a);
@@ -102,10 +119,8 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
         const float *wd = w->data;
         const float *bd = conv->n_inputs > 2 && conv->inputs[2] >= 0
                               ? g->values[conv->inputs[2]].t.data : NULL;
-        for (int64_t o = 0; o < oc; o++) {
-            for (int64_t k = 0; k < per; k++) nw[o * per + k] = wd[o * per + k] * a[o];
-            nb[o] = (bd ? bd[o] : 0.0f) * a[o] + b[o];
-        }
+        for (int64_t e = 0; e < nwt; e++) nw[e] = wd[e] * a[weight_channel(conv, w, e)];
+        for (int64_t o = 0; o < oc; o++) nb[o] = (bd ? bd[o] : 0.0f) * a[o] + b[o];
         free(a);
         if ((st = conv_set_params(g, ci, nw, nb, bn->outputs[0])) != QCAL_OK) return st;
         bn->dead = true;
@@ -258,13 +273,15 @@ static enum qcal_status fold_channel_affine(struct qcal_graph *g, int ni, int ci
     struct qcal_node *n = &g->nodes[ni], *c = &g->nodes[ci];
     *done = false;
     int y = n->outputs[0], k = other_input(c, y);
-    if (n->op != QCAL_OP_CONV || n->post.n || k < 0 || !qcal_value_is_const(&g->values[k])) return QCAL_OK;
+    if ((n->op != QCAL_OP_CONV && n->op != QCAL_OP_CONV_TRANSPOSE) || n->post.n || k < 0 ||
+        !qcal_value_is_const(&g->values[k]))
+        return QCAL_OK;
     if (c->op != QCAL_OP_MUL && c->op != QCAL_OP_ADD && c->op != QCAL_OP_SUB && c->op != QCAL_OP_DIV)
         return QCAL_OK;
     if ((c->op == QCAL_OP_SUB || c->op == QCAL_OP_DIV) && c->inputs[0] != y) return QCAL_OK;
     const struct qcal_tensor *ct = &g->values[k].t, *w = &g->values[n->inputs[1]].t;
     const struct qcal_tensor *yt = &g->values[y].t;
-    int64_t oc = w->dims[0], cnt = qcal_tensor_numel(ct);
+    const int64_t oc = conv_out_channels(n, w), cnt = qcal_tensor_numel(ct), nwt = qcal_tensor_numel(w);
     if (ct->dtype != QCAL_F32 || (cnt != 1 && cnt != oc) || ct->ndim > yt->ndim) return QCAL_OK;
     if (cnt == oc && oc > 1) { /* must broadcast along the channel axis only */
         int ax = 1 - (yt->ndim - ct->ndim);
@@ -272,26 +289,29 @@ static enum qcal_status fold_channel_affine(struct qcal_graph *g, int ni, int ci
     }
     if (!all_const(g, n, 1, 2) || (n->n_inputs > 2 && n->inputs[2] >= 0 && !all_const(g, n, 2, 3)))
         return QCAL_OK;
-    int64_t per = qcal_tensor_numel(w) / oc;
-    float *nw = qcal_malloc(sizeof(float) * (size_t)(oc * per)), *nb = qcal_malloc(sizeof(float) * (size_t)oc);
-    if (!nw || !nb) {
+    float *nw = qcal_malloc(sizeof(float) * (size_t)nwt), *nb = qcal_malloc(sizeof(float) * (size_t)oc),
+          *m = malloc(sizeof(float) * (size_t)oc);
+    if (!nw || !nb || !m) {
         qcal_free(nw);
         qcal_free(nb);
+        free(m);
         return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     }
     const float *wd = w->data, *cd = ct->data;
     const float *bd = n->n_inputs > 2 && n->inputs[2] >= 0 ? g->values[n->inputs[2]].t.data : NULL;
     for (int64_t o = 0; o < oc; o++) {
-        float v = cd[cnt == 1 ? 0 : o], b = bd ? bd[o] : 0.0f, m = 1.0f;
+        float v = cd[cnt == 1 ? 0 : o], b = bd ? bd[o] : 0.0f;
+        m[o] = 1.0f;
         switch (c->op) {
-        case QCAL_OP_MUL: m = v, b *= v; break;
-        case QCAL_OP_DIV: m = 1.0f / v, b /= v; break;
+        case QCAL_OP_MUL: m[o] = v, b *= v; break;
+        case QCAL_OP_DIV: m[o] = 1.0f / v, b /= v; break;
         case QCAL_OP_ADD: b += v; break;
         default: b -= v; break;
         }
-        for (int64_t i = 0; i < per; i++) nw[o * per + i] = wd[o * per + i] * m;
         nb[o] = b;
     }
+    for (int64_t i = 0; i < nwt; i++) nw[i] = wd[i] * m[weight_channel(n, w, i)];
+    free(m);
     enum qcal_status st = conv_set_params(g, ni, nw, nb, c->outputs[0]);
     if (st != QCAL_OK) return st;
     c->dead = true;
