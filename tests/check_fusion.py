@@ -31,6 +31,7 @@ EXPECTED = {
     "qlookup_requantize_sigmoid": ["QuantizeLinear", "QLinearLookup", "QLinearLookup"],
     "qmul_se_gate_u8": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
     "qmul_se_gate_i8_batch2": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
+    "qmul_se_gate_per_image_u8": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
     "qmul_scalar_u8": ["QuantizeLinear", "QuantizeLinear", "QLinearMul"],
     "qadd_same_i8": ["QuantizeLinear", "QuantizeLinear", "QLinearAdd"],
     "nhwc_residual_se": ["Conv", "GlobalAveragePool", "Conv", "Mul", "Conv", "Resize", "Concat", "MaxPool"],

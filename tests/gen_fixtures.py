@@ -201,7 +201,8 @@ U8, I8, I32 = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
 # Cases whose integer outputs may be one step from ONNX Runtime's: its QuantizeLinear
 # multiplies by 1/scale where the ONNX spec (and qcal) divides, so a value a hair above a
 # rounding tie (4.9 / 0.04 = 122.500008) can round the other way (ORT: 4.9 * 25 = 122.5 -> 122).
-INT_STEPS = {"qlookup_hardswish_u8": 1}
+# (qcal's fused ops equal its unfused QDQ graph exactly; that is what the plan tests show.)
+INT_STEPS = {"qlookup_hardswish_u8": 1, "qmul_se_gate_u8": 1, "qmul_se_gate_per_image_u8": 1}
 
 
 def qdq(name, x, scale, zp, zp_type, axis=None, opset=13, data=None):
@@ -378,6 +379,7 @@ def qmul_case(name, x, g, op="Mul", u8=True):
 
 qmul_case("qmul_se_gate_u8", [1, 24, 6, 5], [1, 24, 1, 1])
 qmul_case("qmul_se_gate_i8_batch2", [2, 17, 4, 4], [17, 1, 1], u8=False)
+qmul_case("qmul_se_gate_per_image_u8", [2, 20, 3, 5], [2, 20, 1, 1])
 qmul_case("qmul_scalar_u8", [1, 5, 3, 3], [1])
 qmul_case("qadd_same_i8", [1, 3, 33], [1, 3, 33], op="Add", u8=False)
 

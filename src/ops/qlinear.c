@@ -13,7 +13,8 @@
 
 #include "op-internal.h"
 
-enum { BLOCK = 16384 }; /* elements per parallel block: elementwise, so any split gives the same bytes */
+enum { BLOCK = 16384 };        /* elements per parallel block: elementwise, so any split gives the same bytes */
+enum { CHANNELS_MAX = 4096 }; /* per-channel operands dequantized on the stack up to this many */
 
 static int64_t block_count(int64_t n) { return (n + BLOCK - 1) / BLOCK; }
 
@@ -25,8 +26,14 @@ struct qbin_state {
     float sa, sb, sy;
     int32_t za, zb, zy;
     bool a_u8, b_u8, y_u8, relu, mul;
+    bool avx512;   /* read once at prepare (qcal_cpu() is not for inner loops) */
+    bool b_images; /* per-channel b holds one row of channels per image */
     enum bcast bcast;
 };
+
+/* Where a span's second operand comes from: bytes like a's, one byte for all, or floats
+ * already dequantized (one per channel). */
+enum bsrc { B_BYTES, B_ONE, B_FLOATS };
 
 static float deq_one(const uint8_t *p, bool u8, int32_t z, float s)
 {
@@ -34,12 +41,18 @@ static float deq_one(const uint8_t *p, bool u8, int32_t z, float s)
     return (float)(q - z) * s;
 }
 
-static void qbin_scalar(const struct qbin_state *s, const uint8_t *a, const uint8_t *b, bool b_one, int64_t n,
+static float operand_b(const struct qbin_state *s, const void *b, enum bsrc src, int64_t i)
+{
+    if (src == B_FLOATS) return ((const float *)b)[i];
+    return deq_one((const uint8_t *)b + (src == B_ONE ? 0 : i), s->b_u8, s->zb, s->sb);
+}
+
+static void qbin_scalar(const struct qbin_state *s, const uint8_t *a, const void *b, enum bsrc src, int64_t n,
                         uint8_t *y)
 {
     const float lo = s->y_u8 ? 0.0f : -128.0f, hi = s->y_u8 ? 255.0f : 127.0f;
     for (int64_t i = 0; i < n; i++) {
-        const float fa = deq_one(a + i, s->a_u8, s->za, s->sa), fb = deq_one(b_one ? b : b + i, s->b_u8, s->zb, s->sb);
+        const float fa = deq_one(a + i, s->a_u8, s->za, s->sa), fb = operand_b(s, b, src, i);
         float t = s->mul ? fa * fb : fa + fb;
         if (s->relu && t < 0) t = 0;
         const int32_t q = (int32_t)qcal_quantize_one(t, s->sy, (float)s->zy, lo, hi);
@@ -58,7 +71,7 @@ AVX512 static inline __m512 deq16(const uint8_t *p, __mmask16 m, bool u8, __m512
 
 /* Sixteen at a time, lane by lane the arithmetic of qbin_scalar (division by the scale,
  * round half to even, saturation); masked loads and stores for the tail. */
-AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, const uint8_t *b, bool b_one, int64_t n,
+AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, const void *b, enum bsrc src, int64_t n,
                                uint8_t *y)
 {
     const __m512 sa = _mm512_set1_ps(s->sa), za = _mm512_set1_ps((float)s->za);
@@ -66,11 +79,13 @@ AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, con
     const __m512 sy = _mm512_set1_ps(s->sy), zy = _mm512_set1_ps((float)s->zy), zero = _mm512_setzero_ps();
     const __m512 lo = _mm512_set1_ps(s->y_u8 ? 0.0f : -128.0f), hi = _mm512_set1_ps(s->y_u8 ? 255.0f : 127.0f);
     const __m512 lim = _mm512_set1_ps(4194304.0f), nlim = _mm512_set1_ps(-4194304.0f);
-    const __m512 fb_one = _mm512_set1_ps(b_one ? deq_one(b, s->b_u8, s->zb, s->sb) : 0.0f);
+    const __m512 fb_one = _mm512_set1_ps(src == B_ONE ? operand_b(s, b, src, 0) : 0.0f);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
         const __m512 fa = deq16(a + i, m, s->a_u8, za, sa);
-        const __m512 fb = b_one ? fb_one : deq16(b + i, m, s->b_u8, zb, sb);
+        const __m512 fb = src == B_ONE     ? fb_one
+                          : src == B_FLOATS ? _mm512_maskz_loadu_ps(m, (const float *)b + i)
+                                            : deq16((const uint8_t *)b + i, m, s->b_u8, zb, sb);
         __m512 t = s->mul ? _mm512_mul_ps(fa, fb) : _mm512_add_ps(fa, fb);
         if (s->relu) t = _mm512_max_ps(t, zero);
         __m512 v = _mm512_div_ps(t, sy);
@@ -88,12 +103,12 @@ static bool has_avx512(void)
     return c->avx512f && c->avx512bw && c->avx512vl;
 }
 
-/* y[0..n) from a[0..n) and b[0..n), or b[0] for all when b_one. */
-static void qbin_span(const struct qbin_state *s, const uint8_t *a, const uint8_t *b, bool b_one, int64_t n,
+/* y[0..n) from a[0..n) and the second operand (see enum bsrc). */
+static void qbin_span(const struct qbin_state *s, const uint8_t *a, const void *b, enum bsrc src, int64_t n,
                       uint8_t *y)
 {
-    if (has_avx512()) qbin_avx512(s, a, b, b_one, n, y);
-    else qbin_scalar(s, a, b, b_one, n, y);
+    if (s->avx512) qbin_avx512(s, a, b, src, n, y);
+    else qbin_scalar(s, a, b, src, n, y);
 }
 
 static enum qcal_status qbin_parse(struct qcal_graph *g, struct qcal_node *n)
@@ -111,9 +126,9 @@ static enum bcast bcast_of(const struct qcal_tensor *a, const struct qcal_tensor
     const int off = a->ndim - b->ndim; /* numpy: b's dims align with a's last ones */
     for (int d = 0; d < a->ndim; d++) {
         const int64_t bd = d < off ? 1 : b->dims[d - off];
-        if (bd != (d == 1 ? a->dims[1] : 1)) return BCAST_INVALID;
+        if (bd != (d == 1 ? a->dims[1] : 1) && !(d == 0 && bd == a->dims[0])) return BCAST_INVALID;
     }
-    return BCAST_CHANNEL;
+    return BCAST_CHANNEL; /* one per channel, or one per image and channel ([N, C, 1, 1]) */
 }
 
 bool qcal_ops_qlinear_broadcasts(const struct qcal_tensor *a, const struct qcal_tensor *b)
@@ -164,8 +179,11 @@ static enum qcal_status qbin_prepare(struct qcal_op_prep *pp)
     s->relu = n->post.n == 1 && n->post.op[0].kind == QCAL_ACT_RELU;
     s->mul = n->op == QCAL_OP_QLINEAR_MUL;
     s->bcast = bcast_of(&qcal_in(g, n, 0)->t, &qcal_in(g, n, 3)->t);
+    s->avx512 = has_avx512();
+    s->b_images = s->bcast == BCAST_CHANNEL && qcal_in(g, n, 3)->t.ndim == qcal_in(g, n, 0)->t.ndim &&
+                  qcal_in(g, n, 3)->t.dims[0] > 1;
     pp->state = s;
-    pp->impl = has_avx512() ? "int8:avx512" : "int8";
+    pp->impl = s->avx512 ? "int8:avx512" : "int8";
     return QCAL_OK;
 }
 
@@ -183,20 +201,33 @@ static enum qcal_status qbin_run(const void *state, const struct qcal_op_args *a
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
         for (int64_t blk = 0; blk < blocks; blk++) {
             const int64_t i0 = blk * BLOCK, m = count - i0 < BLOCK ? count - i0 : BLOCK;
-            qbin_span(s, a + i0, one ? b : b + i0, one, m, y + i0);
+            qbin_span(s, a + i0, one ? b : b + i0, one ? B_ONE : B_BYTES, m, y + i0);
         }
         return QCAL_OK;
     }
-    /* one b per channel: rows of C channels (channels last) or rows of one channel's
-     * H*W values (plain) */
-    const int64_t channels = at->dims[1];
-    const bool last = op_in_layout(args, 0) == QCAL_LAYOUT_NHWC && at->ndim == 4;
-    const int64_t row = last ? channels : count / (at->dims[0] * channels), rows = count / row;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && count > BLOCK)
-    for (int64_t r = 0; r < rows; r++) {
-        if (last) qbin_span(s, a + r * row, b, false, row, y + r * row);
-        else qbin_span(s, a + r * row, b + r % channels, true, row, y + r * row);
+    const int64_t channels = at->dims[1], batch = at->dims[0];
+    if (op_in_layout(args, 0) == QCAL_LAYOUT_NHWC && at->ndim == 4 && channels <= CHANNELS_MAX) {
+        /* channels last: b dequantized once per image, then blocks of whole pixels */
+        float fb[CHANNELS_MAX];
+        const int64_t pixels = count / (batch * channels), step = BLOCK / channels > 0 ? BLOCK / channels : 1;
+        const int64_t blocks = (pixels + step - 1) / step;
+        for (int64_t img = 0; img < batch; img++) {
+            const uint8_t *bi = b + (s->b_images ? img * channels : 0);
+            for (int64_t c = 0; c < channels; c++) fb[c] = operand_b(s, bi, B_BYTES, c);
+            const uint8_t *ai = a + img * pixels * channels;
+            uint8_t *yi = y + img * pixels * channels;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
+            for (int64_t blk = 0; blk < blocks; blk++)
+                for (int64_t p = blk * step; p < pixels && p < (blk + 1) * step; p++)
+                    qbin_span(s, ai + p * channels, fb, B_FLOATS, channels, yi + p * channels);
+        }
+        return QCAL_OK;
     }
+    /* plain: rows of one image's channel (H*W values), b[channel] or b[image, channel] */
+    const int64_t row = count / (batch * channels), rows = count / row;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && count > BLOCK)
+    for (int64_t r = 0; r < rows; r++)
+        qbin_span(s, a + r * row, b + (s->b_images ? r : r % channels), B_ONE, row, y + r * row);
     return QCAL_OK;
 }
 
@@ -228,13 +259,19 @@ static enum qcal_status lookup_infer(struct qcal_graph *g, struct qcal_node *n)
 
 static bool has_vbmi(void) { return has_avx512() && qcal_cpu()->avx512_vbmi; }
 
+struct lookup_state {
+    uint8_t table[256];
+    bool vbmi;
+};
+
 static enum qcal_status lookup_prepare(struct qcal_op_prep *pp)
 {
-    uint8_t *t = malloc(256);
+    struct lookup_state *t = malloc(sizeof *t);
     if (!t) return OP_ERR(pp->g, pp->node, QCAL_OUT_OF_MEMORY, "out of memory");
-    memcpy(t, qcal_in(pp->g, pp->node, 1)->t.data, 256);
+    memcpy(t->table, qcal_in(pp->g, pp->node, 1)->t.data, 256);
+    t->vbmi = has_vbmi();
     pp->state = t;
-    pp->impl = has_vbmi() ? "lut:avx512_vbmi" : "lut";
+    pp->impl = t->vbmi ? "lut:avx512_vbmi" : "lut";
     return QCAL_OK;
 }
 
@@ -254,10 +291,11 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void lookup_vbmi(c
 
 static enum qcal_status lookup_run(const void *state, const struct qcal_op_args *args)
 {
-    const uint8_t *t = state, *x = args->in[0]->data;
+    const struct lookup_state *ls = state;
+    const uint8_t *t = ls->table, *x = args->in[0]->data;
     uint8_t *y = args->out[0]->data;
     const int64_t count = qcal_tensor_numel(args->in[0]), blocks = block_count(count);
-    const bool vbmi = has_vbmi();
+    const bool vbmi = ls->vbmi;
     const int threads = op_threads();
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
     for (int64_t blk = 0; blk < blocks; blk++) {
