@@ -69,16 +69,16 @@ AVX512 static inline __m512 deq16(const uint8_t *p, __mmask16 m, bool u8, __m512
     return _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(w), z), s);
 }
 
-/* Sixteen at a time, lane by lane the arithmetic of qbin_scalar (division by the scale,
- * round half to even, saturation); masked loads and stores for the tail. */
+/* Sixteen at a time, lane by lane the arithmetic of qbin_scalar (the quantization as if
+ * divided by the scale: op_quantize16); masked loads and stores for the tail. */
 AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, const void *b, enum bsrc src, int64_t n,
                                uint8_t *y)
 {
     const __m512 sa = _mm512_set1_ps(s->sa), za = _mm512_set1_ps((float)s->za);
     const __m512 sb = _mm512_set1_ps(s->sb), zb = _mm512_set1_ps((float)s->zb);
-    const __m512 sy = _mm512_set1_ps(s->sy), zy = _mm512_set1_ps((float)s->zy), zero = _mm512_setzero_ps();
+    const __m512 sy = _mm512_set1_ps(s->sy), inv = _mm512_set1_ps(1.0f / s->sy), zy = _mm512_set1_ps((float)s->zy);
     const __m512 lo = _mm512_set1_ps(s->y_u8 ? 0.0f : -128.0f), hi = _mm512_set1_ps(s->y_u8 ? 255.0f : 127.0f);
-    const __m512 lim = _mm512_set1_ps(4194304.0f), nlim = _mm512_set1_ps(-4194304.0f);
+    const __m512 zero = _mm512_setzero_ps();
     const __m512 fb_one = _mm512_set1_ps(src == B_ONE ? operand_b(s, b, src, 0) : 0.0f);
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
@@ -88,12 +88,7 @@ AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, con
                                             : deq16((const uint8_t *)b + i, m, s->b_u8, zb, sb);
         __m512 t = s->mul ? _mm512_mul_ps(fa, fb) : _mm512_add_ps(fa, fb);
         if (s->relu) t = _mm512_max_ps(t, zero);
-        __m512 v = _mm512_div_ps(t, sy);
-        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
-        v = _mm512_min_ps(_mm512_max_ps(v, nlim), lim);
-        v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zy);
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, _mm512_cvtps_epi32(v));
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, op_quantize16(t, sy, inv, zy, lo, hi));
     }
 }
 

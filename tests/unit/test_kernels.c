@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/ops/op-internal.h" /* op_quantize16 */
 #include "check.h"
 #include "qcal/kernels.h"
 
@@ -325,6 +326,49 @@ static void test_conv_int8(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_conv_int8_case(&cases[i]);
 }
 
+/* op_quantize16 (multiply by 1/scale, divide next to half-integers) against the scalar
+ * QuantizeLinear that divides, on random values and on values a few ulp around every
+ * half-integer code boundary, for scales that are not powers of two. */
+__attribute__((target("avx512f"))) static void quantize16_all(const float *x, int n, float sc, uint8_t *out)
+{
+    for (int i = 0; i < n; i += 16) {
+        const __m512i q = op_quantize16(_mm512_loadu_ps(x + i), _mm512_set1_ps(sc), _mm512_set1_ps(1.0f / sc),
+                                        _mm512_set1_ps(3.0f), _mm512_set1_ps(-128.0f), _mm512_set1_ps(127.0f));
+        int32_t lanes[16];
+        _mm512_storeu_si512(lanes, q);
+        for (int k = 0; k < 16; k++) out[i + k] = (uint8_t)lanes[k];
+    }
+}
+
+static void test_quantize16(void)
+{
+    if (!qcal_cpu()->avx512f) return;
+    const float scales[] = {0.04f, 0.1f, 1.0f / 3.0f, 0.0123457f, 7.3f, 1e-3f};
+    int64_t mismatches = 0, near_ties = 0;
+    for (size_t si = 0; si < sizeof scales / sizeof scales[0]; si++) {
+        const float sc = scales[si];
+        float x[4096];
+        uint8_t fast[4096];
+        for (int round = 0; round < 64; round++) {
+            for (int i = 0; i < 4096; i++) {
+                if (i % 2) { /* next to (k + 0.5) * scale */
+                    float v = ((float)(i / 2 % 400) - 200.0f + 0.5f) * sc;
+                    for (int u = 0; u < (i + round) % 7; u++) v = nextafterf(v, (i + round) % 3 ? INFINITY : -INFINITY);
+                    x[i] = v;
+                    near_ties++;
+                } else {
+                    x[i] = check_rand(&seed) * 300.0f * sc;
+                }
+            }
+            quantize16_all(x, 4096, sc, fast);
+            for (int i = 0; i < 4096; i++)
+                mismatches += fast[i] != (uint8_t)(int32_t)qcal_quantize_one(x[i], sc, 3.0f, -128.0f, 127.0f);
+        }
+    }
+    CHECK(near_ties > 100000);
+    CHECK_EQ_INT(mismatches, 0);
+}
+
 int main(void)
 {
     qcal_log_set_level(QCAL_LOG_ERROR);
@@ -334,5 +378,6 @@ int main(void)
     test_matmul();
     test_copy_strided();
     test_conv_int8();
+    test_quantize16();
     return check_report();
 }
