@@ -279,6 +279,29 @@ for tag, zt, z in (("u8", U8, 0), ("i8", I8, -10)):
          "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
          "bz": np.zeros(6, np.int32), "ys": np.array(0.01, np.float32), "yz": np.array(z, npz)})
 
+# nearest Resize before a QuantizeLinear: qcal quantizes first and copies codes (exact)
+case("qdq_conv_resize_nearest_u8", [
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+    helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+    helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1]),
+    helper.make_node("Resize", ["c", "", "scales"], ["r"], mode="nearest"),
+    helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["Y"])],
+    [("X", [1, 3, 9, 9])], [("Y", U8)],
+    {"xs": np.array(0.03, np.float32), "xz": np.array(0, np.int8), "wq": wq, "ws": ws,
+     "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
+     "bz": np.zeros(6, np.int32), "scales": np.array([1, 1, 2, 2], np.float32), "ys": np.array(0.01, np.float32),
+     "yz": np.array(128, np.uint8)})
+case("qdq_resize_nearest_requantize_i8", [
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("Resize", ["xd", "", "", "sizes"], ["r"], mode="nearest"),
+    helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["Y"])],
+    [("X", [2, 3, 5, 4])], [("Y", I8)],
+    {"xs": np.array(0.05, np.float32), "xz": np.array(3, np.int8), "sizes": np.array([2, 3, 10, 12], np.int64),
+     "ys": np.array(0.07, np.float32), "yz": np.array(-2, np.int8)}, data=[randn(2, 3, 5, 4, scale=3.0)])
+
 # QLinearConv (the INT8 convolution qcal runs): uint8 and int8 activations, per-channel
 # weight scales, int32 bias, groups / strides / padding; output dequantized for the compare
 def qlinear_conv(name, x, oc, k, group=1, x_u8=True, y_u8=True, **attrs):
@@ -360,6 +383,19 @@ case("qmoves_concat_reshape_u8", [  # int8 through Concat and Reshape: the bytes
     [("X", [1, 3, 4, 5]), ("G", [1, 2, 4, 5])], [("Y", U8)],
     {"s": sc(0.05), "z": np.array(120, np.uint8), "shape": np.array([1, 8, 20], np.int64)},
     data=[randn(1, 3, 4, 5, scale=3.0), randn(1, 2, 4, 5, scale=3.0)])
+
+
+for tag, zt, z in (("u8", U8, 100), ("i8", I8, -7)):  # SE squeeze: DQ -> GlobalAveragePool -> Q
+    npz = np.uint8 if zt == U8 else np.int8
+    case(f"qgap_{tag}", [
+        helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+        helper.make_node("GlobalAveragePool", ["xd"], ["p"]),
+        helper.make_node("QuantizeLinear", ["p", "ys", "yz"], ["Y"])],
+        [("X", [2, 7, 6, 5])], [("Y", zt)],
+        {"xs": sc(0.05), "xz": np.array(z, npz), "ys": sc(0.013), "yz": np.array(z // 2, npz)},
+        data=[randn(2, 7, 6, 5, scale=3.0)])
+    INT_STEPS[f"qgap_{tag}"] = 1  # integer sums vs the graph's float sums (see QLinearGlobalAveragePool)
 
 
 def qmul_case(name, x, g, op="Mul", u8=True):

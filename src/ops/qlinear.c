@@ -308,3 +308,81 @@ const struct qcal_op_def qcal_op_qlinear_lookup_def = {
     .name = "QLinearLookup", .parse = lookup_parse, .infer = lookup_infer, .layout = any_layout,
     .prepare = lookup_prepare, .run = lookup_run, .destroy = free_state,
 };
+
+/* ---- QLinearGlobalAveragePool (x, x_scale, x_zp, y_scale, y_zp): per image and channel
+ * the mean of DQ(x) = x_scale * (sum of (x - x_zp)) / (H*W), the sum exact in integers,
+ * then QuantizeLinear. (The QDQ graph sums floats: a last-bit difference of the mean can
+ * move a value sitting on a rounding tie by one step.) ---- */
+
+struct qgap_state {
+    float sx, sy;
+    int32_t zx, zy;
+    bool x_u8, y_u8;
+};
+
+static enum qcal_status qgap_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    return op_check_arity(g, n, 5, 5, 1, 1);
+}
+
+static enum qcal_status qgap_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = op_require_inputs(g, n, 5);
+    if (st != QCAL_OK) return st;
+    const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
+    if (!op_int8_like(x->dtype) || x->ndim != 4)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be 4-D uint8 or int8");
+    for (int i = 1; i < 5; i++)
+        if (!qcal_value_is_const(qcal_in(g, n, i)) || qcal_tensor_numel(&qcal_in(g, n, i)->t) != 1)
+            return OP_ERR(g, n, QCAL_UNSUPPORTED, "scales and zero points must be constant scalars");
+    const int64_t dims[4] = {x->dims[0], x->dims[1], 1, 1};
+    op_set_output(g, n, 0, qcal_in(g, n, 4)->t.dtype, 4, dims);
+    return QCAL_OK;
+}
+
+static enum qcal_status qgap_prepare(struct qcal_op_prep *pp)
+{
+    struct qcal_graph *g = pp->g;
+    struct qcal_node *n = pp->node;
+    struct qgap_state *s = calloc(1, sizeof *s);
+    if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
+    s->sx = ((const float *)qcal_in(g, n, 1)->t.data)[0];
+    s->sy = ((const float *)qcal_in(g, n, 3)->t.data)[0];
+    s->zx = op_int_at(&qcal_in(g, n, 2)->t, 0);
+    s->zy = op_int_at(&qcal_in(g, n, 4)->t, 0);
+    s->x_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
+    s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;
+    pp->state = s;
+    pp->impl = "int8";
+    return QCAL_OK;
+}
+
+static enum qcal_status qgap_run(const void *state, const struct qcal_op_args *args)
+{
+    const struct qgap_state *s = state;
+    const struct qcal_tensor *x = args->in[0];
+    const uint8_t *xd = x->data;
+    uint8_t *yd = args->out[0]->data;
+    const int64_t N = x->dims[0], C = x->dims[1], hw = x->dims[2] * x->dims[3];
+    int64_t xs[QCAL_MAX_DIMS] = {0};
+    op_strides(x, op_in_layout(args, 0), xs);
+    const int64_t pix = xs[3]; /* element step between pixels (C in NHWC, 1 in NCHW) */
+    const float lo = s->y_u8 ? 0.0f : -128.0f, hi = s->y_u8 ? 255.0f : 127.0f;
+    const int threads = op_threads();
+#pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1 && N * C * hw > BLOCK)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const uint8_t *p = xd + n * xs[0] + c * xs[1];
+            int64_t sum = 0;
+            for (int64_t i = 0; i < hw; i++) sum += s->x_u8 ? p[i * pix] : (int8_t)p[i * pix];
+            const float mean = (float)((double)(sum - (int64_t)s->zx * hw) * (double)s->sx / (double)hw);
+            const int32_t q = (int32_t)qcal_quantize_one(mean, s->sy, (float)s->zy, lo, hi);
+            yd[n * C + c] = (uint8_t)(s->y_u8 ? q : (int8_t)q);
+        }
+    return QCAL_OK;
+}
+
+const struct qcal_op_def qcal_op_qlinear_gap_def = {
+    .name = "QLinearGlobalAveragePool", .parse = qgap_parse, .infer = qgap_infer, .layout = any_layout,
+    .prepare = qgap_prepare, .run = qgap_run, .destroy = free_state,
+};

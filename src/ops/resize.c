@@ -58,8 +58,9 @@ static enum qcal_status resize_infer(struct qcal_graph *g, struct qcal_node *n)
     enum qcal_status st = op_require_inputs(g, n, 1);
     if (st != QCAL_OK) return st;
     const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
-    if (x->ndim != 4 || x->dtype != QCAL_F32)
-        return OP_ERR(g, n, QCAL_UNSUPPORTED, "only 4-D float32 inputs are supported");
+    const bool codes = !p->linear && (x->dtype == QCAL_U8 || x->dtype == QCAL_I8); /* nearest copies bytes */
+    if (x->ndim != 4 || (x->dtype != QCAL_F32 && !codes))
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "only 4-D float32 inputs (or int8/uint8 with mode nearest) are supported");
     float scales[8];
     int64_t sizes[8];
     int ns = -1, nz = -1;
@@ -88,7 +89,7 @@ static enum qcal_status resize_infer(struct qcal_graph *g, struct qcal_node *n)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "only the spatial dims can be resized");
     if (dims[2] < 1 || dims[3] < 1 || p->scale[0] <= 0 || p->scale[1] <= 0)
         return OP_ERR(g, n, QCAL_INVALID_MODEL, "output would be empty");
-    op_set_output(g, n, 0, QCAL_F32, 4, dims);
+    op_set_output(g, n, 0, x->dtype, 4, dims);
     return QCAL_OK;
 }
 
@@ -178,10 +179,40 @@ static enum qcal_status resize_prepare(struct qcal_op_prep *pp)
     return QCAL_OK;
 }
 
+/* Nearest neighbour on int8/uint8 codes (quantized tensors), any layouts. */
+static void nearest_bytes(const struct resize_state *s, const struct qcal_op_args *a)
+{
+    const struct qcal_tensor *x = a->in[0], *y = a->out[0];
+    const uint8_t *xd = x->data;
+    uint8_t *yd = y->data;
+    int64_t xs[4], ys[4];
+    op_strides(x, op_in_layout(a, 0), xs);
+    op_strides(y, op_out_layout(a, 0), ys);
+    const int64_t N = x->dims[0], C = x->dims[1];
+    const int threads = op_threads();
+#pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oh = 0; oh < s->oh; oh++) {
+            const uint8_t *r = xd + n * xs[0] + s->h0[oh] * xs[2];
+            uint8_t *yr = yd + n * ys[0] + oh * ys[2];
+            for (int64_t ow = 0; ow < s->ow; ow++) {
+                const uint8_t *src = r + s->w0[ow] * xs[3];
+                uint8_t *dst = yr + ow * ys[3];
+                if (xs[1] == 1 && ys[1] == 1) memcpy(dst, src, (size_t)C);
+                else
+                    for (int64_t c = 0; c < C; c++) dst[c * ys[1]] = src[c * xs[1]];
+            }
+        }
+}
+
 static enum qcal_status resize_run(const void *state, const struct qcal_op_args *a)
 {
     const struct resize_state *s = state;
     const struct qcal_tensor *x = a->in[0], *y = a->out[0];
+    if (x->dtype != QCAL_F32) {
+        nearest_bytes(s, a);
+        return QCAL_OK;
+    }
     const float *xd = x->data;
     float *yd = y->data;
     int64_t xs[4], ys[4];

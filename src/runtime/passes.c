@@ -686,15 +686,26 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     return QCAL_OK;
 }
 
-/* Q(MaxPool(y)) = MaxPool(Q(y)): quantization is monotone, so the largest code is the code
- * of the largest value. Quantizing before the pooling lets the convolution in front end in
- * the QuantizeLinear (ResNet's stem: Conv -> Relu -> MaxPool -> Q) and pools int8 bytes. */
-static enum qcal_status quantize_before_max_pool(struct qcal_graph *g)
+/* Ops a QuantizeLinear commutes with exactly: MaxPool (quantization is monotone, so the
+ * largest code is the code of the largest value) and nearest-neighbour Resize/Upsample
+ * (copies). */
+static bool commutes_with_quantize(const struct qcal_node *n)
+{
+    if (n->n_outputs != 1 || n->n_inputs < 1) return false;
+    if (is_node(n, "MaxPool")) return n->n_inputs == 1;
+    return (is_node(n, "Resize") || is_node(n, "Upsample")) &&
+           strcmp(qcal_node_attr_string(n, "mode", "nearest"), "nearest") == 0;
+}
+
+/* Q(op(y)) = op(Q(y)) for those ops: quantizing first lets the convolution in front end in
+ * the QuantizeLinear (ResNet's stem: Conv -> Relu -> MaxPool -> Q; the upsampled branches
+ * of a detection neck) and moves int8 bytes instead of floats. */
+static enum qcal_status quantize_before_copies(struct qcal_graph *g)
 {
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *p = &g->nodes[i];
-        if (!is_node(p, "MaxPool") || p->n_inputs != 1 || p->n_outputs != 1) continue;
+        if (!commutes_with_quantize(p)) continue;
         const int m = p->outputs[0], c = sole_consumer(g, m);
         if (c < 0 || !is_node(&g->nodes[c], "QuantizeLinear") || g->nodes[c].inputs[0] != m ||
             !per_tensor_q(g, &g->nodes[c]) || qcal_value_is_const(&g->values[p->inputs[0]]))
@@ -714,7 +725,7 @@ static enum qcal_status quantize_before_max_pool(struct qcal_graph *g)
 enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
 {
     qcal_graph_update_uses(g);
-    enum qcal_status qst = quantize_before_max_pool(g);
+    enum qcal_status qst = quantize_before_copies(g);
     if (qst != QCAL_OK) return qst;
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -756,7 +767,8 @@ static bool q_with_zero_point(const struct qcal_graph *g, const struct qcal_node
     return is_node(q, "QuantizeLinear") && per_tensor_q(g, q) && q->n_inputs > 2 && q->inputs[2] >= 0;
 }
 
-/* DequantizeLinear(a) {+,*} DequantizeLinear(b) -> [Relu] -> QuantizeLinear becomes
+/* DequantizeLinear -> GlobalAveragePool -> QuantizeLinear becomes QLinearGlobalAveragePool;
+ * DequantizeLinear(a) {+,*} DequantizeLinear(b) -> [Relu] -> QuantizeLinear becomes
  * QLinearAdd / QLinearMul: a and b of one shape (residual adds) or b one value or one per
  * channel (SE gates: x * gate[1,C,1,1]). Runs after shape inference. */
 enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g)
@@ -765,6 +777,21 @@ enum qcal_status qcal_pass_fuse_qdq_add(struct qcal_graph *g)
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *n = &g->nodes[i];
+        if (is_node(n, "GlobalAveragePool")) { /* DQ -> GlobalAveragePool -> Q: QLinearGlobalAveragePool */
+            struct qcal_node *d = producer_node(g, n->inputs[0]);
+            const int c = sole_consumer(g, n->outputs[0]);
+            if (!dq_of_activation(g, d) || g->values[n->inputs[0]].t.ndim != 4 || c < 0 ||
+                !q_with_zero_point(g, &g->nodes[c]))
+                continue;
+            const int ins[5] = {d->inputs[0], d->inputs[1], d->inputs[2], g->nodes[c].inputs[1], g->nodes[c].inputs[2]};
+            enum qcal_status st = retype_node(g, i, "QLinearGlobalAveragePool", ins, 5, c, -1,
+                                              (struct qcal_act){.kind = QCAL_ACT_NONE});
+            if (st == QCAL_OK) st = become(g, i, QCAL_OP_QLINEAR_GAP);
+            if (st != QCAL_OK) return st;
+            any = true;
+            qcal_graph_update_uses(g);
+            continue;
+        }
         const bool mul = is_node(n, "Mul");
         if (!(mul || is_node(n, "Add")) || n->n_inputs != 2) continue;
         struct qcal_node *da = producer_node(g, n->inputs[0]), *db = producer_node(g, n->inputs[1]);
