@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from calibrate_e2e import dump_inputs, make_images, ort_outputs, write_job
 from checks import Checks, e2e_args
@@ -22,8 +23,8 @@ from checks import Checks, e2e_args
 
 def expected_qlinear(g):
     """Convs qcal must run as QLinearConv: int8 weights through DequantizeLinear, input from a
-    DequantizeLinear, output (maybe through scalar Mul/Add and one Relu, Clip or HardSwish)
-    read only by a QuantizeLinear."""
+    DequantizeLinear, output (maybe through scalar Mul/Add, one Relu, Clip or HardSwish, and
+    nearest Resize / MaxPool) read only by a QuantizeLinear."""
     prod = {o: n for n in g.node for o in n.output}
     cons = {}
     for n in g.node:
@@ -35,13 +36,35 @@ def expected_qlinear(g):
         c = cons.get(v, [])
         return c[0] if len(c) == 1 and v not in outputs else None
 
-    inits = {i.name for i in g.initializer}
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
 
     def scalar_affine(n):  # Mul/Add by a constant scalar (Paddle's learnable affine blocks)
         if n is None or n.op_type not in ("Mul", "Add") or len(n.input) != 2:
-            return False
+            return None
         const = [i for i in n.input if i in inits]
-        return len(const) == 1 and np.prod([d for d in next(t for t in g.initializer if t.name == const[0]).dims]) == 1
+        if len(const) != 1 or inits[const[0]].size != 1:
+            return None
+        v = float(inits[const[0]].reshape(-1)[0])
+        return (v, 0.0) if n.op_type == "Mul" else (1.0, v)
+
+    def past_copies(c):  # nearest Resize / MaxPool before the QuantizeLinear: qcal quantizes first
+        while c is not None and (c.op_type == "MaxPool" or (c.op_type == "Resize" and all(
+                a.s == b"nearest" for a in c.attribute if a.name == "mode"))):
+            c = sole(c.output[0])
+        return c
+
+    def offset_fits(conv, a, b):
+        """qcal folds y * a + b into the int32 bias at x_scale * |a| * w_scale[c]; a dead
+        channel (tiny weight scale) can make that overflow int32: no fusion then."""
+        if a == 1.0 and b == 0.0:
+            return True
+        sx = float(inits[prod[conv.input[0]].input[1]].reshape(-1)[0])
+        sw = inits[prod[conv.input[1]].input[1]].astype(np.float64).reshape(-1)
+        bias = np.zeros(1)
+        if len(conv.input) > 2 and conv.input[2] in prod:
+            d = prod[conv.input[2]]
+            bias = inits[d.input[0]].astype(np.float64) * inits[d.input[1]].astype(np.float64)
+        return bool(np.all(np.abs((a * bias + b) / (sx * abs(a) * sw)) < 2147483647.0))
 
     count = 0
     for n in g.node:
@@ -49,14 +72,17 @@ def expected_qlinear(g):
             continue
         if prod.get(n.input[1]) is None or prod[n.input[1]].op_type != "DequantizeLinear":
             continue
-        c = sole(n.output[0])
+        c, a, b = sole(n.output[0]), 1.0, 0.0
         for _ in range(3):
-            if not scalar_affine(c):
+            step = scalar_affine(c)
+            if step is None:
                 break
+            a, b = a * step[0], step[0] * b + step[1]
             c = sole(c.output[0])
         if c is not None and c.op_type in ("Relu", "Clip", "HardSwish"):
             c = sole(c.output[0])
-        count += c is not None and c.op_type == "QuantizeLinear"
+        c = past_copies(c)
+        count += c is not None and c.op_type == "QuantizeLinear" and offset_fits(n, a, b)
     adds = 0
     for n in g.node:  # residual adds of two dequantized tensors, read by a QuantizeLinear
         if n.op_type != "Add" or any(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in n.input):
@@ -64,6 +90,7 @@ def expected_qlinear(g):
         c = sole(n.output[0])
         if c is not None and c.op_type == "Relu":
             c = sole(c.output[0])
+        c = past_copies(c)
         adds += c is not None and c.op_type == "QuantizeLinear"
     return count, adds
 
