@@ -17,9 +17,11 @@ calibrate, PP-OCR cls through its job file.
 """
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import time
 
 from calibrate_e2e import MPI_ENV, make_images, write_job
 from checks import Checks, e2e_args
@@ -156,6 +158,16 @@ def main():
         p = json.loads(r.stdout)["nodes"][0]["precisions"][0]
         check("--time 0.5: runs for about half a second in each mode", p["latency_ms"]["runs"] >= 1 and
               0.5 <= p["throughput_seconds"] < 5, str(p))
+
+    # --threads 1 must use one core: oneDNN primitives spawn the thread count they were
+    # created for, so the plan has to be made after the count is set (CPU time <= wall time;
+    # a loaded machine only lowers the ratio)
+    t0, c0 = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = bench(a.qcal, fp32, "--threads", "1", "--mode", "latency", "--time", "2")
+    wall, c1 = time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+    check("--threads 1: one core busy (CPU time / wall time <= 1.15)", r.returncode == 0 and cpu <= 1.15 * wall,
+          f"cpu {cpu:.2f} s, wall {wall:.2f} s")
 
     r = bench(a.qcal, fp32, "--iterations", "5", "--per-layer", "--mode", "latency")
     steps = [l for l in r.stdout.splitlines() if " ms " in l]

@@ -277,12 +277,14 @@ static enum qcal_status bench_one(const struct bench_opts *o, const char *path, 
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
     double *steps = NULL;
+    /* before the plan: oneDNN primitives split their work for the thread count at creation
+     * and spawn that many threads when run, whatever the count is by then */
+    omp_set_num_threads(o->threads);
     enum qcal_status st = load(o, path, &g, &plan);
     if (st == QCAL_OK && !in->n) st = inputs_make(o, g, in);
     if (st == QCAL_OK && per_layer && !(steps = calloc((size_t)qcal_plan_num_steps(plan) + 1, sizeof *steps)))
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     if (st == QCAL_OK && (o->mode & MODE_LATENCY)) {
-        omp_set_num_threads(o->threads);
         st = latency(o, plan, in, r, steps);
         if (st == QCAL_OK && per_layer) {
             fprintf(per_layer, "== per layer: %s (%d threads, mean of %.0f runs)\n", path, o->threads, r->runs);
