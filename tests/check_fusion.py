@@ -30,6 +30,7 @@ EXPECTED = {
     "qdq_resize_nearest_requantize_i8": ["QuantizeLinear", "QLinearLookup", "Resize"],
     "qgap_u8": ["QuantizeLinear", "QLinearGlobalAveragePool"],
     "qgap_i8": ["QuantizeLinear", "QLinearGlobalAveragePool"],
+    "qgap_u8_80ch": ["QuantizeLinear", "QLinearGlobalAveragePool"],
     "qlookup_hardswish_u8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_paddle_hardswish_i8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_requantize_sigmoid": ["QuantizeLinear", "QLinearLookup", "QLinearLookup"],

@@ -385,16 +385,17 @@ case("qmoves_concat_reshape_u8", [  # int8 through Concat and Reshape: the bytes
     data=[randn(1, 3, 4, 5, scale=3.0), randn(1, 2, 4, 5, scale=3.0)])
 
 
-for tag, zt, z in (("u8", U8, 100), ("i8", I8, -7)):  # SE squeeze: DQ -> GlobalAveragePool -> Q
+for tag, zt, z, shape in (("u8", U8, 100, [2, 7, 6, 5]), ("i8", I8, -7, [2, 7, 6, 5]),
+                          ("u8_80ch", U8, 20, [1, 80, 9, 7])):  # SE squeeze: DQ -> GlobalAveragePool -> Q
     npz = np.uint8 if zt == U8 else np.int8
     case(f"qgap_{tag}", [
         helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
         helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
         helper.make_node("GlobalAveragePool", ["xd"], ["p"]),
         helper.make_node("QuantizeLinear", ["p", "ys", "yz"], ["Y"])],
-        [("X", [2, 7, 6, 5])], [("Y", zt)],
+        [("X", shape)], [("Y", zt)],
         {"xs": sc(0.05), "xz": np.array(z, npz), "ys": sc(0.013), "yz": np.array(z // 2, npz)},
-        data=[randn(2, 7, 6, 5, scale=3.0)])
+        data=[randn(*shape, scale=3.0)])
     INT_STEPS[f"qgap_{tag}"] = 1  # integer sums vs the graph's float sums (see QLinearGlobalAveragePool)
 
 

@@ -369,15 +369,28 @@ static enum qcal_status qgap_run(const void *state, const struct qcal_op_args *a
     const int64_t pix = xs[3]; /* element step between pixels (C in NHWC, 1 in NCHW) */
     const float lo = s->y_u8 ? 0.0f : -128.0f, hi = s->y_u8 ? 255.0f : 127.0f;
     const int threads = op_threads();
+    /* channels in blocks of GAP_BLOCK: with channels last, each block sums whole pixel rows of
+     * its channels (cache lines, not one byte per line); integer sums, any split is exact */
+    enum { GAP_BLOCK = 64 };
+    const int64_t cblocks = (C + GAP_BLOCK - 1) / GAP_BLOCK;
 #pragma omp parallel for collapse(2) num_threads(threads) if (threads > 1 && N * C * hw > BLOCK)
     for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++) {
-            const uint8_t *p = xd + n * xs[0] + c * xs[1];
-            int64_t sum = 0;
-            for (int64_t i = 0; i < hw; i++) sum += s->x_u8 ? p[i * pix] : (int8_t)p[i * pix];
-            const float mean = (float)((double)(sum - (int64_t)s->zx * hw) * (double)s->sx / (double)hw);
-            const int32_t q = (int32_t)qcal_quantize_one(mean, s->sy, (float)s->zy, lo, hi);
-            yd[n * C + c] = (uint8_t)(s->y_u8 ? q : (int8_t)q);
+        for (int64_t cb = 0; cb < cblocks; cb++) {
+            const int64_t c0 = cb * GAP_BLOCK, cn = C - c0 < GAP_BLOCK ? C - c0 : GAP_BLOCK;
+            int64_t sum[GAP_BLOCK] = {0};
+            for (int64_t i = 0; i < hw; i++) {
+                const uint8_t *p = xd + n * xs[0] + c0 * xs[1] + i * pix;
+                if (s->x_u8)
+                    for (int64_t c = 0; c < cn; c++) sum[c] += p[c * xs[1]];
+                else
+                    for (int64_t c = 0; c < cn; c++) sum[c] += (int8_t)p[c * xs[1]];
+            }
+            for (int64_t c = 0; c < cn; c++) {
+                const double total = (double)(sum[c] - (int64_t)s->zx * hw);
+                const float mean = (float)(total * (double)s->sx / (double)hw);
+                const int32_t q = (int32_t)qcal_quantize_one(mean, s->sy, (float)s->zy, lo, hi);
+                yd[n * C + c0 + c] = (uint8_t)(s->y_u8 ? q : (int8_t)q);
+            }
         }
     return QCAL_OK;
 }
