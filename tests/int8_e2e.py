@@ -95,12 +95,12 @@ def expected_qlinear(g):
     return count, adds
 
 
-def qcal_outputs(qcal, model, inputs, work, tag, kernels):
+def qcal_outputs(qcal, model, inputs, work, tag, kernels, threads=None):
     outs = []
     for i, x in enumerate(inputs):
-        y = os.path.join(work, f"{tag}_{kernels}_{i}.npy")
-        r = subprocess.run([qcal, "infer", model, "--raw-input", x, "--output", y, "--kernels", kernels],
-                           capture_output=True, text=True)
+        y = os.path.join(work, f"{tag}_{kernels}_{threads or 'all'}_{i}.npy")
+        cmd = [qcal, "infer", model, "--raw-input", x, "--output", y, "--kernels", kernels]
+        r = subprocess.run(cmd + (["--threads", str(threads)] if threads else []), capture_output=True, text=True)
         if r.returncode != 0:
             return None, r.stderr.strip()[-300:]
         outs.append(np.load(y))
@@ -146,6 +146,9 @@ def main():
             got, err = qcal_outputs(a.qcal, int8, val, a.work, tag, kernels)
             if not check(f"{tag} ({kernels}): qcal runs the INT8 model", got is not None, err):
                 continue
+            one, err = qcal_outputs(a.qcal, int8, val[:2], a.work, tag, kernels, threads=1)
+            check(f"{tag} ({kernels}): the same bytes at 1 thread as at all threads", one is not None and
+                  all(np.array_equal(x, y) for x, y in zip(one, got)), err)
             rel = max(float(np.abs(g - o).max() / max(np.abs(o).max(), 1e-12)) for g, o in zip(got, ort))
             if name == "ppocr_det":
                 inter = sum(float(((g > 0.3) & (o > 0.3)).sum()) for g, o in zip(got, ort))
