@@ -302,6 +302,34 @@ case("qdq_resize_nearest_requantize_i8", [
     {"xs": np.array(0.05, np.float32), "xz": np.array(3, np.int8), "sizes": np.array([2, 3, 10, 12], np.int64),
      "ys": np.array(0.07, np.float32), "yz": np.array(-2, np.int8)}, data=[randn(2, 3, 5, 4, scale=3.0)])
 
+# QDQ Gemm (classifier heads): qcal runs QGemm, a 1x1 INT8 convolution; float out when no
+# QuantizeLinear follows, int8 out (through Relu) when one does
+gw = rng.integers(-127, 128, size=(7, 20)).astype(np.int8)
+gs = (rng.random(7) * 0.01 + 0.001).astype(np.float32)
+gb = rng.integers(-3000, 3000, size=7).astype(np.int32)
+case("qgemm_f32_out", [
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+    helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+    helper.make_node("Gemm", ["xd", "wd", "bd"], ["Y"], transB=1)],
+    [("X", [3, 20])], [("Y", F)],
+    {"xs": np.array(0.04, np.float32), "xz": np.array(120, np.uint8), "wq": gw, "ws": gs, "wz": np.zeros(7, np.int8),
+     "bq": gb, "bs": (gs * np.float32(0.04)).astype(np.float32), "bz": np.zeros(7, np.int32)},
+    data=[randn(3, 20, scale=2.0)])
+case("qgemm_relu_q_i8", [
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+    helper.make_node("Gemm", ["xd", "wd"], ["g"]),
+    helper.make_node("Relu", ["g"], ["r"]),
+    helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["Y"])],
+    [("X", [2, 20])], [("Y", I8)],
+    {"xs": np.array(0.05, np.float32), "xz": np.array(-3, np.int8), "wq": np.ascontiguousarray(gw.T), "ws": gs,
+     "wz": np.zeros(7, np.int8), "ys": np.array(0.1, np.float32), "yz": np.array(-100, np.int8)},
+    data=[randn(2, 20, scale=2.0)])
+INT_STEPS["qgemm_relu_q_i8"] = 1  # oneDNN multiplies by 1/y_scale
+
 # QLinearConv (the INT8 convolution qcal runs): uint8 and int8 activations, per-channel
 # weight scales, int32 bias, groups / strides / padding; output dequantized for the compare
 def qlinear_conv(name, x, oc, k, group=1, x_u8=True, y_u8=True, **attrs):

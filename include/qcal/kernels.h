@@ -45,6 +45,7 @@ struct qcal_qconv {
     bool x_u8, y_u8;
     const float *w_scale; /* [oc] if per_channel, else [1] */
     bool per_channel;
+    bool y_f32; /* float output (acc * x_scale * w_scale[c], activations): no requantization */
 };
 /* A bias in int32 at `scale` (= x_scale * w_scale[c]): rounded half to even, saturated to
  * [-INT32_MAX, INT32_MAX]. What the QDQ writer encodes and the INT8 fusion reads back. */

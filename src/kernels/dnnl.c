@@ -301,7 +301,7 @@ enum qcal_status qcal_dnnl_conv_int8_create(const struct qcal_conv_desc *d, cons
     dnnl_memory_desc_t src, dst, wei, wuser, bia;
     dnnl_dims_t sd = {d->n, d->ic, d->ih, d->iw}, dd = {d->n, d->oc, d->oh, d->ow}, bd = {d->oc};
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&src, 4, sd, q->x_u8 ? dnnl_u8 : dnnl_s8, dnnl_nhwc));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, q->y_u8 ? dnnl_u8 : dnnl_s8, dnnl_nhwc));
+    DNNL_TRY(dnnl_memory_desc_init_by_tag(&dst, 4, dd, q->y_f32 ? dnnl_f32 : q->y_u8 ? dnnl_u8 : dnnl_s8, dnnl_nhwc));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&bia, 1, bd, dnnl_s32, dnnl_a));
     const int64_t g = d->group;
     if (g == 1) {
@@ -332,7 +332,7 @@ enum qcal_status qcal_dnnl_conv_int8_create(const struct qcal_conv_desc *d, cons
         }
         if ((st = append_act(po, &d->post.op[i])) != QCAL_OK) goto cleanup;
     }
-    DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear, 1.0f / q->y_scale, (float)q->y_zp));
+    if (!q->y_f32) DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_linear, 1.0f / q->y_scale, (float)q->y_zp));
     DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, po));
     dnnl_dims_t strides = {d->sh, d->sw}, dil = {d->dh - 1, d->dw - 1};
     dnnl_dims_t pl = {d->pt, d->pl}, pr = {d->pb, d->pr};

@@ -54,7 +54,9 @@ void qcal_ref_conv2d_int8(const struct qcal_conv_desc *d, const struct qcal_qcon
                     }
                     float v = (float)acc * mult;
                     for (int k = 0; k < d->post.n; k++) v = qcal_act_apply(&d->post.op[k], v);
-                    store_q(y, q->y_u8, (n * d->oc + oc) * plane + oh * d->ow + ow, v / q->y_scale, q->y_zp);
+                    const int64_t at = (n * d->oc + oc) * plane + oh * d->ow + ow;
+                    if (q->y_f32) ((float *)y)[at] = v;
+                    else store_q(y, q->y_u8, at, v / q->y_scale, q->y_zp);
                 }
             }
         }

@@ -686,6 +686,98 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     return QCAL_OK;
 }
 
+/* Tries to turn Gemm node gi (A = DequantizeLinear(x) per tensor, B = DequantizeLinear(int8
+ * constant, per output column or per tensor, zero point 0), optional bias, alpha = beta = 1,
+ * no transA) into QGemm: with a QuantizeLinear after it (maybe through Relu/Clip) int8 out,
+ * otherwise float out. *done when it did. */
+static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
+{
+    *done = false;
+    struct qcal_node *n = &g->nodes[gi];
+    if (n->n_inputs < 2 || qcal_node_attr_int(n, "transA", 0) || qcal_node_attr_float(n, "alpha", 1) != 1.0f ||
+        (n->n_inputs > 2 && n->inputs[2] >= 0 && qcal_node_attr_float(n, "beta", 1) != 1.0f))
+        return QCAL_OK;
+    const bool trans_b = qcal_node_attr_int(n, "transB", 0) != 0;
+    struct qcal_node *xdq = producer_node(g, n->inputs[0]), *wdq = producer_node(g, n->inputs[1]);
+    if (!is_node(xdq, "DequantizeLinear") || !per_tensor_q(g, xdq) || qcal_value_is_const(&g->values[xdq->inputs[0]]) ||
+        !is_node(wdq, "DequantizeLinear"))
+        return QCAL_OK;
+    const struct qcal_value *wq = const_input(g, wdq, 0), *ws = const_input(g, wdq, 1);
+    const struct qcal_value *wz = wdq->n_inputs > 2 ? const_input(g, wdq, 2) : NULL;
+    if (!wq || wq->t.dtype != QCAL_I8 || wq->t.ndim != 2 || !ws || ws->t.dtype != QCAL_F32) return QCAL_OK;
+    const int64_t nn = wq->t.dims[trans_b ? 0 : 1], kk = wq->t.dims[trans_b ? 1 : 0], n_sw = qcal_tensor_numel(&ws->t);
+    if ((n_sw != 1 && n_sw != nn) || (n_sw > 1 && qcal_node_attr_int(wdq, "axis", 1) != (trans_b ? 0 : 1)))
+        return QCAL_OK;
+    if (wdq->n_inputs > 2 && wdq->inputs[2] >= 0 && !wz) return QCAL_OK;
+    for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
+        if (wz->t.dtype != QCAL_I8 || ((const int8_t *)wz->t.data)[i] != 0) return QCAL_OK;
+    /* the output: int8 through a QuantizeLinear (maybe after Relu/Clip), or float */
+    int y = n->outputs[0], c = sole_consumer(g, y), act_node = -1, qi = -1;
+    struct qcal_act act = {.kind = QCAL_ACT_NONE};
+    if (c >= 0 && qdq_activation(g, &g->nodes[c], &act) && g->nodes[c].inputs[0] == y) {
+        act_node = c;
+        c = sole_consumer(g, g->nodes[c].outputs[0]);
+    }
+    if (c >= 0 && is_node(&g->nodes[c], "QuantizeLinear") && per_tensor_q(g, &g->nodes[c])) qi = c;
+    if (qi < 0) act_node = -1, act.kind = QCAL_ACT_NONE;
+    const float sx = ((const float *)g->values[xdq->inputs[1]].t.data)[0];
+    const struct qcal_act identity = {.kind = QCAL_ACT_LINEAR, .alpha = 1.0f, .beta = 0.0f};
+    int bias = -1, xz, yz = -1, w_nk, zeros;
+    enum qcal_status st = int32_bias(g, n, sx, ws->t.data, n_sw, nn, identity, &bias);
+    if (st == QCAL_UNSUPPORTED) return QCAL_OK;
+    if (st != QCAL_OK) return st;
+    /* the weights as [N, K] int8 (oneDNN's 1x1 convolution layout), a zero zero point */
+    int8_t *w = qcal_malloc((size_t)(nn * kk));
+    if (!w) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    const int8_t *src = g->values[wdq->inputs[0]].t.data;
+    for (int64_t r = 0; r < nn; r++)
+        for (int64_t k = 0; k < kk; k++) w[r * kk + k] = trans_b ? src[r * kk + k] : src[k * nn + r];
+    char name[512];
+    snprintf(name, sizeof name, "%s_nk", g->values[wdq->inputs[0]].name);
+    if ((st = qcal_graph_add_temp_value(g, name, &w_nk)) != QCAL_OK) {
+        qcal_free(w);
+        return st;
+    }
+    const int64_t wd[2] = {nn, kk};
+    qcal_graph_set_constant(g, w_nk, qcal_tensor_make(QCAL_I8, 2, wd), w);
+    g->values[w_nk].is_initializer = true;
+    snprintf(name, sizeof name, "%s_nk_zero_point", g->values[wdq->inputs[0]].name);
+    int8_t *z = qcal_malloc(1);
+    if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    z[0] = 0;
+    if ((st = qcal_graph_add_temp_value(g, name, &zeros)) != QCAL_OK) {
+        qcal_free(z);
+        return st;
+    }
+    qcal_graph_set_constant(g, zeros, qcal_tensor_make(QCAL_I8, 0, NULL), z);
+    n = &g->nodes[gi];
+    if ((st = zero_point_of(g, producer_node(g, n->inputs[0]), "x", &xz)) != QCAL_OK) return st;
+    if (qi >= 0 && (st = zero_point_of(g, &g->nodes[qi], "y", &yz)) != QCAL_OK) return st;
+    n = &g->nodes[gi];
+    xdq = producer_node(g, n->inputs[0]);
+    wdq = producer_node(g, n->inputs[1]);
+    const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, w_nk, wdq->inputs[1], zeros, bias,
+                        qi >= 0 ? g->nodes[qi].inputs[1] : -1, yz};
+    if (qi >= 0) {
+        st = retype_node(g, gi, "QGemm", ins, 9, qi, act_node, act);
+        *done = st == QCAL_OK;
+        return st;
+    }
+    int *in = realloc(n->inputs, sizeof ins);
+    char *op = qcal_strdup("QGemm");
+    if (in) n->inputs = in;
+    if (!in || !op) {
+        free(op);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    memcpy(n->inputs, ins, sizeof(int) * 7);
+    n->n_inputs = 7;
+    free(n->op_type);
+    n->op_type = op;
+    *done = true;
+    return QCAL_OK;
+}
+
 /* Ops a QuantizeLinear commutes with exactly: MaxPool (quantization is monotone, so the
  * largest code is the code of the largest value) and nearest-neighbour Resize/Upsample
  * (copies). */
@@ -729,9 +821,10 @@ enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
     if (qst != QCAL_OK) return qst;
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
-        if (!is_node(&g->nodes[i], "Conv")) continue;
+        const bool gemm = is_node(&g->nodes[i], "Gemm");
+        if (!gemm && !is_node(&g->nodes[i], "Conv")) continue;
         bool done;
-        enum qcal_status st = fuse_qdq_conv(g, i, &done);
+        enum qcal_status st = gemm ? fuse_qdq_gemm(g, i, &done) : fuse_qdq_conv(g, i, &done);
         if (st != QCAL_OK) return st;
         if (done) {
             any = true;
