@@ -6,8 +6,11 @@ only the ops listed here (golden.py proves the results did not change).
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+
+import numpy as np
 
 EXPECTED = {
     "fuse_conv_bn_relu": ["Conv"],
@@ -45,6 +48,26 @@ EXPECTED = {
 }
 
 
+# Integer ops that run the QDQ graph's own float arithmetic: same bytes as the graph run
+# op by op (--no-optimize), whatever ONNX Runtime's rounding does.
+EXACT_VS_UNFUSED = ("qlookup_", "qmul_", "qadd_", "qmoves_", "qdq_resize_")
+
+
+def fused_equals_unfused(qcal, d, inputs):
+    outs = []
+    for extra, tag in (([], "fused"), (["--no-optimize"], "unfused")):
+        out = os.path.join(d, f"check_{tag}")
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        cmd = [qcal, "infer", os.path.join(d, "model.onnx"), "--kernels", "ref", "--output-dir", out, *extra]
+        for f in inputs:
+            cmd += ["--raw-input", os.path.join(d, f)]
+        if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:
+            return False
+        outs.append({f: np.load(os.path.join(out, f)) for f in sorted(os.listdir(out))})
+    return outs[0].keys() == outs[1].keys() and all(np.array_equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--qcal", required=True)
@@ -62,6 +85,10 @@ def main():
         ok = r.returncode == 0 and ops == want
         print(f"{case}: {'ok' if ok else 'FAIL'} plan {ops}, expected {want}")
         failed += not ok
+        if case.startswith(EXACT_VS_UNFUSED):
+            same = fused_equals_unfused(a.qcal, d, inputs)
+            print(f"{case}: fused integer ops {'equal' if same else 'DIFFER from'} the unfused QDQ graph")
+            failed += not same
     print(f"{len(EXPECTED) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
