@@ -95,6 +95,18 @@ def expected_qlinear(g):
     return count, adds
 
 
+def calibrate_int8(a, check, name, model, images, preset):
+    """qcal calibrate of `model` on `images` with `preset` (2 threads): the INT8 model's path
+    and its tag, or (None, tag) after a failed check."""
+    tag = f"{name}_{preset}"
+    job = write_job(a.work, a.jobs, name, model, images, tag=f"_{preset}")
+    out = os.path.join(a.work, tag)
+    r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--preset", preset, "--threads", "2", "--quiet"],
+                       capture_output=True, text=True)
+    ok = check(f"{tag}: calibrate", r.returncode == 0, r.stderr[-300:])
+    return (os.path.join(out, "model.int8.onnx") if ok else None), tag, job
+
+
 def qcal_outputs(qcal, model, inputs, work, tag, kernels, threads=None):
     outs = []
     for i, x in enumerate(inputs):
@@ -120,14 +132,9 @@ def main():
     ]
     figures = []
     for name, model, s, preset in cases:
-        tag = f"{name}_{preset}"
-        job = write_job(a.work, a.jobs, name, model, sets[f"{s}_cal"], tag=f"_{preset}")
-        out = os.path.join(a.work, tag)
-        r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--preset", preset, "--threads", "2", "--quiet"],
-                           capture_output=True, text=True)
-        if not check(f"{tag}: calibrate", r.returncode == 0, r.stderr[-300:]):
+        int8, tag, job = calibrate_int8(a, check, name, model, sets[f"{s}_cal"], preset)
+        if int8 is None:
             continue
-        int8 = os.path.join(out, "model.int8.onnx")
         convs, adds = expected_qlinear(onnx.load(int8).graph)
         val = dump_inputs(a.qcal, job, sets[f"{s}_val"], os.path.join(a.work, f"{tag}_val"))
         r = subprocess.run([a.qcal, "infer", int8, "--raw-input", val[0], "--verbose"], capture_output=True, text=True)

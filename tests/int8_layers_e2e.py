@@ -77,7 +77,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from calibrate_e2e import dump_inputs, make_images, write_job
+from calibrate_e2e import dump_inputs, make_images
+from int8_e2e import calibrate_int8
 from checks import Checks, e2e_args
 
 # ops that treat every batch element alone: those regions run the test images as one batch
@@ -523,14 +524,9 @@ def main():
     figures = []
     for name, model_path, s, preset, n_iso, n_net, floor in cases:
         t0, failures = time.time(), check.failures
-        tag = f"{name}_{preset}"
-        job = write_job(a.work, a.jobs, name, model_path, sets[f"{s}_cal"], tag=f"_{preset}")
-        out = os.path.join(a.work, tag)
-        r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--preset", preset, "--threads", "2", "--quiet"],
-                           capture_output=True, text=True)
-        if not check(f"{tag}: calibrate", r.returncode == 0, r.stderr[-300:]):
+        int8, tag, job = calibrate_int8(a, check, name, model_path, sets[f"{s}_cal"], preset)
+        if int8 is None:
             continue
-        int8 = os.path.join(out, "model.int8.onnx")
         model = onnx.load(int8)
         folder = os.path.join(a.work, f"{tag}_layers")
         os.makedirs(folder)

@@ -346,15 +346,6 @@ const struct qcal_op_def qcal_op_conv_transpose_def = {
 /* ---- QLinearConv: the INT8 convolution (ONNX op, and what the QDQ pass turns
  * DequantizeLinear -> Conv -> [activation] -> QuantizeLinear into) ---- */
 
-struct qconv_state {
-    struct qcal_conv_desc d;
-    struct qcal_qconv q;
-    float *w_scale;
-    const int8_t *w;
-    const int32_t *bias;
-    struct qcal_dnnl_prim *prim; /* NULL: reference kernel (plain layout) */
-};
-
 static enum qcal_status qconv_parse(struct qcal_graph *g, struct qcal_node *n)
 {
     enum qcal_status st = op_check_arity(g, n, 8, 9, 1, 1);
@@ -413,13 +404,26 @@ static int qconv_layout(const struct qcal_graph *g, const struct qcal_node *n, i
                : QCAL_LAYOUT_PLAIN;
 }
 
-static void qconv_destroy(void *state)
+void op_qconv_destroy(void *state)
 {
-    struct qconv_state *s = state;
+    struct op_qconv *s = state;
     if (!s) return;
     qcal_dnnl_destroy(s->prim);
     free(s->w_scale);
     free(s);
+}
+
+enum qcal_status op_qconv_kernel(struct qcal_op_prep *pp, struct op_qconv *s, bool dnnl)
+{
+    if (!dnnl) {
+        pp->impl = "ref:int8";
+        return QCAL_OK;
+    }
+    enum qcal_status st = qcal_dnnl_conv_int8_create(&s->d, &s->q, s->w, s->bias, &s->prim);
+    if (st != QCAL_OK) return OP_ERR(pp->g, pp->node, st, "oneDNN could not create the INT8 primitive");
+    pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
+    pp->impl = qcal_dnnl_impl(s->prim);
+    return QCAL_OK;
 }
 
 static enum qcal_status qconv_prepare(struct qcal_op_prep *pp)
@@ -427,7 +431,7 @@ static enum qcal_status qconv_prepare(struct qcal_op_prep *pp)
     struct qcal_graph *g = pp->g;
     struct qcal_node *n = pp->node;
     const struct conv_params *p = n->params;
-    struct qconv_state *s = calloc(1, sizeof *s);
+    struct op_qconv *s = calloc(1, sizeof *s);
     if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
     pp->state = s;
     s->d = p->desc;
@@ -446,26 +450,18 @@ static enum qcal_status qconv_prepare(struct qcal_op_prep *pp)
     s->w = qcal_in(g, n, 3)->t.data;
     s->bias = b ? b->t.data : NULL;
     if (s->d.post.sum_input > 0) return OP_ERR(g, n, QCAL_UNSUPPORTED, "a fused residual add is not supported");
-    if (pp->in_layout[0] == QCAL_LAYOUT_NHWC) {
-        enum qcal_status st = qcal_dnnl_conv_int8_create(&s->d, &s->q, s->w, s->bias, &s->prim);
-        if (st != QCAL_OK) return OP_ERR(g, n, st, "oneDNN could not create the INT8 primitive");
-        pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
-        pp->impl = qcal_dnnl_impl(s->prim);
-    } else {
-        pp->impl = "ref:int8";
-    }
-    return QCAL_OK;
+    return op_qconv_kernel(pp, s, pp->in_layout[0] == QCAL_LAYOUT_NHWC);
 }
 
-static enum qcal_status qconv_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
+enum qcal_status op_qconv_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
 {
-    const struct qconv_state *s = state;
+    const struct op_qconv *s = state;
     return op_dnnl_bind(s->prim, a, bound_out);
 }
 
-static enum qcal_status qconv_run(const void *state, const struct qcal_op_args *a)
+enum qcal_status op_qconv_run(const void *state, const struct qcal_op_args *a)
 {
-    const struct qconv_state *s = state;
+    const struct op_qconv *s = state;
     if (s->prim) return qcal_dnnl_run(a->bound);
     qcal_ref_conv2d_int8(&s->d, &s->q, a->in[0]->data, s->w, s->bias, a->out[0]->data, op_threads());
     return QCAL_OK;
@@ -473,6 +469,6 @@ static enum qcal_status qconv_run(const void *state, const struct qcal_op_args *
 
 const struct qcal_op_def qcal_op_qlinear_conv_def = {
     .name = "QLinearConv", .parse = qconv_parse, .infer = qconv_infer, .layout = qconv_layout,
-    .prepare = qconv_prepare, .bind = qconv_bind, .unbind = op_dnnl_unbind, .run = qconv_run,
-    .destroy = qconv_destroy,
+    .prepare = qconv_prepare, .bind = op_qconv_bind, .unbind = op_dnnl_unbind, .run = op_qconv_run,
+    .destroy = op_qconv_destroy,
 };

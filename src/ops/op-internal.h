@@ -90,6 +90,22 @@ enum qcal_status op_dnnl_bind(const struct qcal_dnnl_prim *prim, const struct qc
                               void **bound_out);
 void op_dnnl_unbind(void *bound);
 
+/* The state of an INT8 convolution (QLinearConv, and QGemm as a 1x1 one): descriptor,
+ * quantization, weights, bias and the oneDNN primitive (NULL: the reference kernel). */
+struct op_qconv {
+    struct qcal_conv_desc d;
+    struct qcal_qconv q;
+    float *w_scale;
+    const int8_t *w;
+    const int32_t *bias;
+    struct qcal_dnnl_prim *prim;
+};
+/* Picks the kernel for s (d, q, w, bias filled): oneDNN when `dnnl`, else the reference. */
+enum qcal_status op_qconv_kernel(struct qcal_op_prep *pp, struct op_qconv *s, bool dnnl);
+enum qcal_status op_qconv_bind(const void *state, const struct qcal_op_args *a, void **bound_out);
+enum qcal_status op_qconv_run(const void *state, const struct qcal_op_args *a);
+void op_qconv_destroy(void *state);
+
 /* Number of threads an op may use: 1 inside a parallel region (batch mode). */
 int op_threads(void);
 

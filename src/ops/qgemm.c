@@ -8,15 +8,6 @@
 
 #include "op-internal.h"
 
-struct qgemm_state {
-    struct qcal_conv_desc d;
-    struct qcal_qconv q;
-    float *w_scale;
-    const int8_t *w;
-    const int32_t *bias;
-    struct qcal_dnnl_prim *prim; /* NULL: reference kernel */
-};
-
 static enum qcal_status qgemm_parse(struct qcal_graph *g, struct qcal_node *n)
 {
     return op_check_arity(g, n, 6, 9, 1, 1);
@@ -59,15 +50,6 @@ static int qgemm_layout(const struct qcal_graph *g, const struct qcal_node *n, i
     return QCAL_LAYOUT_PLAIN; /* [M, K] is [M, 1, 1, K] in NHWC: the same bytes */
 }
 
-static void qgemm_destroy(void *state)
-{
-    struct qgemm_state *s = state;
-    if (!s) return;
-    qcal_dnnl_destroy(s->prim);
-    free(s->w_scale);
-    free(s);
-}
-
 static float scalar_of(struct qcal_graph *g, struct qcal_node *n, int i)
 {
     const struct qcal_value *v = optional_input(g, n, i);
@@ -79,7 +61,7 @@ static enum qcal_status qgemm_prepare(struct qcal_op_prep *pp)
 {
     struct qcal_graph *g = pp->g;
     struct qcal_node *n = pp->node;
-    struct qgemm_state *s = calloc(1, sizeof *s);
+    struct op_qconv *s = calloc(1, sizeof *s);
     if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
     pp->state = s;
     const struct qcal_tensor *a = &qcal_in(g, n, 0)->t, *w = &qcal_in(g, n, 3)->t, *ws = &qcal_in(g, n, 4)->t;
@@ -96,31 +78,11 @@ static enum qcal_status qgemm_prepare(struct qcal_op_prep *pp)
                                .w_scale = s->w_scale, .per_channel = cw > 1, .y_f32 = f32};
     s->w = w->data;
     s->bias = optional_input(g, n, 6) ? qcal_in(g, n, 6)->t.data : NULL;
-    if (pp->kernels != QCAL_KERNELS_REF && pp->kernels != QCAL_KERNELS_BLAS && qcal_dnnl_available()) {
-        enum qcal_status st = qcal_dnnl_conv_int8_create(&s->d, &s->q, s->w, s->bias, &s->prim);
-        if (st != QCAL_OK) return OP_ERR(g, n, st, "oneDNN could not create the INT8 primitive");
-        pp->scratch_size = qcal_dnnl_scratch_size(s->prim);
-        pp->impl = qcal_dnnl_impl(s->prim);
-    } else {
-        pp->impl = "ref:int8";
-    }
-    return QCAL_OK;
-}
-
-static enum qcal_status qgemm_bind(const void *state, const struct qcal_op_args *a, void **bound_out)
-{
-    return op_dnnl_bind(((const struct qgemm_state *)state)->prim, a, bound_out);
-}
-
-static enum qcal_status qgemm_run(const void *state, const struct qcal_op_args *a)
-{
-    const struct qgemm_state *s = state;
-    if (s->prim) return qcal_dnnl_run(a->bound);
-    qcal_ref_conv2d_int8(&s->d, &s->q, a->in[0]->data, s->w, s->bias, a->out[0]->data, op_threads());
-    return QCAL_OK;
+    return op_qconv_kernel(pp, s, pp->kernels != QCAL_KERNELS_REF && pp->kernels != QCAL_KERNELS_BLAS &&
+                                      qcal_dnnl_available());
 }
 
 const struct qcal_op_def qcal_op_qgemm_def = {
     .name = "QGemm", .parse = qgemm_parse, .infer = qgemm_infer, .layout = qgemm_layout, .prepare = qgemm_prepare,
-    .bind = qgemm_bind, .unbind = op_dnnl_unbind, .run = qgemm_run, .destroy = qgemm_destroy,
+    .bind = op_qconv_bind, .unbind = op_dnnl_unbind, .run = op_qconv_run, .destroy = op_qconv_destroy,
 };

@@ -553,10 +553,9 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
 /* Turns node ni into `op` with inputs ins[0..n_in), the output of the QuantizeLinear q it
  * absorbs and activation `act` (kind NONE: none); q and the activation node act_node (-1:
  * none) die. */
-static enum qcal_status retype_node(struct qcal_graph *g, int ni, const char *op, const int *ins, int n_in, int q,
-                                    int act_node, struct qcal_act act)
+/* Gives node n the op type `op` and the inputs ins[0..n_in). */
+static enum qcal_status rename_node(struct qcal_node *n, const char *op, const int *ins, int n_in)
 {
-    struct qcal_node *n = &g->nodes[ni];
     int *in = realloc(n->inputs, sizeof(int) * (size_t)n_in);
     char *name = qcal_strdup(op);
     if (in) n->inputs = in;
@@ -568,6 +567,15 @@ static enum qcal_status retype_node(struct qcal_graph *g, int ni, const char *op
     n->n_inputs = n_in;
     free(n->op_type);
     n->op_type = name;
+    return QCAL_OK;
+}
+
+static enum qcal_status retype_node(struct qcal_graph *g, int ni, const char *op, const int *ins, int n_in, int q,
+                                    int act_node, struct qcal_act act)
+{
+    struct qcal_node *n = &g->nodes[ni];
+    enum qcal_status st = rename_node(n, op, ins, n_in);
+    if (st != QCAL_OK) return st;
     n->outputs[0] = g->nodes[q].outputs[0];
     g->values[n->outputs[0]].producer = ni;
     memset(&n->post, 0, sizeof n->post);
@@ -763,19 +771,9 @@ static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
         *done = st == QCAL_OK;
         return st;
     }
-    int *in = realloc(n->inputs, sizeof ins);
-    char *op = qcal_strdup("QGemm");
-    if (in) n->inputs = in;
-    if (!in || !op) {
-        free(op);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
-    memcpy(n->inputs, ins, sizeof(int) * 7);
-    n->n_inputs = 7;
-    free(n->op_type);
-    n->op_type = op;
-    *done = true;
-    return QCAL_OK;
+    st = rename_node(n, "QGemm", ins, 7); /* float out: no output quantization inputs */
+    *done = st == QCAL_OK;
+    return st;
 }
 
 /* Ops a QuantizeLinear commutes with exactly: MaxPool (quantization is monotone, so the
@@ -1095,19 +1093,9 @@ static enum qcal_status fuse_lookup(struct qcal_graph *g, int qi, bool *done)
     const int64_t len = 256;
     qcal_graph_set_constant(g, t, qcal_tensor_make(dtype, 1, &len), table);
     const int ins[2] = {r.x, t};
-    struct qcal_node *q = &g->nodes[qi];
-    int *inputs = realloc(q->inputs, sizeof ins);
-    char *op = qcal_strdup("QLinearLookup");
-    if (inputs) q->inputs = inputs;
-    if (!inputs || !op) {
-        free(op);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
-    memcpy(q->inputs, ins, sizeof ins);
-    q->n_inputs = 2;
-    free(q->op_type);
-    q->op_type = op;
-    if ((st = become(g, qi, QCAL_OP_QLINEAR_LOOKUP)) != QCAL_OK) return st;
+    if ((st = rename_node(&g->nodes[qi], "QLinearLookup", ins, 2)) != QCAL_OK ||
+        (st = become(g, qi, QCAL_OP_QLINEAR_LOOKUP)) != QCAL_OK)
+        return st;
     *done = true;
     return QCAL_OK;
 }
