@@ -36,6 +36,8 @@ EXPECTED = {
     "qgap_u8_80ch": ["QuantizeLinear", "QLinearGlobalAveragePool"],
     "qgemm_f32_out": ["QuantizeLinear", "QGemm"],
     "qgemm_relu_q_i8": ["QuantizeLinear", "QGemm"],
+    "qgemm_matmul_3d_f32_out": ["QuantizeLinear", "QGemm"],
+    "qgemm_matmul_1d_f32_out": ["QuantizeLinear", "QGemm"],
     "qlookup_hardswish_u8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_paddle_hardswish_i8": ["QuantizeLinear", "QLinearLookup"],
     "qlookup_requantize_sigmoid": ["QuantizeLinear", "QLinearLookup", "QLinearLookup"],

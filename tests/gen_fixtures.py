@@ -329,6 +329,22 @@ case("qgemm_relu_q_i8", [
      "wz": np.zeros(7, np.int8), "ys": np.array(0.1, np.float32), "yz": np.array(-100, np.int8)},
     data=[randn(2, 20, scale=2.0)])
 INT_STEPS["qgemm_relu_q_i8"] = 1  # oneDNN multiplies by 1/y_scale
+case("qgemm_matmul_1d_f32_out", [  # a vector times a matrix (numpy: [K] x [K, N] gives [N])
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+    helper.make_node("MatMul", ["xd", "wd"], ["Y"])],
+    [("X", [20])], [("Y", F)],
+    {"xs": np.array(0.05, np.float32), "xz": np.array(130, np.uint8), "wq": np.ascontiguousarray(gw.T), "ws": gs,
+     "wz": np.zeros(7, np.int8)}, data=[randn(20, scale=2.0)])
+case("qgemm_matmul_3d_f32_out", [  # MatMul with constant int8 weights (axis -1), rows of a 3-D input
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=-1),
+    helper.make_node("MatMul", ["xd", "wd"], ["Y"])],
+    [("X", [2, 3, 20])], [("Y", F)],
+    {"xs": np.array(0.05, np.float32), "xz": np.array(7, np.int8), "wq": np.ascontiguousarray(gw.T), "ws": gs,
+     "wz": np.zeros(7, np.int8)}, data=[randn(2, 3, 20, scale=2.0)])
 
 # QLinearConv (the INT8 convolution qcal runs): uint8 and int8 activations, per-channel
 # weight scales, int32 bias, groups / strides / padding; output dequantized for the compare

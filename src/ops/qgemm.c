@@ -1,5 +1,6 @@
-/* QGemm (qcal-internal; what the QDQ pass makes of DequantizeLinear(a) -> Gemm(DequantizeLinear(w
- * int8), bias) -> [[act] -> QuantizeLinear]): inputs a [M, K] uint8/int8, a_scale, a_zero_point,
+/* QGemm (qcal-internal; what the QDQ pass makes of DequantizeLinear(a) -> Gemm or MatMul
+ * (DequantizeLinear(w int8), bias) -> [[act] -> QuantizeLinear]): inputs a [..., M, K] uint8/int8
+ * (MatMul: every leading row a row), a_scale, a_zero_point,
  * w [N, K] int8 (zero point 0), w_scale (1 or N), w_zero_point, bias int32 [N] at
  * a_scale * w_scale[n] (optional), y_scale and y_zero_point (optional: without them the output
  * is float, the dequantized product). It is a 1x1 INT8 convolution of M images of K channels:
@@ -24,9 +25,10 @@ static enum qcal_status qgemm_infer(struct qcal_graph *g, struct qcal_node *n)
     if (st != QCAL_OK) return st;
     const struct qcal_tensor *a = &qcal_in(g, n, 0)->t, *w = &qcal_in(g, n, 3)->t;
     const struct qcal_value *ws = qcal_in(g, n, 4), *b = optional_input(g, n, 6), *ys = optional_input(g, n, 7);
-    if (a->ndim != 2 || !op_int8_like(a->dtype)) return OP_ERR(g, n, QCAL_UNSUPPORTED, "A must be 2-D uint8 or int8");
-    if (!qcal_value_is_const(qcal_in(g, n, 3)) || w->ndim != 2 || w->dtype != QCAL_I8 || w->dims[1] != a->dims[1])
-        return OP_ERR(g, n, QCAL_UNSUPPORTED, "W must be constant int8 [N, %lld]", (long long)a->dims[1]);
+    if (a->ndim < 1 || !op_int8_like(a->dtype)) return OP_ERR(g, n, QCAL_UNSUPPORTED, "A must be uint8 or int8");
+    const int64_t k = a->dims[a->ndim - 1];
+    if (!qcal_value_is_const(qcal_in(g, n, 3)) || w->ndim != 2 || w->dtype != QCAL_I8 || w->dims[1] != k)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "W must be constant int8 [N, %lld]", (long long)k);
     const int64_t nn = w->dims[0], cw = qcal_tensor_numel(&ws->t);
     if (!qcal_value_is_const(ws) || ws->t.dtype != QCAL_F32 || (cw != 1 && cw != nn))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "w_scale must be constant float with 1 or %lld values", (long long)nn);
@@ -39,15 +41,17 @@ static enum qcal_status qgemm_infer(struct qcal_graph *g, struct qcal_node *n)
     }
     const struct qcal_value *yz = optional_input(g, n, 8);
     const int32_t dtype = !ys ? QCAL_F32 : yz ? yz->t.dtype : QCAL_U8;
-    const int64_t dims[2] = {a->dims[0], nn};
-    op_set_output(g, n, 0, dtype, 2, dims);
+    int64_t dims[QCAL_MAX_DIMS]; /* MatMul: A's leading dims are rows too (numpy: [K] gives [N]) */
+    memcpy(dims, a->dims, sizeof(int64_t) * (size_t)a->ndim);
+    dims[a->ndim - 1] = nn;
+    op_set_output(g, n, 0, dtype, a->ndim, dims);
     return QCAL_OK;
 }
 
 static int qgemm_layout(const struct qcal_graph *g, const struct qcal_node *n, int kernels)
 {
     (void)g, (void)n, (void)kernels;
-    return QCAL_LAYOUT_PLAIN; /* [M, K] is [M, 1, 1, K] in NHWC: the same bytes */
+    return QCAL_LAYOUT_PLAIN; /* rows of K are [rows, 1, 1, K] in NHWC: the same bytes */
 }
 
 static float scalar_of(struct qcal_graph *g, struct qcal_node *n, int i)
@@ -68,7 +72,8 @@ static enum qcal_status qgemm_prepare(struct qcal_op_prep *pp)
     const int64_t cw = qcal_tensor_numel(ws);
     if (!(s->w_scale = malloc(sizeof(float) * (size_t)cw))) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
     memcpy(s->w_scale, ws->data, sizeof(float) * (size_t)cw);
-    s->d = (struct qcal_conv_desc){.n = a->dims[0], .ic = a->dims[1], .ih = 1, .iw = 1, .oc = w->dims[0], .oh = 1,
+    const int64_t k = a->dims[a->ndim - 1];
+    s->d = (struct qcal_conv_desc){.n = qcal_tensor_numel(a) / k, .ic = k, .ih = 1, .iw = 1, .oc = w->dims[0], .oh = 1,
                                    .ow = 1, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .group = 1,
                                    .post = n->post};
     const bool f32 = !optional_input(g, n, 7);

@@ -694,9 +694,9 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     return QCAL_OK;
 }
 
-/* Tries to turn Gemm node gi (A = DequantizeLinear(x) per tensor, B = DequantizeLinear(int8
- * constant, per output column or per tensor, zero point 0), optional bias, alpha = beta = 1,
- * no transA) into QGemm: with a QuantizeLinear after it (maybe through Relu/Clip) int8 out,
+/* Tries to turn Gemm (or MatMul) node gi (A = DequantizeLinear(x) per tensor, B =
+ * DequantizeLinear(int8 constant [K, N] or [N, K], per output column or per tensor, zero point
+ * 0), optional bias, alpha = beta = 1, no transA) into QGemm: with a QuantizeLinear after it (maybe through Relu/Clip) int8 out,
  * otherwise float out. *done when it did. */
 static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
 {
@@ -714,8 +714,8 @@ static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
     const struct qcal_value *wz = wdq->n_inputs > 2 ? const_input(g, wdq, 2) : NULL;
     if (!wq || wq->t.dtype != QCAL_I8 || wq->t.ndim != 2 || !ws || ws->t.dtype != QCAL_F32) return QCAL_OK;
     const int64_t nn = wq->t.dims[trans_b ? 0 : 1], kk = wq->t.dims[trans_b ? 1 : 0], n_sw = qcal_tensor_numel(&ws->t);
-    if ((n_sw != 1 && n_sw != nn) || (n_sw > 1 && qcal_node_attr_int(wdq, "axis", 1) != (trans_b ? 0 : 1)))
-        return QCAL_OK;
+    const int64_t axis = qcal_node_attr_int(wdq, "axis", 1);
+    if ((n_sw != 1 && n_sw != nn) || (n_sw > 1 && (axis < 0 ? axis + 2 : axis) != (trans_b ? 0 : 1))) return QCAL_OK;
     if (wdq->n_inputs > 2 && wdq->inputs[2] >= 0 && !wz) return QCAL_OK;
     for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
         if (wz->t.dtype != QCAL_I8 || ((const int8_t *)wz->t.data)[i] != 0) return QCAL_OK;
@@ -819,7 +819,7 @@ enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
     if (qst != QCAL_OK) return qst;
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
-        const bool gemm = is_node(&g->nodes[i], "Gemm");
+        const bool gemm = is_node(&g->nodes[i], "Gemm") || (is_node(&g->nodes[i], "MatMul") && g->nodes[i].n_inputs == 2);
         if (!gemm && !is_node(&g->nodes[i], "Conv")) continue;
         bool done;
         enum qcal_status st = gemm ? fuse_qdq_gemm(g, i, &done) : fuse_qdq_conv(g, i, &done);
