@@ -52,6 +52,9 @@ struct qcal_tensor {
 size_t qcal_dtype_size(int32_t dtype);
 const char *qcal_dtype_name(int32_t dtype);
 
+/* int8 or uint8: the types of quantized codes. */
+static inline bool qcal_dtype_is_int8(int32_t dtype) { return dtype == QCAL_I8 || dtype == QCAL_U8; }
+
 static inline int64_t qcal_tensor_numel(const struct qcal_tensor *t)
 {
     int64_t n = 1;

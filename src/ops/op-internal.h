@@ -53,8 +53,6 @@ static inline int32_t op_int_at(const struct qcal_tensor *t, int64_t i)
     }
 }
 
-static inline bool op_int8_like(int32_t dtype) { return dtype == QCAL_I8 || dtype == QCAL_U8; }
-
 /* QuantizeLinear of 16 floats with AVX-512, as qcal_quantize_one lane by lane but without
  * a division per vector: v = t * (1/scale) can differ from t / scale by a few ulp, which
  * changes the rounding only next to a half-integer; lanes within 2^-21·|v| of one (all such
@@ -73,6 +71,15 @@ __attribute__((target("avx512f"))) static inline __m512i op_quantize16(__m512 t,
     v = _mm512_min_ps(_mm512_max_ps(v, nlim), lim);
     v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
     return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, lo), hi));
+}
+
+/* The value of constant scalar input i: a float scale, or an integer zero point; 0 when the
+ * input is absent (a zero point's default). */
+static inline float op_scalar(struct qcal_graph *g, const struct qcal_node *n, int i)
+{
+    const struct qcal_value *v = qcal_in(g, n, i);
+    if (!v) return 0.0f;
+    return v->t.dtype == QCAL_F32 ? ((const float *)v->t.data)[0] : (float)op_int_at(&v->t, 0);
 }
 
 static inline int op_in_layout(const struct qcal_op_args *a, int i)

@@ -57,7 +57,7 @@ static enum qcal_status pool_infer(struct qcal_graph *g, struct qcal_node *n)
     if (x->ndim != 3 && x->ndim != 4)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input has %d dims; 1-D and 2-D pooling only", x->ndim);
     const bool is_max = p->kind == POOL_MAX || p->kind == POOL_GMAX;
-    if (x->dtype != QCAL_F32 && !(is_max && op_int8_like(x->dtype)))
+    if (x->dtype != QCAL_F32 && !(is_max && qcal_dtype_is_int8(x->dtype)))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be float32 (or int8/uint8 for max pooling)");
     int sp = x->ndim - 2;
     struct qcal_conv_desc *d = &p->d;

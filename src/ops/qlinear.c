@@ -136,7 +136,7 @@ static enum qcal_status qbin_infer(struct qcal_graph *g, struct qcal_node *n)
     enum qcal_status st = op_require_inputs(g, n, 8);
     if (st != QCAL_OK) return st;
     const struct qcal_tensor *a = &qcal_in(g, n, 0)->t, *b = &qcal_in(g, n, 3)->t;
-    if (!op_int8_like(a->dtype) || !op_int8_like(b->dtype))
+    if (!qcal_dtype_is_int8(a->dtype) || !qcal_dtype_is_int8(b->dtype))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "inputs must be uint8 or int8");
     if (bcast_of(a, b) == BCAST_INVALID)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input B must have A's shape, one value or one per channel");
@@ -162,12 +162,9 @@ static enum qcal_status qbin_prepare(struct qcal_op_prep *pp)
     struct qcal_node *n = pp->node;
     struct qbin_state *s = calloc(1, sizeof *s);
     if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
-    s->sa = ((const float *)qcal_in(g, n, 1)->t.data)[0];
-    s->sb = ((const float *)qcal_in(g, n, 4)->t.data)[0];
-    s->sy = ((const float *)qcal_in(g, n, 6)->t.data)[0];
-    s->za = op_int_at(&qcal_in(g, n, 2)->t, 0);
-    s->zb = op_int_at(&qcal_in(g, n, 5)->t, 0);
-    s->zy = op_int_at(&qcal_in(g, n, 7)->t, 0);
+    s->sa = op_scalar(g, n, 1), s->za = (int32_t)op_scalar(g, n, 2);
+    s->sb = op_scalar(g, n, 4), s->zb = (int32_t)op_scalar(g, n, 5);
+    s->sy = op_scalar(g, n, 6), s->zy = (int32_t)op_scalar(g, n, 7);
     s->a_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
     s->b_u8 = qcal_in(g, n, 3)->t.dtype == QCAL_U8;
     s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;
@@ -245,8 +242,8 @@ static enum qcal_status lookup_infer(struct qcal_graph *g, struct qcal_node *n)
     enum qcal_status st = op_require_inputs(g, n, 2);
     if (st != QCAL_OK) return st;
     const struct qcal_value *x = qcal_in(g, n, 0), *t = qcal_in(g, n, 1);
-    if (!op_int8_like(x->t.dtype)) return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be uint8 or int8");
-    if (!qcal_value_is_const(t) || !op_int8_like(t->t.dtype) || qcal_tensor_numel(&t->t) != 256)
+    if (!qcal_dtype_is_int8(x->t.dtype)) return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be uint8 or int8");
+    if (!qcal_value_is_const(t) || !qcal_dtype_is_int8(t->t.dtype) || qcal_tensor_numel(&t->t) != 256)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "table must be 256 constant uint8 or int8 values");
     op_set_output(g, n, 0, t->t.dtype, x->t.ndim, x->t.dims);
     return QCAL_OK;
@@ -330,7 +327,7 @@ static enum qcal_status qgap_infer(struct qcal_graph *g, struct qcal_node *n)
     enum qcal_status st = op_require_inputs(g, n, 5);
     if (st != QCAL_OK) return st;
     const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
-    if (!op_int8_like(x->dtype) || x->ndim != 4)
+    if (!qcal_dtype_is_int8(x->dtype) || x->ndim != 4)
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input must be 4-D uint8 or int8");
     for (int i = 1; i < 5; i++)
         if (!qcal_value_is_const(qcal_in(g, n, i)) || qcal_tensor_numel(&qcal_in(g, n, i)->t) != 1)
@@ -346,10 +343,8 @@ static enum qcal_status qgap_prepare(struct qcal_op_prep *pp)
     struct qcal_node *n = pp->node;
     struct qgap_state *s = calloc(1, sizeof *s);
     if (!s) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
-    s->sx = ((const float *)qcal_in(g, n, 1)->t.data)[0];
-    s->sy = ((const float *)qcal_in(g, n, 3)->t.data)[0];
-    s->zx = op_int_at(&qcal_in(g, n, 2)->t, 0);
-    s->zy = op_int_at(&qcal_in(g, n, 4)->t, 0);
+    s->sx = op_scalar(g, n, 1), s->zx = (int32_t)op_scalar(g, n, 2);
+    s->sy = op_scalar(g, n, 3), s->zy = (int32_t)op_scalar(g, n, 4);
     s->x_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8;
     s->y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8;
     pp->state = s;

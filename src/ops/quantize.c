@@ -45,7 +45,7 @@ static enum qcal_status qdq_infer(struct qcal_graph *g, struct qcal_node *n)
     const bool quantize = n->op == QCAL_OP_QUANTIZE_LINEAR;
     const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
     const struct qcal_value *s = qcal_in(g, n, 1), *z = qcal_in(g, n, 2);
-    if (quantize ? x->dtype != QCAL_F32 : !(op_int8_like(x->dtype) || x->dtype == QCAL_I32))
+    if (quantize ? x->dtype != QCAL_F32 : !(qcal_dtype_is_int8(x->dtype) || x->dtype == QCAL_I32))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "input type %s is not supported", qcal_dtype_name(x->dtype));
     if (!qcal_value_is_const(s) || (z && !qcal_value_is_const(z)))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "scale and zero point must be constants");
@@ -67,9 +67,9 @@ static enum qcal_status qdq_infer(struct qcal_graph *g, struct qcal_node *n)
         if (qcal_tensor_numel(&z->t) != p->count)
             return OP_ERR(g, n, QCAL_INVALID_MODEL, "%lld zero points for %lld scales",
                           (long long)qcal_tensor_numel(&z->t), (long long)p->count);
-        if (z->t.dtype != (quantize ? z->t.dtype : x->dtype) || !(op_int8_like(z->t.dtype) || z->t.dtype == QCAL_I32))
+        if (z->t.dtype != (quantize ? z->t.dtype : x->dtype) || !(qcal_dtype_is_int8(z->t.dtype) || z->t.dtype == QCAL_I32))
             return OP_ERR(g, n, QCAL_INVALID_MODEL, "zero point type %s does not match", qcal_dtype_name(z->t.dtype));
-        if (quantize && !op_int8_like(z->t.dtype))
+        if (quantize && !qcal_dtype_is_int8(z->t.dtype))
             return OP_ERR(g, n, QCAL_UNSUPPORTED, "quantizing to %s is not supported", qcal_dtype_name(z->t.dtype));
     }
     for (int64_t c = 0; c < p->count; c++) {

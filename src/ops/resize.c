@@ -58,7 +58,7 @@ static enum qcal_status resize_infer(struct qcal_graph *g, struct qcal_node *n)
     enum qcal_status st = op_require_inputs(g, n, 1);
     if (st != QCAL_OK) return st;
     const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
-    const bool codes = !p->linear && (x->dtype == QCAL_U8 || x->dtype == QCAL_I8); /* nearest copies bytes */
+    const bool codes = !p->linear && qcal_dtype_is_int8(x->dtype); /* nearest copies bytes */
     if (x->ndim != 4 || (x->dtype != QCAL_F32 && !codes))
         return OP_ERR(g, n, QCAL_UNSUPPORTED, "only 4-D float32 inputs (or int8/uint8 with mode nearest) are supported");
     float scales[8];

@@ -318,6 +318,14 @@ done:
     return st;
 }
 
+/* The scale of the DequantizeLinear producing v (one qdq_activation made); 0 if none. */
+static float dq_scale(const struct qcal_graph *g, int v)
+{
+    const int p = g->values[v].producer;
+    if (p < 0 || !is_op(&g->nodes[p], "DequantizeLinear")) return 0;
+    return ((const float *)g->values[g->nodes[p].inputs[1]].t.data)[0];
+}
+
 enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant_sel *sel,
                                    const struct qcal_calib *c)
 {
@@ -325,7 +333,7 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     const int n_values0 = g->n_values;
     int *dq = malloc(sizeof(int) * ((size_t)n_values0 + 1));
     int *stat = malloc(sizeof(int) * ((size_t)n_values0 + 1));
-    float *sw = NULL, *sx_of = NULL;
+    float *sw = NULL;
     if (!dq || !stat) {
         st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
         goto cleanup;
@@ -348,17 +356,7 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     /* Every consumer of a quantized tensor reads its dequantized value, as an INT8 engine
      * runs it: the HardSigmoid and the Mul of x * HardSigmoid(x) after a convolution both
      * see the int8 x, so the convolution's output is int8 and the activation a function of
-     * one byte. Graph outputs and nodes in the ignored scope stay FP32. The input scales of
-     * the weighted nodes first. */
-    sx_of = malloc(sizeof(float) * ((size_t)sel->n_nodes + 1));
-    if (!sx_of) {
-        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        goto cleanup;
-    }
-    for (int j = 0; j < sel->n_nodes; j++) {
-        const int x = g->nodes[sel->nodes[j]].inputs[0];
-        sx_of[j] = stat[x] >= 0 ? c->stats[stat[x]].q.scale : 0;
-    }
+     * one byte. Graph outputs and nodes in the ignored scope stay FP32. */
     for (int i = 0; i < n_nodes0; i++) {
         struct qcal_node *n = &g->nodes[i];
         if (sel->fp32[i]) continue;
@@ -369,7 +367,7 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
         const int ni = sel->nodes[j];
         struct qcal_node *n = &g->nodes[ni];
         const unsigned mask = quantized_inputs(g, n);
-        const float sx = sx_of[j];
+        const float sx = dq_scale(g, n->inputs[0]);
         if (mask & 2u) continue; /* two activations: no weights */
         int axis;
         if (!weight_axis(n, &axis)) continue;
@@ -384,7 +382,6 @@ enum qcal_status qcal_quant_to_qdq(struct qcal_graph *g, const struct qcal_quant
     st = qcal_graph_toposort(g);
     if (st == QCAL_OK) qcal_graph_compact(g);
 cleanup:
-    free(sx_of);
     free(sw);
     free(dq);
     free(stat);

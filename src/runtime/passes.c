@@ -459,6 +459,24 @@ static bool per_tensor_q(const struct qcal_graph *g, const struct qcal_node *n)
     return true;
 }
 
+/* A new constant `base`_zero_point of `count` zeros of an 8-bit type: a scalar when count is
+ * 1, else 1-D. */
+static enum qcal_status add_zeros(struct qcal_graph *g, const char *base, int32_t dtype, int64_t count, int *out)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s_zero_point", base);
+    uint8_t *z = qcal_malloc((size_t)count);
+    if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    memset(z, 0, (size_t)count);
+    enum qcal_status st = qcal_graph_add_temp_value(g, name, out);
+    if (st != QCAL_OK) {
+        qcal_free(z);
+        return st;
+    }
+    qcal_graph_set_constant(g, *out, qcal_tensor_make(dtype, count > 1 ? 1 : 0, &count), z);
+    return QCAL_OK;
+}
+
 /* A zero point input for QLinearConv: the node's own, or a new uint8 0. */
 static enum qcal_status zero_point_of(struct qcal_graph *g, const struct qcal_node *n, const char *base, int *out)
 {
@@ -466,15 +484,24 @@ static enum qcal_status zero_point_of(struct qcal_graph *g, const struct qcal_no
         *out = n->inputs[2];
         return QCAL_OK;
     }
-    char name[512];
-    snprintf(name, sizeof name, "%s_zero_point", base);
-    enum qcal_status st = qcal_graph_add_temp_value(g, name, out);
-    if (st != QCAL_OK) return st;
-    uint8_t *z = qcal_malloc(1);
-    if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    z[0] = 0;
-    qcal_graph_set_constant(g, *out, qcal_tensor_make(QCAL_U8, 0, NULL), z);
-    return QCAL_OK;
+    return add_zeros(g, base, QCAL_U8, 1, out);
+}
+
+/* A DequantizeLinear of constant int8 weights with a float scale and a zero point that is
+ * absent or all zeros (symmetric weights): *wq and *ws its weights and scales. */
+static bool int8_weight_dq(const struct qcal_graph *g, const struct qcal_node *wdq, const struct qcal_value **wq,
+                           const struct qcal_value **ws)
+{
+    if (!is_node(wdq, "DequantizeLinear")) return false;
+    *wq = const_input(g, wdq, 0);
+    *ws = const_input(g, wdq, 1);
+    if (!*wq || (*wq)->t.dtype != QCAL_I8 || !*ws || (*ws)->t.dtype != QCAL_F32) return false;
+    if (wdq->n_inputs < 3 || wdq->inputs[2] < 0) return true;
+    const struct qcal_value *wz = const_input(g, wdq, 2);
+    if (!wz || wz->t.dtype != QCAL_I8) return false;
+    for (int64_t i = 0; i < qcal_tensor_numel(&wz->t); i++)
+        if (((const int8_t *)wz->t.data)[i] != 0) return false;
+    return true;
 }
 
 /* The activation between the Conv and the QuantizeLinear, if one qcal can fuse. */
@@ -625,15 +652,12 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     struct qcal_node *conv = &g->nodes[ci];
     if (conv->n_inputs < 2) return QCAL_OK;
     struct qcal_node *xdq = producer_node(g, conv->inputs[0]), *wdq = producer_node(g, conv->inputs[1]);
-    if (!is_node(xdq, "DequantizeLinear") || !per_tensor_q(g, xdq) || !is_node(wdq, "DequantizeLinear")) return QCAL_OK;
-    const struct qcal_value *wq = const_input(g, wdq, 0), *ws = const_input(g, wdq, 1);
-    const struct qcal_value *wz = wdq->n_inputs > 2 ? const_input(g, wdq, 2) : NULL;
-    if (!wq || wq->t.dtype != QCAL_I8 || wq->t.ndim < 3 || !ws || ws->t.dtype != QCAL_F32) return QCAL_OK;
+    const struct qcal_value *wq, *ws;
+    if (!is_node(xdq, "DequantizeLinear") || !per_tensor_q(g, xdq) || !int8_weight_dq(g, wdq, &wq, &ws) ||
+        wq->t.ndim < 3)
+        return QCAL_OK;
     const int64_t oc = wq->t.dims[0], n_sw = qcal_tensor_numel(&ws->t);
     if ((n_sw != 1 && n_sw != oc) || (n_sw > 1 && qcal_node_attr_int(wdq, "axis", 1) != 0)) return QCAL_OK;
-    for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
-        if (wz->t.dtype != QCAL_I8 || ((const int8_t *)wz->t.data)[i] != 0) return QCAL_OK;
-    if (wdq->n_inputs > 2 && wdq->inputs[2] >= 0 && !wz) return QCAL_OK;
     /* the output: sole consumer a QuantizeLinear, maybe through scalar affine maps (Paddle's
      * learnable affine blocks: Conv -> Mul(a) -> Add(b)), folded into the weight scales and
      * the bias, and one activation */
@@ -675,14 +699,7 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     wdq = producer_node(g, conv->inputs[1]);
     int wzv = wdq->n_inputs > 2 && wdq->inputs[2] >= 0 ? wdq->inputs[2] : -1;
     if (wzv < 0) {
-        char name[512];
-        snprintf(name, sizeof name, "%s_zero_point", g->values[wdq->inputs[0]].name);
-        if ((st = qcal_graph_add_temp_value(g, name, &wzv)) != QCAL_OK) return st;
-        int8_t *z = qcal_malloc((size_t)n_sw);
-        if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        memset(z, 0, (size_t)n_sw);
-        const int64_t dz = n_sw;
-        qcal_graph_set_constant(g, wzv, qcal_tensor_make(QCAL_I8, n_sw > 1 ? 1 : 0, &dz), z);
+        if ((st = add_zeros(g, g->values[wdq->inputs[0]].name, QCAL_I8, n_sw, &wzv)) != QCAL_OK) return st;
         conv = &g->nodes[ci];
         xdq = producer_node(g, conv->inputs[0]);
         wdq = producer_node(g, conv->inputs[1]);
@@ -707,18 +724,13 @@ static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
         return QCAL_OK;
     const bool trans_b = qcal_node_attr_int(n, "transB", 0) != 0;
     struct qcal_node *xdq = producer_node(g, n->inputs[0]), *wdq = producer_node(g, n->inputs[1]);
+    const struct qcal_value *wq, *ws;
     if (!is_node(xdq, "DequantizeLinear") || !per_tensor_q(g, xdq) || qcal_value_is_const(&g->values[xdq->inputs[0]]) ||
-        !is_node(wdq, "DequantizeLinear"))
+        !int8_weight_dq(g, wdq, &wq, &ws) || wq->t.ndim != 2)
         return QCAL_OK;
-    const struct qcal_value *wq = const_input(g, wdq, 0), *ws = const_input(g, wdq, 1);
-    const struct qcal_value *wz = wdq->n_inputs > 2 ? const_input(g, wdq, 2) : NULL;
-    if (!wq || wq->t.dtype != QCAL_I8 || wq->t.ndim != 2 || !ws || ws->t.dtype != QCAL_F32) return QCAL_OK;
     const int64_t nn = wq->t.dims[trans_b ? 0 : 1], kk = wq->t.dims[trans_b ? 1 : 0], n_sw = qcal_tensor_numel(&ws->t);
     const int64_t axis = qcal_node_attr_int(wdq, "axis", 1);
     if ((n_sw != 1 && n_sw != nn) || (n_sw > 1 && (axis < 0 ? axis + 2 : axis) != (trans_b ? 0 : 1))) return QCAL_OK;
-    if (wdq->n_inputs > 2 && wdq->inputs[2] >= 0 && !wz) return QCAL_OK;
-    for (int64_t i = 0; wz && i < qcal_tensor_numel(&wz->t); i++)
-        if (wz->t.dtype != QCAL_I8 || ((const int8_t *)wz->t.data)[i] != 0) return QCAL_OK;
     /* the output: int8 through a QuantizeLinear (maybe after Relu/Clip), or float */
     int y = n->outputs[0], c = sole_consumer(g, y), act_node = -1, qi = -1;
     struct qcal_act act = {.kind = QCAL_ACT_NONE};
@@ -749,15 +761,7 @@ static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
     const int64_t wd[2] = {nn, kk};
     qcal_graph_set_constant(g, w_nk, qcal_tensor_make(QCAL_I8, 2, wd), w);
     g->values[w_nk].is_initializer = true;
-    snprintf(name, sizeof name, "%s_nk_zero_point", g->values[wdq->inputs[0]].name);
-    int8_t *z = qcal_malloc(1);
-    if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    z[0] = 0;
-    if ((st = qcal_graph_add_temp_value(g, name, &zeros)) != QCAL_OK) {
-        qcal_free(z);
-        return st;
-    }
-    qcal_graph_set_constant(g, zeros, qcal_tensor_make(QCAL_I8, 0, NULL), z);
+    if ((st = add_zeros(g, g->values[w_nk].name, QCAL_I8, 1, &zeros)) != QCAL_OK) return st;
     n = &g->nodes[gi];
     if ((st = zero_point_of(g, producer_node(g, n->inputs[0]), "x", &xz)) != QCAL_OK) return st;
     if (qi >= 0 && (st = zero_point_of(g, &g->nodes[qi], "y", &yz)) != QCAL_OK) return st;
@@ -929,8 +933,6 @@ struct region {
     int x; /* the int8 tensor every DequantizeLinear of the region reads */
 };
 
-static bool qcal_is_int8_dtype(int32_t dtype) { return dtype == QCAL_I8 || dtype == QCAL_U8; }
-
 static bool scalar_f32(const struct qcal_graph *g, int v)
 {
     return qcal_value_is_const(&g->values[v]) && g->values[v].t.dtype == QCAL_F32 &&
@@ -981,7 +983,7 @@ static bool collect_region(const struct qcal_graph *g, int v, struct region *r)
     const struct qcal_node *n = &g->nodes[p];
     if (n->op == QCAL_OP_DEQUANTIZE_LINEAR) {
         const int code = n->inputs[0];
-        if (!per_tensor_q(g, n) || qcal_value_is_const(&g->values[code]) || !qcal_is_int8_dtype(g->values[code].t.dtype))
+        if (!per_tensor_q(g, n) || qcal_value_is_const(&g->values[code]) || !qcal_dtype_is_int8(g->values[code].t.dtype))
             return false;
         if (code != r->x && !inner_code(g, code, r)) {
             if (r->x >= 0) return false; /* a second int8 tensor: not a function of one byte */
