@@ -15,7 +15,7 @@ import numpy as np
 EXPECTED = {
     "fuse_conv_bn_relu": ["Conv"],
     "fuse_conv_paddle_hardswish": ["Conv"],
-    "fuse_convT_add_bn_relu_k2s2": ["ConvTranspose"],
+    "fuse_convT_add_bn_relu_k2s2": ["Conv", "DepthToSpace"],  # kernel = stride: a 1x1 conv + DepthToSpace
     "fuse_convT_add_bn_relu_group2_k3s2": ["ConvTranspose"],
     "fuse_conv_swish": ["Conv"],
     "fuse_conv_hardswish_opset13": ["Conv"],
@@ -30,6 +30,10 @@ EXPECTED = {
     "qdq_conv_maxpool_u8": ["QuantizeLinear", "QLinearConv", "MaxPool"],
     "qdq_conv_maxpool_i8": ["QuantizeLinear", "QLinearConv", "MaxPool"],
     "qdq_conv_resize_nearest_u8": ["QuantizeLinear", "QLinearConv", "Resize"],
+    "qdq_convT_k2s2_relu_q_u8": ["QuantizeLinear", "QLinearConv", "DepthToSpace"],
+    "qdq_convT_k2s2_sigmoid_f32": ["QuantizeLinear", "QLinearConv", "DepthToSpace"],
+    "qdq_conv": ["QuantizeLinear", "QLinearConv"],
+    "qdq_conv_hardsigmoid_q_u8": ["QuantizeLinear", "QLinearConv", "QuantizeLinear"],
     "qdq_resize_nearest_requantize_i8": ["QuantizeLinear", "QLinearLookup", "Resize"],
     "qgap_u8": ["QuantizeLinear", "QLinearGlobalAveragePool"],
     "qgap_i8": ["QuantizeLinear", "QLinearGlobalAveragePool"],

@@ -261,6 +261,42 @@ for tag, alpha in (("neg", -0.7), ("pos", 1.3)):
          "ys": np.array(0.02, np.float32), "yz": np.array(5, np.uint8)})
     INT_STEPS[f"qdq_conv_affine_{tag}"] = 1
 
+# ConvTranspose with kernel = stride on QDQ inputs (PP-OCR det's head): qcal runs it as a
+# 1x1 convolution to s*s*OC channels (a QLinearConv when a QuantizeLinear follows) and a
+# DepthToSpace of the codes
+wt = rng.integers(-127, 128, size=(5, 4, 2, 2)).astype(np.int8)
+wts = (rng.random(4) * 0.02 + 0.002).astype(np.float32)
+bt = rng.integers(-3000, 3000, size=4).astype(np.int32)
+for tag, tail, out_t in (("relu_q_u8", ["Relu", "QuantizeLinear"], U8), ("sigmoid_f32", ["Sigmoid"], F)):
+    nodes = [helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+             helper.make_node("ConvTranspose", ["xd", "wd", "bd"], ["t0"], strides=[2, 2], kernel_shape=[2, 2])]
+    for k, op in enumerate(tail):
+        ins = [f"t{k}", "ys", "yz"] if op == "QuantizeLinear" else [f"t{k}"]
+        nodes.append(helper.make_node(op, ins, ["Y" if k == len(tail) - 1 else f"t{k + 1}"]))
+    case(f"qdq_convT_k2s2_{tag}", nodes, [("X", [1, 5, 6, 7])], [("Y", out_t)],
+         {"xs": np.array(0.04, np.float32), "xz": np.array(3, np.int8), "wq": wt, "ws": wts,
+          "wz": np.zeros(4, np.int8), "bq": bt, "bs": (wts * np.float32(0.04)).astype(np.float32),
+          "bz": np.zeros(4, np.int32), "ys": np.array(0.05, np.float32), "yz": np.array(0, np.uint8)})
+    INT_STEPS[f"qdq_convT_k2s2_{tag}"] = 1
+
+# an SE gate's QDQ 1x1 conv ending in HardSigmoid: no QuantizeLinear reads the conv, so qcal
+# runs it as an INT8 convolution with float output and HardSigmoid as its post-op
+case("qdq_conv_hardsigmoid_q_u8", [
+    helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["xq"]),
+    helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+    helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+    helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"], axis=0),
+    helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], pads=[1, 1, 1, 1]),
+    helper.make_node("HardSigmoid", ["c"], ["h"], alpha=0.2, beta=0.5),
+    helper.make_node("QuantizeLinear", ["h", "ys", "yz"], ["Y"])],
+    [("X", [1, 3, 9, 9])], [("Y", U8)],
+    {"xs": np.array(0.03, np.float32), "xz": np.array(0, np.int8), "wq": wq, "ws": ws,
+     "wz": np.zeros(6, np.int8), "bq": bq, "bs": (ws * np.float32(0.03)).astype(np.float32),
+     "bz": np.zeros(6, np.int32), "ys": np.array(1 / 255, np.float32), "yz": np.array(0, np.uint8)})
+
 # MaxPool between a QDQ conv and its QuantizeLinear: qcal quantizes first (max pooling
 # commutes with monotone quantization, exactly) and pools the int8 codes (oneDNN on NHWC)
 for tag, zt, z in (("u8", U8, 0), ("i8", I8, -10)):
@@ -511,6 +547,9 @@ for tag, group, ks in (("k2s2", 1, 2), ("group2_k3s2", 2, 3)):  # PP-OCR's det h
         helper.make_node("Relu", ["bn"], ["Y"])], [("X", [1, 4, 5, 6])], [("Y", F)],
         {"W": randn(4, 6 // group, ks, ks, scale=0.3), "B": randn(1, 6, 1, 1), "s": randn(6), "b": randn(6),
          "m": randn(6), "v": np.abs(randn(6)) + 0.5})
+for tag, mode, x, b in (("dcr", "DCR", [1, 8, 3, 4], 2), ("crd_batch2", "CRD", [2, 18, 2, 3], 3)):
+    case(f"depth_to_space_{tag}", [helper.make_node("DepthToSpace", ["X"], ["Y"], blocksize=b, mode=mode)],
+         [("X", x)], [("Y", F)])
 case("fuse_conv_paddle_hardswish", [
     helper.make_node("Conv", ["X", "W"], ["c"], pads=[1, 1, 1, 1]),
     helper.make_node("Add", ["c", "three"], ["a"]),

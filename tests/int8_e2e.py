@@ -66,9 +66,18 @@ def expected_qlinear(g):
             bias = inits[d.input[0]].astype(np.float64) * inits[d.input[1]].astype(np.float64)
         return bool(np.all(np.abs((a * bias + b) / (sx * abs(a) * sw)) < 2147483647.0))
 
+    def blockwise(n):  # ConvTranspose with kernel = stride: a 1x1 conv + DepthToSpace in qcal
+        at = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+        k = list(inits[prod[n.input[1]].input[0]].shape[2:]) if n.input[1] in prod else None
+        return (k is not None and len(k) == 2 and k[0] == k[1] and list(at.get("strides", [1, 1])) == k and
+                at.get("group", 1) == 1 and not any(at.get("pads", [])) and not any(at.get("output_padding", [])) and
+                all(d == 1 for d in at.get("dilations", [1, 1])) and "output_shape" not in at)
+
     count = 0
     for n in g.node:
-        if n.op_type != "Conv" or prod.get(n.input[0]) is None or prod[n.input[0]].op_type != "DequantizeLinear":
+        if n.op_type not in ("Conv", "ConvTranspose") or (n.op_type == "ConvTranspose" and not blockwise(n)):
+            continue
+        if prod.get(n.input[0]) is None or prod[n.input[0]].op_type != "DequantizeLinear":
             continue
         if prod.get(n.input[1]) is None or prod[n.input[1]].op_type != "DequantizeLinear":
             continue
@@ -147,7 +156,7 @@ def main():
         fused_adds = sum(" QLinearAdd " in l for l in r.stdout.splitlines())
         check(f"{tag}: the {adds} quantized residual adds run as QLinearAdd", fused_adds == adds,
               f"{fused_adds} of {adds}")
-        total = sum(n.op_type == "Conv" for n in onnx.load(int8).graph.node)
+        total = sum(n.op_type in ("Conv", "ConvTranspose") for n in onnx.load(int8).graph.node)
         figures.append(f"{tag}: {fused} of {total} convolutions run as QLinearConv")
         check(f"{tag}: the {convs} QDQ convolutions with a fusable output run as QLinearConv", r.returncode == 0 and
               fused == convs and convs > 0, f"{fused} of {convs}")

@@ -151,6 +151,9 @@ const char *qcal_node_attr_string(const struct qcal_node *n, const char *name, c
 /* Copies at most `cap` ints into out; returns the number present, or -1 if absent. */
 int qcal_node_attr_ints(const struct qcal_node *n, const char *name, int64_t *out, int cap);
 void qcal_attr_clear(struct qcal_attr *a);
+/* Appends an INT attribute; removes every attribute. */
+enum qcal_status qcal_node_add_attr_int(struct qcal_node *n, const char *name, int64_t v);
+void qcal_node_clear_attrs(struct qcal_node *n);
 /* Replaces dst's attributes by deep copies of src's. */
 enum qcal_status qcal_node_copy_attrs(struct qcal_node *dst, const struct qcal_node *src);
 

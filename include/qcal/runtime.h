@@ -41,9 +41,12 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g);
 /* Fuses activations, affine maps and residual adds into their producer; never past a
  * value marked `keep` (an observed tensor stays a tensor). */
 enum qcal_status qcal_pass_fuse_activations(struct qcal_graph *g);
+/* ConvTranspose with kernel = stride (and float weights) into a 1x1 Conv + DepthToSpace. */
+enum qcal_status qcal_pass_convtranspose_blocks(struct qcal_graph *g);
 void qcal_pass_eliminate_dead(struct qcal_graph *g);
 /* DequantizeLinear -> Conv -> [Relu | Clip] -> QuantizeLinear into QLinearConv (int8 in and
- * out, int32 bias); run on a loaded graph before constant folding. */
+ * out, int32 bias), a blockwise ConvTranspose on int8 weights first made a 1x1 Conv +
+ * DepthToSpace; run on a loaded graph before constant folding. */
 enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g);
 /* DequantizeLinear(a) {+,*} DequantizeLinear(b) -> [Relu] -> QuantizeLinear into QLinearAdd /
  * QLinearMul (b: a's shape, one value or one per channel); run after shape inference. */

@@ -208,6 +208,26 @@ enum qcal_status qcal_graph_add_node(struct qcal_graph *g, const char *name, con
     return QCAL_OK;
 }
 
+enum qcal_status qcal_node_add_attr_int(struct qcal_node *n, const char *name, int64_t v)
+{
+    struct qcal_attr *a = realloc(n->attrs, sizeof *a * ((size_t)n->n_attrs + 1));
+    if (!a) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    n->attrs = a;
+    memset(&a[n->n_attrs], 0, sizeof *a);
+    a[n->n_attrs].name = qcal_strdup(name);
+    a[n->n_attrs].type = QCAL_ATTR_INT;
+    a[n->n_attrs].i = v;
+    if (!a[n->n_attrs].name) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    n->n_attrs++;
+    return QCAL_OK;
+}
+
+void qcal_node_clear_attrs(struct qcal_node *n)
+{
+    for (int i = 0; i < n->n_attrs; i++) qcal_attr_clear(&n->attrs[i]);
+    n->n_attrs = 0;
+}
+
 const struct qcal_attr *qcal_node_attr(const struct qcal_node *n, const char *name)
 {
     for (int i = 0; i < n->n_attrs; i++)

@@ -325,8 +325,9 @@ enum qcal_status qcal_dnnl_conv_int8_create(const struct qcal_conv_desc *d, cons
     DNNL_TRY(dnnl_post_ops_create(&po));
     for (int i = 0; i < d->post.n; i++) {
         const int kind = d->post.op[i].kind;
-        if (kind == QCAL_ACT_SUM || kind == QCAL_ACT_LINEAR || kind == QCAL_ACT_HARD_SIGMOID) {
-            /* linear post-ops before the requantizing one come out wrong in oneDNN 2.6 */
+        if (kind == QCAL_ACT_SUM || (!q->y_f32 && (kind == QCAL_ACT_LINEAR || kind == QCAL_ACT_HARD_SIGMOID))) {
+            /* linear post-ops before the requantizing one come out wrong in oneDNN 2.6 (with
+             * float output there is no requantizing one) */
             st = QCAL_ERR(QCAL_UNSUPPORTED, "oneDNN INT8: activation %d is not supported after the convolution", kind);
             goto cleanup;
         }

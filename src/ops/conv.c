@@ -207,7 +207,7 @@ static enum qcal_status conv_resolve(struct qcal_graph *g, struct qcal_node *n, 
     int64_t dims[4] = {d->n, cout, d->oh, d->ow};
     if (sp == 1) dims[2] = d->ow;
     int32_t dtype = QCAL_F32;
-    if (io->quantized) dtype = qcal_in(g, n, 7) ? qcal_in(g, n, 7)->t.dtype : QCAL_U8;
+    if (io->quantized && qcal_in(g, n, 6)) dtype = qcal_in(g, n, 7) ? qcal_in(g, n, 7)->t.dtype : QCAL_U8;
     op_set_output(g, n, 0, dtype, x->ndim, dims);
     return QCAL_OK;
 }
@@ -344,11 +344,13 @@ const struct qcal_op_def qcal_op_conv_transpose_def = {
 };
 
 /* ---- QLinearConv: the INT8 convolution (ONNX op, and what the QDQ pass turns
- * DequantizeLinear -> Conv -> [activation] -> QuantizeLinear into) ---- */
+ * DequantizeLinear -> Conv -> [activation] -> QuantizeLinear into). qcal's own extension:
+ * without y_scale and y_zero_point the output is float, acc · x_scale · w_scale[c] and the
+ * post-ops (a QDQ convolution that no QuantizeLinear reads, like ORT's QGemm) ---- */
 
 static enum qcal_status qconv_parse(struct qcal_graph *g, struct qcal_node *n)
 {
-    enum qcal_status st = op_check_arity(g, n, 8, 9, 1, 1);
+    enum qcal_status st = op_check_arity(g, n, 6, 9, 1, 1);
     return st != QCAL_OK ? st : conv_parse_attrs(g, n);
 }
 
@@ -387,8 +389,10 @@ static enum qcal_status qconv_infer(struct qcal_graph *g, struct qcal_node *n)
             return OP_ERR(g, n, QCAL_UNSUPPORTED, "weight zero points other than 0 are not supported");
     if (b && b->t.dtype != QCAL_I32) return OP_ERR(g, n, QCAL_INVALID_MODEL, "bias must be int32");
     double v;
+    const bool f32 = !qcal_in(g, n, 6);
+    if (f32 && qcal_in(g, n, 7)) return OP_ERR(g, n, QCAL_INVALID_MODEL, "y_zero_point without y_scale");
     for (int i = 1; i <= 7; i++) {
-        if (i == 3 || i == 4 || i == 5) continue;
+        if (i == 3 || i == 4 || i == 5 || (f32 && i >= 6)) continue;
         if ((st = const_scalar(g, n, i, i == 2 || i == 7, &v)) != QCAL_OK) return st;
         if ((i == 1 || i == 6) && !(v > 0)) return OP_ERR(g, n, QCAL_INVALID_MODEL, "scale %g is not positive", v);
     }
@@ -440,13 +444,15 @@ static enum qcal_status qconv_prepare(struct qcal_op_prep *pp)
     const int64_t cw = qcal_tensor_numel(&ws->t);
     if (!(s->w_scale = malloc(sizeof(float) * (size_t)cw))) return OP_ERR(g, n, QCAL_OUT_OF_MEMORY, "out of memory");
     memcpy(s->w_scale, ws->t.data, sizeof(float) * (size_t)cw);
-    double v[8];
+    double v[8] = {0};
+    const bool f32 = !qcal_in(g, n, 6);
+    v[6] = 1.0;
     for (int i = 1; i <= 7; i++)
-        if (i != 3 && i != 4 && i != 5) const_scalar(g, n, i, i == 2 || i == 7, &v[i]);
+        if (i != 3 && i != 4 && i != 5 && !(f32 && i >= 6)) const_scalar(g, n, i, i == 2 || i == 7, &v[i]);
     s->q = (struct qcal_qconv){.x_scale = (float)v[1], .x_zp = (int32_t)v[2], .y_scale = (float)v[6],
                                .y_zp = (int32_t)v[7], .x_u8 = qcal_in(g, n, 0)->t.dtype == QCAL_U8,
                                .y_u8 = qcal_out(g, n, 0)->t.dtype == QCAL_U8, .w_scale = s->w_scale,
-                               .per_channel = cw > 1};
+                               .per_channel = cw > 1, .y_f32 = f32};
     s->w = qcal_in(g, n, 3)->t.data;
     s->bias = b ? b->t.data : NULL;
     if (s->d.post.sum_input > 0) return OP_ERR(g, n, QCAL_UNSUPPORTED, "a fused residual add is not supported");

@@ -21,7 +21,7 @@ struct qdq_params {
 
 struct qdq_state {
     int op;
-    bool avx2, avx512; /* read at prepare */
+    bool avx2, avx512, vbmi; /* read at prepare */
     int axis;
     int64_t count;
     float *scale;
@@ -114,6 +114,7 @@ static enum qcal_status qdq_prepare(struct qcal_op_prep *pp)
     s->op = pp->node->op;
     s->avx2 = qcal_cpu()->avx2;
     s->avx512 = qcal_cpu()->avx512f && qcal_cpu()->avx512bw && qcal_cpu()->avx512vl;
+    s->vbmi = s->avx512 && qcal_cpu()->avx512_vbmi;
     s->axis = p->axis;
     s->count = p->count;
     for (int64_t c = 0; c < p->count; c++) {
@@ -208,12 +209,142 @@ static void dequantize_tensor(const void *in, int32_t dtype, int64_t n, float sc
     }
 }
 
+/* C <= 4 float channel rows x[c][0..W) quantized into one NHWC row y[W][C], sixteen pixels
+ * at a time: each channel's codes packed into 16 bytes of one register, then one VBMI byte
+ * permutation interleaves them (the model input's 3 planes into the first QLinearConv's
+ * pixels, without a reorder pass). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) static void
+quantize_interleave(const float *const *x, int C, int64_t W, const float *scale, const int32_t *zp, bool u8,
+                    uint8_t *y)
+{
+    uint8_t idx[64];
+    for (int j = 0; j < 64; j++) idx[j] = (uint8_t)(j < 16 * C ? j % C * 16 + j / C : 0);
+    const __m512i perm = _mm512_loadu_si512(idx);
+    const __m512 lo = _mm512_set1_ps(u8 ? 0.0f : -128.0f), hi = _mm512_set1_ps(u8 ? 255.0f : 127.0f);
+    __m512 vs[4], inv[4], vz[4];
+    for (int c = 0; c < C; c++) {
+        vs[c] = _mm512_set1_ps(scale[c]);
+        inv[c] = _mm512_set1_ps(1.0f / scale[c]);
+        vz[c] = _mm512_set1_ps((float)zp[c]);
+    }
+    for (int64_t w = 0; w < W; w += 16) {
+        const int64_t left = W - w < 16 ? W - w : 16;
+        const __mmask16 m = (__mmask16)((1u << left) - 1);
+        __m512i packed = _mm512_setzero_si512();
+        for (int c = 0; c < C; c++) {
+            const __m128i b = _mm512_cvtepi32_epi8(op_quantize16(_mm512_maskz_loadu_ps(m, x[c] + w), vs[c], inv[c], vz[c], lo, hi));
+            switch (c) {
+            case 0: packed = _mm512_inserti32x4(packed, b, 0); break;
+            case 1: packed = _mm512_inserti32x4(packed, b, 1); break;
+            case 2: packed = _mm512_inserti32x4(packed, b, 2); break;
+            default: packed = _mm512_inserti32x4(packed, b, 3); break;
+            }
+        }
+        const int bytes = (int)left * C;
+        const __mmask64 bm = bytes >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << bytes) - 1);
+        _mm512_mask_storeu_epi8(y + w * C, bm, _mm512_permutexvar_epi8(perm, packed));
+    }
+}
+
+/* One element of x into y with scale and zero point ch. */
+static void convert_one(const struct qdq_state *s, int32_t xt, const void *x, int32_t yt, void *y, int64_t ch)
+{
+    if (s->op == QCAL_OP_QUANTIZE_LINEAR) {
+        const bool u8 = yt == QCAL_U8;
+        float v;
+        memcpy(&v, x, sizeof v);
+        const int32_t q = (int32_t)qcal_quantize_one(v, s->scale[ch], (float)s->zero_point[ch], u8 ? 0.0f : -128.0f,
+                                                     u8 ? 255.0f : 127.0f);
+        if (u8) *(uint8_t *)y = (uint8_t)q;
+        else *(int8_t *)y = (int8_t)q;
+        return;
+    }
+    int32_t q;
+    switch (xt) {
+    case QCAL_I8: q = *(const int8_t *)x; break;
+    case QCAL_U8: q = *(const uint8_t *)x; break;
+    default: memcpy(&q, x, sizeof q); break;
+    }
+    const float v = (float)((int64_t)q - s->zero_point[ch]) * s->scale[ch];
+    memcpy(y, &v, sizeof v);
+}
+
+/* A 4-D tensor from one layout into the other (the graph input quantized straight into the
+ * NHWC codes the first QLinearConv reads): row by row, each channel's run of W values
+ * gathered, converted as a block and scattered. */
+static enum qcal_status qdq_relayout(const struct qdq_state *s, const struct qcal_op_args *a)
+{
+    const struct qcal_tensor *x = a->in[0], *y = a->out[0];
+    const int64_t C = x->dims[1], H = x->dims[2], W = x->dims[3], rows = x->dims[0] * H;
+    const size_t in_size = qcal_dtype_size(x->dtype), out_size = qcal_dtype_size(y->dtype);
+    int64_t xs[QCAL_MAX_DIMS] = {0}, ys[QCAL_MAX_DIMS] = {0};
+    op_strides(x, op_in_layout(a, 0), xs);
+    op_strides(y, op_out_layout(a, 0), ys);
+    const int threads = op_threads();
+    const bool interleave = s->vbmi && s->op == QCAL_OP_QUANTIZE_LINEAR && C <= 4 && xs[3] == 1 && ys[1] == 1 &&
+                            ys[3] == C && (s->axis < 0 || s->axis == 1);
+    float scale4[4];
+    int32_t zp4[4];
+    for (int c = 0; c < 4; c++) scale4[c] = s->scale[0], zp4[c] = s->zero_point[0];
+    bool failed = false;
+#pragma omp parallel num_threads(threads) if (threads > 1 && rows > 1)
+    {
+        char *in = malloc((in_size + out_size) * (size_t)W);
+        char *out = in ? in + in_size * (size_t)W : NULL;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            if (!in) continue;
+            const int64_t n = r / H, h = r % H;
+            if (interleave) {
+                const float *planes[4];
+                for (int64_t c = 0; c < C; c++)
+                    planes[c] = (const float *)x->data + n * xs[0] + c * xs[1] + h * xs[2];
+                quantize_interleave(planes, (int)C, W, s->axis == 1 ? s->scale : scale4, s->axis == 1 ? s->zero_point : zp4,
+                                    y->dtype == QCAL_U8, (uint8_t *)y->data + n * ys[0] + h * ys[2]);
+                continue;
+            }
+            for (int64_t c = 0; c < C; c++) {
+                const char *xp = (const char *)x->data + (size_t)(n * xs[0] + c * xs[1] + h * xs[2]) * in_size;
+                char *yp = (char *)y->data + (size_t)(n * ys[0] + c * ys[1] + h * ys[2]) * out_size;
+                if (s->axis == 3) { /* a scale per column: element by element */
+                    for (int64_t w = 0; w < W; w++)
+                        convert_one(s, x->dtype, xp + w * xs[3] * in_size, y->dtype, yp + w * ys[3] * out_size, w);
+                    continue;
+                }
+                const int64_t ch = s->axis < 0 ? 0 : s->axis == 0 ? n : s->axis == 1 ? c : h;
+                const char *src = xp;
+                char *dst = ys[3] == 1 ? yp : out;
+                if (xs[3] != 1) {
+                    for (int64_t w = 0; w < W; w++) memcpy(in + w * in_size, xp + w * xs[3] * in_size, in_size);
+                    src = in;
+                }
+                if (s->op == QCAL_OP_QUANTIZE_LINEAR)
+                    quantize_tensor(s, (const float *)src, W, s->scale[ch], s->zero_point[ch], y->dtype, dst);
+                else
+                    dequantize_tensor(src, x->dtype, W, s->scale[ch], s->zero_point[ch], (float *)dst);
+                if (ys[3] != 1 && out_size == 1)
+                    for (int64_t w = 0; w < W; w++) yp[w * ys[3]] = out[w];
+                else if (ys[3] != 1)
+                    for (int64_t w = 0; w < W; w++) memcpy(yp + w * ys[3] * out_size, out + w * out_size, out_size);
+            }
+        }
+        if (!in) {
+#pragma omp atomic write
+            failed = true;
+        }
+        free(in);
+    }
+    return failed ? QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory") : QCAL_OK;
+}
+
 static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
 {
     const struct qdq_state *s = state;
     const struct qcal_tensor *x = a->in[0];
     struct qcal_tensor *y = a->out[0];
     const int64_t count = qcal_tensor_numel(x);
+    const size_t in_size = qcal_dtype_size(x->dtype), out_size = qcal_dtype_size(y->dtype);
+    if (x->ndim == 4 && op_in_layout(a, 0) != op_out_layout(a, 0)) return qdq_relayout(s, a);
     int64_t stride = count, channels = 1;
     if (s->axis >= 0) {
         int64_t st[QCAL_MAX_DIMS] = {0};
@@ -224,7 +355,6 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
     if (s->axis < 0) { /* elementwise in blocks over the threads: the same bytes for any count */
         enum { BLOCK = 16384 };
         const int64_t blocks = (count + BLOCK - 1) / BLOCK;
-        const size_t in_size = qcal_dtype_size(x->dtype), out_size = qcal_dtype_size(y->dtype);
         const int threads = op_threads();
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && blocks > 1)
         for (int64_t blk = 0; blk < blocks; blk++) {
@@ -238,30 +368,13 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
         }
         return QCAL_OK;
     }
-    for (int64_t i = 0; i < count; i++) {
-        const int64_t c = (i / stride) % channels;
-        const float scale = s->scale[c];
-        const int32_t zp = s->zero_point[c];
-        if (s->op == QCAL_OP_QUANTIZE_LINEAR) {
-            const bool u8 = y->dtype == QCAL_U8;
-            const float v = qcal_quantize_one(((const float *)x->data)[i], scale, (float)zp, u8 ? 0.0f : -128.0f,
-                                         u8 ? 255.0f : 127.0f);
-            if (u8) ((uint8_t *)y->data)[i] = (uint8_t)(int32_t)v;
-            else ((int8_t *)y->data)[i] = (int8_t)(int32_t)v;
-            continue;
-        }
-        int32_t q;
-        switch (x->dtype) {
-        case QCAL_I8: q = ((const int8_t *)x->data)[i]; break;
-        case QCAL_U8: q = ((const uint8_t *)x->data)[i]; break;
-        default: q = ((const int32_t *)x->data)[i]; break;
-        }
-        ((float *)y->data)[i] = (float)((int64_t)q - zp) * scale;
-    }
+    for (int64_t i = 0; i < count; i++)
+        convert_one(s, x->dtype, (const char *)x->data + (size_t)i * in_size, y->dtype,
+                    (char *)y->data + (size_t)i * out_size, (i / stride) % channels);
     return QCAL_OK;
 }
 
 const struct qcal_op_def qcal_op_qdq_def = {
     .name = "QuantizeLinear/DequantizeLinear", .parse = qdq_parse, .infer = qdq_infer, .layout = qdq_layout,
-    .prepare = qdq_prepare, .run = qdq_run, .destroy = qdq_destroy,
+    .prepare = qdq_prepare, .run = qdq_run, .destroy = qdq_destroy, .any_out_layout = true,
 };

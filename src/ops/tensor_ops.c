@@ -1,5 +1,6 @@
 /* Data movement: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Slice, Gather,
  * Shape, Cast, Pad, Concat, Split; and BatchNormalization (when not folded into a Conv). */
+#include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -215,6 +216,66 @@ static enum qcal_status transpose_run(const void *state, const struct qcal_op_ar
 const struct qcal_op_def qcal_op_transpose_def = {
     .name = "Transpose", .parse = transpose_parse, .infer = transpose_infer, .layout = plain_layout,
     .prepare = params_state, .run = transpose_run,
+};
+
+/* ---- DepthToSpace: channels (b1, b2, c) (DCR) or (c, b1, b2) (CRD) into b x b blocks ---- */
+
+struct depth_to_space_params {
+    int64_t block;
+    bool crd;
+};
+
+static enum qcal_status depth_to_space_parse(struct qcal_graph *g, struct qcal_node *n)
+{
+    enum qcal_status st = parse_plain(g, n, 1, 1);
+    if (st == QCAL_OK) st = op_alloc_params(g, n, sizeof(struct depth_to_space_params));
+    if (st != QCAL_OK) return st;
+    struct depth_to_space_params *p = n->params;
+    const char *mode = qcal_node_attr_string(n, "mode", "DCR");
+    p->block = qcal_node_attr_int(n, "blocksize", 0);
+    p->crd = strcmp(mode, "CRD") == 0;
+    if (!p->crd && strcmp(mode, "DCR") != 0)
+        return OP_ERR(g, n, QCAL_UNSUPPORTED, "mode '%s' (DCR or CRD)", mode);
+    if (p->block < 1 || p->block > 4096) return OP_ERR(g, n, QCAL_INVALID_MODEL, "blocksize must be 1 to 4096");
+    return QCAL_OK;
+}
+
+static enum qcal_status depth_to_space_infer(struct qcal_graph *g, struct qcal_node *n)
+{
+    const struct depth_to_space_params *p = n->params;
+    enum qcal_status st = op_require_inputs(g, n, 1);
+    if (st != QCAL_OK) return st;
+    const struct qcal_tensor *x = &qcal_in(g, n, 0)->t;
+    const int64_t bb = p->block * p->block;
+    if (x->ndim != 4) return OP_ERR(g, n, QCAL_INVALID_MODEL, "input has %d dims, not 4", x->ndim);
+    if (x->dims[1] % bb != 0)
+        return OP_ERR(g, n, QCAL_INVALID_MODEL, "%" PRId64 " channels do not split into %" PRId64 "x%" PRId64
+                      " blocks", x->dims[1], p->block, p->block);
+    const int64_t dims[4] = {x->dims[0], x->dims[1] / bb, x->dims[2] * p->block, x->dims[3] * p->block};
+    op_set_output(g, n, 0, x->dtype, 4, dims);
+    return QCAL_OK;
+}
+
+/* One strided copy over y viewed as [N, C, H, b1, W, b2], in either layout. */
+static enum qcal_status depth_to_space_run(const void *state, const struct qcal_op_args *a)
+{
+    const struct depth_to_space_params *p = state;
+    const struct qcal_tensor *x = a->in[0], *y = a->out[0];
+    const int64_t b = p->block, c = y->dims[1];
+    int64_t xs[QCAL_MAX_DIMS] = {0}, ys[QCAL_MAX_DIMS] = {0};
+    op_strides(x, op_in_layout(a, 0), xs);
+    op_strides(y, op_out_layout(a, 0), ys);
+    const int64_t dims[6] = {y->dims[0], c, x->dims[2], b, x->dims[3], b};
+    const int64_t dst[6] = {ys[0], ys[1], ys[2] * b, ys[2], ys[3] * b, ys[3]};
+    int64_t src[6] = {xs[0], xs[1] * b * b, xs[2], xs[1] * b, xs[3], xs[1]};
+    if (!p->crd) src[1] = xs[1], src[3] = xs[1] * b * c, src[5] = xs[1] * c;
+    qcal_copy_strided(6, dims, qcal_dtype_size(x->dtype), x->data, src, y->data, dst);
+    return QCAL_OK;
+}
+
+const struct qcal_op_def qcal_op_depth_to_space_def = {
+    .name = "DepthToSpace", .parse = depth_to_space_parse, .infer = depth_to_space_infer,
+    .layout = follow_layout, .prepare = params_state, .run = depth_to_space_run, .any_out_layout = true,
 };
 
 /* ---- Slice ---- */

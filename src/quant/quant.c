@@ -167,21 +167,6 @@ static enum qcal_status add_const(struct qcal_graph *g, const char *base, const 
     return QCAL_OK;
 }
 
-static enum qcal_status add_attr_int(struct qcal_graph *g, int node, const char *name, int64_t v)
-{
-    struct qcal_node *n = &g->nodes[node];
-    struct qcal_attr *a = realloc(n->attrs, sizeof *a * ((size_t)n->n_attrs + 1));
-    if (!a) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    n->attrs = a;
-    memset(&a[n->n_attrs], 0, sizeof *a);
-    a[n->n_attrs].name = strdup(name);
-    a[n->n_attrs].type = QCAL_ATTR_INT;
-    a[n->n_attrs].i = v;
-    if (!a[n->n_attrs].name) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    n->n_attrs++;
-    return QCAL_OK;
-}
-
 static void remove_attr(struct qcal_node *n, const char *name)
 {
     for (int i = 0; i < n->n_attrs; i++) {
@@ -266,7 +251,7 @@ static enum qcal_status qdq_weight(struct qcal_graph *g, int ni, int k, int axis
     g->values[wdq].t = qcal_tensor_make(QCAL_F32, wt.ndim, wt.dims);
     g->values[wdq].shape_known = true;
     if ((st = add_node(g, base, "DequantizeLinear", (int[]){wq, s, z}, 3, wdq, &node)) != QCAL_OK) goto fail;
-    if (!per_tensor && (st = add_attr_int(g, node, "axis", axis)) != QCAL_OK) goto fail;
+    if (!per_tensor && (st = qcal_node_add_attr_int(&g->nodes[node], "axis", axis)) != QCAL_OK) goto fail;
     g->nodes[ni].inputs[k] = wdq;
     *scale_out = scale;
     *ch_out = ch;
@@ -310,7 +295,7 @@ static enum qcal_status qdq_bias(struct qcal_graph *g, int ni, int k, float sx, 
     g->values[bdq].t = qcal_tensor_make(QCAL_F32, 1, &m);
     g->values[bdq].shape_known = true;
     if ((st = add_node(g, base, "DequantizeLinear", (int[]){bq, s, z}, 3, bdq, &node)) != QCAL_OK) goto done;
-    if ((st = add_attr_int(g, node, "axis", 0)) != QCAL_OK) goto done;
+    if ((st = qcal_node_add_attr_int(&g->nodes[node], "axis", 0)) != QCAL_OK) goto done;
     g->nodes[ni].inputs[k] = bdq;
 done:
     free(q);
@@ -444,7 +429,7 @@ static enum qcal_status softmax_axis(struct qcal_graph *g, int ni)
     int64_t axis = qcal_node_attr_int(n, "axis", 1);
     if (axis < 0) axis += r;
     remove_attr(n, "axis");
-    if (axis == r - 1 || r <= 1) return add_attr_int(g, ni, "axis", r > 0 ? r - 1 : 0);
+    if (axis == r - 1 || r <= 1) return qcal_node_add_attr_int(&g->nodes[ni], "axis", r > 0 ? r - 1 : 0);
     if (!x->shape_known)
         return QCAL_ERR(QCAL_UNSUPPORTED, "%s: node '%s' (%s): cannot convert to opset 13 without a known input shape",
                         g->path, n->name, n->op_type);
@@ -465,12 +450,12 @@ static enum qcal_status softmax_axis(struct qcal_graph *g, int ni)
     g->values[flat].t = g->values[sm].t = qcal_tensor_make(QCAL_F32, 2, (int64_t[]){rows, cols});
     g->values[flat].shape_known = g->values[sm].shape_known = true;
     if ((st = add_node(g, base, "Flatten", &xin, 1, flat, &node)) != QCAL_OK) return st;
-    if ((st = add_attr_int(g, node, "axis", axis)) != QCAL_OK) return st;
+    if ((st = qcal_node_add_attr_int(&g->nodes[node], "axis", axis)) != QCAL_OK) return st;
     n = &g->nodes[ni];
     n->inputs[0] = flat;
     n->outputs[0] = sm;
     g->values[sm].producer = ni;
-    if ((st = add_attr_int(g, ni, "axis", 1)) != QCAL_OK) return st;
+    if ((st = qcal_node_add_attr_int(&g->nodes[ni], "axis", 1)) != QCAL_OK) return st;
     if ((st = add_node(g, base, "Reshape", (int[]){sm, shape}, 2, y, &node)) != QCAL_OK) return st;
     return QCAL_OK;
 }

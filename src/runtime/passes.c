@@ -83,12 +83,26 @@ static enum qcal_status conv_set_params(struct qcal_graph *g, int ni, float *nw,
     return QCAL_OK;
 }
 
-/* Conv -> BatchNormalization becomes one Conv with scaled weights and shifted bias. New
- * constants are made, so weights shared with other nodes stay intact. */
+/* Conv -> [constant per-channel Add/Sub/Mul/Div ...] -> BatchNormalization becomes one Conv
+ * with scaled weights and shifted bias. New constants are made, so weights shared with other
+ * nodes stay intact. */
+static enum qcal_status fold_channel_affine(struct qcal_graph *g, int ni, int ci, bool *done);
+
 enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
 {
     enum qcal_status st = QCAL_OK;
     qcal_graph_update_uses(g);
+    /* constant per-channel maps first (Paddle's ConvTranspose -> Add(bias) -> BatchNormalization) */
+    for (int i = 0; i < g->n_nodes; i++) {
+        bool done = true;
+        while (done && !g->nodes[i].dead &&
+               (g->nodes[i].op == QCAL_OP_CONV || g->nodes[i].op == QCAL_OP_CONV_TRANSPOSE)) {
+            const int y = g->nodes[i].outputs[0], c = sole_consumer(g, y);
+            if (c < 0 || g->values[y].keep) break;
+            if ((st = fold_channel_affine(g, i, c, &done)) != QCAL_OK) return st;
+            if (done) qcal_graph_update_uses(g);
+        }
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         struct qcal_node *bn = &g->nodes[i];
         if (bn->dead || bn->op != QCAL_OP_BATCH_NORM || !all_const(g, bn, 1, 5)) continue;
@@ -129,10 +143,14 @@ enum qcal_status qcal_pass_fold_batchnorm(struct qcal_graph *g)
     return st;
 }
 
-static bool fusable_producer(const struct qcal_node *n)
+/* Convolutions and GEMMs with float output (an INT8 one included: its post-ops run on the
+ * float result before any requantization there would be). */
+static bool fusable_producer(const struct qcal_graph *g, const struct qcal_node *n)
 {
+    const bool f32_qconv = (n->op == QCAL_OP_QLINEAR_CONV || n->op == QCAL_OP_QGEMM) &&
+                           g->values[n->outputs[0]].t.dtype == QCAL_F32;
     return (n->op == QCAL_OP_CONV || n->op == QCAL_OP_CONV_TRANSPOSE || n->op == QCAL_OP_GEMM ||
-            n->op == QCAL_OP_MATMUL) && n->post.n < QCAL_MAX_POST_OPS;
+            n->op == QCAL_OP_MATMUL || f32_qconv) && n->post.n < QCAL_MAX_POST_OPS;
 }
 
 /* A scalar float constant input equal to `want`. */
@@ -397,7 +415,7 @@ enum qcal_status qcal_pass_fuse_activations(struct qcal_graph *g)
     qcal_graph_update_uses(g);
     for (int i = 0; i < g->n_nodes; i++) {
         bool done = true;
-        while (done && !g->nodes[i].dead && fusable_producer(&g->nodes[i])) {
+        while (done && !g->nodes[i].dead && fusable_producer(g, &g->nodes[i])) {
             enum qcal_status st = fuse_one(g, i, &done);
             if (st != QCAL_OK) return st;
             if (done) qcal_graph_update_uses(g);
@@ -526,6 +544,26 @@ static bool qdq_activation(const struct qcal_graph *g, const struct qcal_node *a
     return true;
 }
 
+/* The oc values of bias value bv, a float constant or a DequantizeLinear of int32
+ * constants: false if it is neither. */
+static bool bias_values(const struct qcal_graph *g, int bv, int64_t oc, double *b)
+{
+    const struct qcal_node *dq = bv >= 0 && g->values[bv].producer >= 0 ? &g->nodes[g->values[bv].producer] : NULL;
+    if (is_node(dq, "DequantizeLinear") && const_input(g, dq, 0) && const_input(g, dq, 1) &&
+        const_input(g, dq, 0)->t.dtype == QCAL_I32 && qcal_tensor_numel(&const_input(g, dq, 0)->t) == oc) {
+        const struct qcal_value *q = const_input(g, dq, 0), *s = const_input(g, dq, 1);
+        const int64_t ns = qcal_tensor_numel(&s->t);
+        for (int64_t c = 0; c < oc; c++)
+            b[c] = (double)((const int32_t *)q->t.data)[c] * ((const float *)s->t.data)[ns == 1 ? 0 : c];
+        return true;
+    }
+    if (!qcal_value_is_const(&g->values[bv]) || g->values[bv].t.dtype != QCAL_F32 ||
+        qcal_tensor_numel(&g->values[bv].t) != oc)
+        return false;
+    for (int64_t c = 0; c < oc; c++) b[c] = ((const float *)g->values[bv].t.data)[c];
+    return true;
+}
+
 /* The bias as int32 at x_scale * w_scale[c]: taken as is from a DequantizeLinear that uses
  * that scale, otherwise rounded from its float value. -1 without a bias. */
 static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node *conv, float sx, const float *sw,
@@ -535,21 +573,10 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
     const bool has = conv->n_inputs > 2 && conv->inputs[2] >= 0;
     if (!has && affine.beta == 0.0f) return QCAL_OK;
     const int bv = has ? conv->inputs[2] : conv->outputs[0];
-    const struct qcal_node *dq = has ? producer_node(g, bv) : NULL;
     double *b = calloc((size_t)oc, sizeof(double));
     if (!b) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     enum qcal_status st = QCAL_OK;
-    if (!has) {
-    } else if (is_node(dq, "DequantizeLinear") && const_input(g, dq, 0) && const_input(g, dq, 1) &&
-        const_input(g, dq, 0)->t.dtype == QCAL_I32 && qcal_tensor_numel(&const_input(g, dq, 0)->t) == oc) {
-        const struct qcal_value *q = const_input(g, dq, 0), *s = const_input(g, dq, 1);
-        const int64_t ns = qcal_tensor_numel(&s->t);
-        for (int64_t c = 0; c < oc; c++)
-            b[c] = (double)((const int32_t *)q->t.data)[c] * ((const float *)s->t.data)[ns == 1 ? 0 : c];
-    } else if (qcal_value_is_const(&g->values[bv]) && g->values[bv].t.dtype == QCAL_F32 &&
-               qcal_tensor_numel(&g->values[bv].t) == oc) {
-        for (int64_t c = 0; c < oc; c++) b[c] = ((const float *)g->values[bv].t.data)[c];
-    } else {
+    if (has && !bias_values(g, bv, oc, b)) {
         free(b);
         return QCAL_UNSUPPORTED; /* not a constant bias: no fusion (no message) */
     }
@@ -680,11 +707,17 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
         y = g->nodes[c].outputs[0];
         c = sole_consumer(g, y);
     }
-    if (c < 0 || !is_node(&g->nodes[c], "QuantizeLinear") || g->nodes[c].inputs[0] != y || !per_tensor_q(g, &g->nodes[c]))
-        return QCAL_OK;
-    const int qi = c;
+    /* no QuantizeLinear reads it: an INT8 convolution with float output (the maps and the
+     * activation stay nodes; the activation pass makes them post-ops) */
+    const int qi = c >= 0 && is_node(&g->nodes[c], "QuantizeLinear") && g->nodes[c].inputs[0] == y &&
+                           per_tensor_q(g, &g->nodes[c]) ? c : -1;
+    if (qi < 0) {
+        n_affine = 0, act_node = -1;
+        affine = (struct qcal_act){.kind = QCAL_ACT_LINEAR, .alpha = 1.0f, .beta = 0.0f};
+        act.kind = QCAL_ACT_NONE;
+    }
     const float sx = ((const float *)g->values[xdq->inputs[1]].t.data)[0];
-    int bias = -1, xz, yz, w_int8 = wdq->inputs[0], w_scale = wdq->inputs[1];
+    int bias = -1, xz, yz = -1, w_int8 = wdq->inputs[0], w_scale = wdq->inputs[1];
     enum qcal_status st = QCAL_OK;
     if (n_affine > 0 && (st = affine_weights(g, wdq->inputs[0], wdq->inputs[1], affine.alpha, &w_int8, &w_scale)) != QCAL_OK)
         return st == QCAL_UNSUPPORTED ? QCAL_OK : st;
@@ -693,7 +726,7 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
     if (st != QCAL_OK) return st;
     /* (value ids stay valid; node pointers are re-read after every addition) */
     if ((st = zero_point_of(g, &g->nodes[g->values[g->nodes[ci].inputs[0]].producer], "x", &xz)) != QCAL_OK) return st;
-    if ((st = zero_point_of(g, &g->nodes[qi], "y", &yz)) != QCAL_OK) return st;
+    if (qi >= 0 && (st = zero_point_of(g, &g->nodes[qi], "y", &yz)) != QCAL_OK) return st;
     conv = &g->nodes[ci];
     xdq = producer_node(g, conv->inputs[0]);
     wdq = producer_node(g, conv->inputs[1]);
@@ -704,8 +737,11 @@ static enum qcal_status fuse_qdq_conv(struct qcal_graph *g, int ci, bool *done)
         xdq = producer_node(g, conv->inputs[0]);
         wdq = producer_node(g, conv->inputs[1]);
     }
-    const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, w_int8, w_scale, wzv, g->nodes[qi].inputs[1], yz, bias};
-    if ((st = retype_node(g, ci, "QLinearConv", ins, bias >= 0 ? 9 : 8, qi, act_node, act)) != QCAL_OK) return st;
+    const int ins[9] = {xdq->inputs[0], xdq->inputs[1], xz, w_int8, w_scale, wzv, qi >= 0 ? g->nodes[qi].inputs[1] : -1,
+                        qi >= 0 ? yz : -1, bias};
+    if (qi < 0) st = rename_node(&g->nodes[ci], "QLinearConv", ins, 9);
+    else st = retype_node(g, ci, "QLinearConv", ins, bias >= 0 ? 9 : 8, qi, act_node, act);
+    if (st != QCAL_OK) return st;
     for (int k = 0; k < n_affine; k++) g->nodes[affine_nodes[k]].dead = true;
     *done = true;
     return QCAL_OK;
@@ -816,12 +852,175 @@ static enum qcal_status quantize_before_copies(struct qcal_graph *g)
     return qcal_graph_toposort(g);
 }
 
+/* Whether ConvTranspose t with [IC, OC, s, s] weights has kernel = stride = s and no
+ * padding, groups, dilation or output padding (each input pixel fills its own s x s block). */
+static bool blockwise_convtranspose(const struct qcal_node *t, int64_t s)
+{
+    int64_t v[4];
+    const char *ap = qcal_node_attr_string(t, "auto_pad", "NOTSET");
+    if (qcal_node_attr_int(t, "group", 1) != 1 || qcal_node_attr(t, "output_shape") ||
+        (strcmp(ap, "NOTSET") != 0 && strcmp(ap, "VALID") != 0))
+        return false;
+    const struct {
+        const char *name;
+        int count;
+        int64_t want, absent;
+    } a[] = {{"strides", 2, s, 1}, {"kernel_shape", 2, s, s}, {"pads", 4, 0, 0}, {"dilations", 2, 1, 1},
+             {"output_padding", 2, 0, 0}};
+    for (size_t k = 0; k < sizeof a / sizeof a[0]; k++) {
+        int c = qcal_node_attr_ints(t, a[k].name, v, 4);
+        if (c < 0 && a[k].absent != a[k].want) return false;
+        if (c >= 0 && c != a[k].count) return false;
+        for (int i = 0; i < c; i++)
+            if (v[i] != a[k].want) return false;
+    }
+    return true;
+}
+
+/* A new constant (owning data, freed on failure) named from `base`. */
+static enum qcal_status new_const(struct qcal_graph *g, const char *base, int32_t dtype, int ndim, const int64_t *dims,
+                                  void *data, int *out)
+{
+    enum qcal_status st = qcal_graph_add_temp_value(g, base, out);
+    if (st != QCAL_OK) {
+        qcal_free(data);
+        return st;
+    }
+    qcal_graph_set_constant(g, *out, qcal_tensor_make(dtype, ndim, dims), data);
+    g->values[*out].is_initializer = true;
+    return QCAL_OK;
+}
+
+/* A new node of the graph's opset producing `out`. */
+static enum qcal_status new_node(struct qcal_graph *g, const char *name, const char *op, const int *in, int n_in,
+                                 int out, int *id)
+{
+    enum qcal_status st = qcal_graph_add_node(g, name, op, "", in, n_in, &out, 1, id);
+    if (st != QCAL_OK) return st;
+    g->nodes[*id].opset = (int)g->opset;
+    g->values[out].producer = *id;
+    return QCAL_OK;
+}
+
+/* The weights of a blockwise ConvTranspose, [IC, OC, s, s] elements of `es` bytes, as those
+ * of a 1x1 Conv to s·s·OC channels ordered (ki, kj, oc): [s·s·OC, IC, 1, 1]. NULL: no memory. */
+static void *block_weights(const void *w, size_t es, int64_t ic, int64_t oc, int64_t s)
+{
+    char *out = qcal_malloc(es * (size_t)(ic * oc * s * s));
+    if (!out) return NULL;
+    for (int64_t k = 0; k < s * s; k++) /* k = ki * s + kj */
+        for (int64_t o = 0; o < oc; o++)
+            for (int64_t i = 0; i < ic; i++)
+                memcpy(out + es * (size_t)((k * oc + o) * ic + i), (const char *)w + es * (size_t)((i * oc + o) * s * s + k), es);
+    return out;
+}
+
+/* ConvTranspose ti (blockwise, on a per-tensor DequantizeLinear'd input and int8 weights)
+ * becomes a 1x1 Conv to s·s·OC channels, ordered (ki, kj, oc), and a DepthToSpace (DCR):
+ * the Conv then fuses into a QLinearConv like any other. The DepthToSpace goes behind the
+ * elementwise ops and the QuantizeLinear that follow (it only moves elements), so it moves
+ * int8 codes. *done when it did. */
+static enum qcal_status convtranspose_as_conv(struct qcal_graph *g, int ti, bool *done)
+{
+    *done = false;
+    const struct qcal_node *t = &g->nodes[ti];
+    if (t->n_inputs < 2) return QCAL_OK;
+    const struct qcal_node *xdq = producer_node(g, t->inputs[0]), *wdq = producer_node(g, t->inputs[1]);
+    const struct qcal_value *wq, *ws;
+    if (!is_node(xdq, "DequantizeLinear") || !per_tensor_q(g, xdq) || !int8_weight_dq(g, wdq, &wq, &ws) ||
+        wq->t.ndim != 4)
+        return QCAL_OK;
+    const int64_t ic = wq->t.dims[0], oc = wq->t.dims[1], s = wq->t.dims[2], n_sw = qcal_tensor_numel(&ws->t);
+    const int64_t ocb = oc * s * s;
+    if (wq->t.dims[3] != s || !blockwise_convtranspose(t, s) ||
+        (n_sw != 1 && (n_sw != oc || qcal_node_attr_int(wdq, "axis", 1) != 1)))
+        return QCAL_OK;
+    const bool has_bias = t->n_inputs > 2 && t->inputs[2] >= 0;
+    double *b = calloc((size_t)oc, sizeof(double));
+    if (!b) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    if (has_bias && !bias_values(g, t->inputs[2], oc, b)) {
+        free(b);
+        return QCAL_OK;
+    }
+    /* the tail: elementwise ops, up to and with a per-tensor QuantizeLinear */
+    int y = t->outputs[0], last = ti;
+    for (;;) {
+        const int c = sole_consumer(g, y);
+        if (c < 0 || g->values[y].keep) break;
+        const struct qcal_node *cn = &g->nodes[c];
+        struct qcal_act act;
+        const bool q = is_node(cn, "QuantizeLinear") && per_tensor_q(g, cn);
+        if (cn->dead || !qcal_node_default_domain(cn) || cn->inputs[0] != y ||
+            !(q || qcal_ops_node_act(cn, &act) || scalar_affine(g, cn, y, &act)))
+            break;
+        y = cn->outputs[0];
+        last = c;
+        if (q) break;
+    }
+    int8_t *w = block_weights(wq->t.data, 1, ic, oc, s);
+    float *sc = qcal_malloc(sizeof(float) * (size_t)ocb), *bias = qcal_malloc(sizeof(float) * (size_t)ocb);
+    if (!w || !sc || !bias) {
+        qcal_free(w);
+        qcal_free(sc);
+        qcal_free(bias);
+        free(b);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int64_t k = 0; k < ocb; k++) {
+        sc[k] = ((const float *)ws->t.data)[n_sw == 1 ? 0 : k % oc];
+        bias[k] = (float)b[k % oc];
+    }
+    free(b);
+    char name[512];
+    const int64_t wdims[4] = {ocb, ic, 1, 1};
+    int wv, sv, bv = -1, dqv, dq, blocks, d2s;
+    enum qcal_status st;
+    snprintf(name, sizeof name, "%s_as_conv", g->values[wdq->inputs[0]].name);
+    const int x = t->inputs[0];
+    const bool per_channel = n_sw > 1;
+    if (!per_channel) qcal_free(sc);
+    if ((st = new_const(g, name, QCAL_I8, 4, wdims, w, &wv)) != QCAL_OK) {
+        qcal_free(bias);
+        if (per_channel) qcal_free(sc);
+        return st;
+    }
+    if (per_channel && (st = new_const(g, name, QCAL_F32, 1, &ocb, sc, &sv)) != QCAL_OK) {
+        qcal_free(bias);
+        return st;
+    }
+    if (!per_channel) sv = producer_node(g, t->inputs[1])->inputs[1];
+    if (has_bias && (st = new_const(g, name, QCAL_F32, 1, &ocb, bias, &bv)) != QCAL_OK) return st;
+    if (!has_bias) qcal_free(bias);
+    if ((st = qcal_graph_add_temp_value(g, name, &dqv)) != QCAL_OK) return st;
+    snprintf(name, sizeof name, "%s_blocks", g->values[y].name);
+    if ((st = qcal_graph_add_temp_value(g, name, &blocks)) != QCAL_OK) return st;
+    snprintf(name, sizeof name, "%s_DequantizeLinear", g->values[wv].name);
+    if ((st = new_node(g, name, "DequantizeLinear", (int[]){wv, sv}, 2, dqv, &dq)) != QCAL_OK) return st;
+    if (per_channel && (st = qcal_node_add_attr_int(&g->nodes[dq], "axis", 0)) != QCAL_OK) return st;
+    snprintf(name, sizeof name, "%s_depth_to_space", g->nodes[ti].name);
+    if ((st = new_node(g, name, "DepthToSpace", &blocks, 1, y, &d2s)) != QCAL_OK) return st;
+    if ((st = qcal_node_add_attr_int(&g->nodes[d2s], "blocksize", s)) != QCAL_OK) return st;
+    g->nodes[last].outputs[0] = blocks;
+    qcal_node_clear_attrs(&g->nodes[ti]);
+    if ((st = rename_node(&g->nodes[ti], "Conv", (int[]){x, dqv, bv}, has_bias ? 3 : 2)) != QCAL_OK) return st;
+    *done = true;
+    return QCAL_OK;
+}
+
 enum qcal_status qcal_pass_fuse_qdq(struct qcal_graph *g)
 {
     qcal_graph_update_uses(g);
-    enum qcal_status qst = quantize_before_copies(g);
-    if (qst != QCAL_OK) return qst;
     bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (!is_node(&g->nodes[i], "ConvTranspose")) continue;
+        bool done;
+        enum qcal_status st = convtranspose_as_conv(g, i, &done);
+        if (st != QCAL_OK) return st;
+        if (done) any = true, qcal_graph_update_uses(g);
+    }
+    enum qcal_status qst = any ? qcal_graph_toposort(g) : QCAL_OK;
+    if (qst != QCAL_OK || (qst = quantize_before_copies(g)) != QCAL_OK) return qst;
+    any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         const bool gemm = is_node(&g->nodes[i], "Gemm") || (is_node(&g->nodes[i], "MatMul") && g->nodes[i].n_inputs == 2);
         if (!gemm && !is_node(&g->nodes[i], "Conv")) continue;
@@ -1166,4 +1365,60 @@ enum qcal_status qcal_pass_fuse_qdq_moves(struct qcal_graph *g)
     }
     if (any) qcal_pass_eliminate_dead(g);
     return QCAL_OK;
+}
+
+/* A blockwise ConvTranspose with float constant weights (FP32 models; after BatchNormalization
+ * folding and activation fusion) becomes the same 1x1 Conv + DepthToSpace as an INT8 one:
+ * the convolution is one GEMM over all pixels instead of one per output row. Post-ops are
+ * elementwise, so they stay on the Conv; a residual sum would not (left as it is). */
+enum qcal_status qcal_pass_convtranspose_blocks(struct qcal_graph *g)
+{
+    bool any = false;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct qcal_node *t = &g->nodes[i];
+        if (t->dead || t->op != QCAL_OP_CONV_TRANSPOSE || t->n_inputs < 2 || t->post.sum_input || !all_const(g, t, 1, 2))
+            continue;
+        const struct qcal_tensor *w = &g->values[t->inputs[1]].t;
+        const int64_t ic = w->dims[0], oc = w->dims[1], s = w->ndim == 4 ? w->dims[2] : 0, ocb = oc * s * s;
+        const bool has_bias = t->n_inputs > 2 && t->inputs[2] >= 0;
+        bool sum = false;
+        for (int k = 0; k < t->post.n; k++) sum |= t->post.op[k].kind == QCAL_ACT_SUM;
+        if (sum || w->dtype != QCAL_F32 || w->ndim != 4 || w->dims[3] != s || !blockwise_convtranspose(t, s) ||
+            (has_bias && !all_const(g, t, 2, 3)))
+            continue;
+        float *nw = block_weights(w->data, sizeof(float), ic, oc, s);
+        float *nb = has_bias ? qcal_malloc(sizeof(float) * (size_t)ocb) : NULL;
+        if (!nw || (has_bias && !nb)) {
+            qcal_free(nw);
+            qcal_free(nb);
+            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "%s: out of memory", g->path);
+        }
+        for (int64_t k = 0; nb && k < ocb; k++) nb[k] = ((const float *)g->values[t->inputs[2]].t.data)[k % oc];
+        char name[512];
+        const int64_t wdims[4] = {ocb, ic, 1, 1};
+        int wv, bv = -1, blocks, d2s;
+        const int x = t->inputs[0], y = t->outputs[0];
+        enum qcal_status st;
+        snprintf(name, sizeof name, "%s_as_conv", g->values[t->inputs[1]].name);
+        if ((st = new_const(g, name, QCAL_F32, 4, wdims, nw, &wv)) != QCAL_OK) {
+            qcal_free(nb);
+            return st;
+        }
+        if (nb && (st = new_const(g, name, QCAL_F32, 1, &ocb, nb, &bv)) != QCAL_OK) return st;
+        snprintf(name, sizeof name, "%s_blocks", g->values[y].name);
+        if ((st = qcal_graph_add_temp_value(g, name, &blocks)) != QCAL_OK) return st;
+        snprintf(name, sizeof name, "%s_depth_to_space", g->nodes[i].name);
+        if ((st = new_node(g, name, "DepthToSpace", &blocks, 1, y, &d2s)) != QCAL_OK ||
+            (st = qcal_node_add_attr_int(&g->nodes[d2s], "blocksize", s)) != QCAL_OK)
+            return st;
+        qcal_node_clear_attrs(&g->nodes[i]);
+        if ((st = rename_node(&g->nodes[i], "Conv", (int[]){x, wv, bv}, nb ? 3 : 2)) != QCAL_OK) return st;
+        g->nodes[i].outputs[0] = blocks;
+        if ((st = become(g, i, QCAL_OP_CONV)) != QCAL_OK || (st = become(g, d2s, QCAL_OP_DEPTH_TO_SPACE)) != QCAL_OK)
+            return st;
+        any = true;
+    }
+    if (!any) return QCAL_OK;
+    qcal_pass_eliminate_dead(g); /* the folded nodes, before sorting */
+    return qcal_graph_toposort(g);
 }

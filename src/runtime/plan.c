@@ -182,6 +182,26 @@ static bool is_view_op(int op)
            op == QCAL_OP_UNSQUEEZE || op == QCAL_OP_IDENTITY;
 }
 
+/* The layout every consumer of value v that has a preference wants, or `fallback` when
+ * none has one or they differ. */
+static int consumers_layout(const struct qcal_plan *p, int v, int fallback)
+{
+    const struct qcal_graph *g = p->g;
+    int want = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const struct qcal_node *n = &g->nodes[i];
+        if (n->dead) continue;
+        for (int k = 0; k < n->n_inputs; k++) {
+            if (n->inputs[k] != v) continue;
+            const int l = qcal_op_def(n->op)->layout(g, n, p->kernels);
+            if (l < 0) continue;
+            if (want >= 0 && l != want) return fallback;
+            want = l;
+        }
+    }
+    return want < 0 ? fallback : want;
+}
+
 static enum qcal_status plan_node(struct qcal_plan *p, int ni, int *alt)
 {
     struct qcal_graph *g = p->g;
@@ -231,8 +251,10 @@ static enum qcal_status plan_node(struct qcal_plan *p, int ni, int *alt)
         s->out[k] = -1;
         if (v < 0) continue;
         int layout = g->values[v].t.ndim == 4 ? want : QCAL_LAYOUT_PLAIN;
-        /* an op that writes any layout hands a graph output over in the plain one at once */
+        /* an op that writes any layout hands a graph output over in the plain one at once,
+         * and writes the layout its consumers want (no reorder after it) */
         if (def->any_out_layout && g->values[v].is_output) layout = QCAL_LAYOUT_PLAIN;
+        else if (def->any_out_layout && !view && g->values[v].t.ndim == 4) layout = consumers_layout(p, v, layout);
         int storage;
         if (view) {
             storage = p->pvals[in_pv[0]].storage;

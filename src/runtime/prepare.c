@@ -126,7 +126,8 @@ enum qcal_status qcal_model_prepare(struct qcal_graph *g, const struct qcal_prep
         if ((st = qcal_pass_fold_batchnorm(g)) != QCAL_OK) return st;
         if (o->optimize && (st = qcal_pass_fuse_activations(g)) != QCAL_OK) return st;
         /* a BatchNormalization behind an affine map just folded (Conv -> Add -> BN) */
-        if (o->optimize && ((st = qcal_pass_fold_batchnorm(g)) != QCAL_OK || (st = qcal_pass_fuse_activations(g)) != QCAL_OK))
+        if (o->optimize && ((st = qcal_pass_fold_batchnorm(g)) != QCAL_OK || (st = qcal_pass_fuse_activations(g)) != QCAL_OK ||
+                            (st = qcal_pass_convtranspose_blocks(g)) != QCAL_OK))
             return st;
         qcal_pass_eliminate_dead(g);
     }
