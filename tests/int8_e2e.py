@@ -22,9 +22,11 @@ from checks import Checks, e2e_args
 
 
 def expected_qlinear(g):
-    """Convs qcal must run as QLinearConv: int8 weights through DequantizeLinear, input from a
-    DequantizeLinear, output (maybe through scalar Mul/Add, one Relu, Clip or HardSwish, and
-    nearest Resize / MaxPool) read only by a QuantizeLinear."""
+    """Convs (and ConvTranspose with kernel = stride) qcal must run as QLinearConv: int8 weights
+    through DequantizeLinear, input from a DequantizeLinear; int8 out when the output (maybe
+    through scalar Mul/Add, one Relu, Clip or HardSwish, and nearest Resize / MaxPool) is read
+    only by a QuantizeLinear and the folded offset fits int32, float out when no
+    QuantizeLinear reads it."""
     prod = {o: n for n in g.node for o in n.output}
     cons = {}
     for n in g.node:
@@ -91,7 +93,9 @@ def expected_qlinear(g):
         if c is not None and c.op_type in ("Relu", "Clip", "HardSwish"):
             c = sole(c.output[0])
         c = past_copies(c)
-        count += c is not None and c.op_type == "QuantizeLinear" and offset_fits(n, a, b)
+        # read by a QuantizeLinear: int8 out unless the folded offset overflows int32; read by
+        # anything else: float out (the maps and activations become its post-ops)
+        count += not (c is not None and c.op_type == "QuantizeLinear" and not offset_fits(n, a, b))
     adds = 0
     for n in g.node:  # residual adds of two dequantized tensors, read by a QuantizeLinear
         if n.op_type != "Add" or any(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in n.input):
