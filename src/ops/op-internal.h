@@ -73,6 +73,17 @@ __attribute__((target("avx512f"))) static inline __m512i op_quantize16(__m512 t,
     return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, lo), hi));
 }
 
+/* Four vectors of sixteen codes (int32 lanes already within [lo, hi]) as 64 bytes in order:
+ * the packs keep each 128-bit lane apart, so one dword permutation restores the order. */
+__attribute__((target("avx512f,avx512bw"))) static inline __m512i op_pack64(__m512i q0, __m512i q1, __m512i q2, __m512i q3, bool u8)
+{
+    const __m512i w01 = _mm512_packs_epi32(q0, q1), w23 = _mm512_packs_epi32(q2, q3);
+    const __m512i b = u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+    /* dword 4k + j of b holds codes 4k..4k+3 of q_j */
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(idx, b);
+}
+
 /* The value of constant scalar input i: a float scale, or an integer zero point; 0 when the
  * input is absent (a zero point's default). */
 static inline float op_scalar(struct qcal_graph *g, const struct qcal_node *n, int i)

@@ -69,26 +69,44 @@ AVX512 static inline __m512 deq16(const uint8_t *p, __mmask16 m, bool u8, __m512
     return _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(w), z), s);
 }
 
-/* Sixteen at a time, lane by lane the arithmetic of qbin_scalar (the quantization as if
- * divided by the scale: op_quantize16); masked loads and stores for the tail. */
+/* The broadcast constants of qbin_avx512. */
+struct qbin_vec {
+    __m512 sa, za, sb, zb, sy, inv, zy, lo, hi, fb_one;
+};
+
+/* Codes i..i+15 (lanes of m), lane by lane the arithmetic of qbin_scalar (the quantization as
+ * if divided by the scale: op_quantize16). */
+AVX512 static inline __m512i qbin16(const struct qbin_state *s, const struct qbin_vec *v, const uint8_t *a,
+                                    const void *b, enum bsrc src, int64_t i, __mmask16 m)
+{
+    const __m512 fa = deq16(a + i, m, s->a_u8, v->za, v->sa);
+    const __m512 fb = src == B_ONE     ? v->fb_one
+                      : src == B_FLOATS ? _mm512_maskz_loadu_ps(m, (const float *)b + i)
+                                        : deq16((const uint8_t *)b + i, m, s->b_u8, v->zb, v->sb);
+    __m512 t = s->mul ? _mm512_mul_ps(fa, fb) : _mm512_add_ps(fa, fb);
+    if (s->relu) t = _mm512_max_ps(t, _mm512_setzero_ps());
+    return op_quantize16(t, v->sy, v->inv, v->zy, v->lo, v->hi);
+}
+
+/* 64 codes per step in the body (one packed store), sixteen with masks in the tail. */
 AVX512 static void qbin_avx512(const struct qbin_state *s, const uint8_t *a, const void *b, enum bsrc src, int64_t n,
                                uint8_t *y)
 {
-    const __m512 sa = _mm512_set1_ps(s->sa), za = _mm512_set1_ps((float)s->za);
-    const __m512 sb = _mm512_set1_ps(s->sb), zb = _mm512_set1_ps((float)s->zb);
-    const __m512 sy = _mm512_set1_ps(s->sy), inv = _mm512_set1_ps(1.0f / s->sy), zy = _mm512_set1_ps((float)s->zy);
-    const __m512 lo = _mm512_set1_ps(s->y_u8 ? 0.0f : -128.0f), hi = _mm512_set1_ps(s->y_u8 ? 255.0f : 127.0f);
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 fb_one = _mm512_set1_ps(src == B_ONE ? operand_b(s, b, src, 0) : 0.0f);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512 fa = deq16(a + i, m, s->a_u8, za, sa);
-        const __m512 fb = src == B_ONE     ? fb_one
-                          : src == B_FLOATS ? _mm512_maskz_loadu_ps(m, (const float *)b + i)
-                                            : deq16((const uint8_t *)b + i, m, s->b_u8, zb, sb);
-        __m512 t = s->mul ? _mm512_mul_ps(fa, fb) : _mm512_add_ps(fa, fb);
-        if (s->relu) t = _mm512_max_ps(t, zero);
-        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, op_quantize16(t, sy, inv, zy, lo, hi));
+    const struct qbin_vec v = {
+        .sa = _mm512_set1_ps(s->sa), .za = _mm512_set1_ps((float)s->za), .sb = _mm512_set1_ps(s->sb),
+        .zb = _mm512_set1_ps((float)s->zb), .sy = _mm512_set1_ps(s->sy), .inv = _mm512_set1_ps(1.0f / s->sy),
+        .zy = _mm512_set1_ps((float)s->zy), .lo = _mm512_set1_ps(s->y_u8 ? 0.0f : -128.0f),
+        .hi = _mm512_set1_ps(s->y_u8 ? 255.0f : 127.0f),
+        .fb_one = _mm512_set1_ps(src == B_ONE ? operand_b(s, b, src, 0) : 0.0f)};
+    const __mmask16 all = 0xffff;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        _mm512_storeu_si512(y + i, op_pack64(qbin16(s, &v, a, b, src, i, all), qbin16(s, &v, a, b, src, i + 16, all),
+                                          qbin16(s, &v, a, b, src, i + 32, all), qbin16(s, &v, a, b, src, i + 48, all),
+                                          s->y_u8));
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? all : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, m, qbin16(s, &v, a, b, src, i, m));
     }
 }
 

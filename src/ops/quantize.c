@@ -158,7 +158,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void quantize_avx512
 {
     const __m512 vs = _mm512_set1_ps(scale), inv = _mm512_set1_ps(1.0f / scale), vz = _mm512_set1_ps(z);
     const __m512 lo = _mm512_set1_ps(u8 ? 0.0f : -128.0f), hi = _mm512_set1_ps(u8 ? 255.0f : 127.0f);
-    for (int64_t i = 0; i < n; i += 16) {
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        _mm512_storeu_si512(y + i, op_pack64(op_quantize16(_mm512_loadu_ps(x + i), vs, inv, vz, lo, hi),
+                                             op_quantize16(_mm512_loadu_ps(x + i + 16), vs, inv, vz, lo, hi),
+                                             op_quantize16(_mm512_loadu_ps(x + i + 32), vs, inv, vz, lo, hi),
+                                             op_quantize16(_mm512_loadu_ps(x + i + 48), vs, inv, vz, lo, hi), u8));
+    for (; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_cvtepi32_storeu_epi8(y + i, m, op_quantize16(_mm512_maskz_loadu_ps(m, x + i), vs, inv, vz, lo, hi));
     }
