@@ -67,4 +67,39 @@ enum qcal_status qcal_yolo_masks(const struct qcal_detections *d, const float *c
                                  const struct qcal_tensor *protos, const struct qcal_detect_options *opt,
                                  uint8_t *masks);
 
+/* ---- Comparisons (eval/compare.c): the optimized model against its parent, per image ---- */
+
+/* Class scores as probabilities: as given when they already are (in [0, 1], summing to 1
+ * within 1e-3), else their softmax. */
+void qcal_scores_to_probs(const float *s, int64_t n, double *p);
+/* The first index of the largest score; the rank (1 = top) of class c among the scores,
+ * ties going to the lower index as argmax does. */
+int64_t qcal_argmax(const float *s, int64_t n);
+int64_t qcal_class_rank(const float *s, int64_t n, int64_t c);
+
+/* One image's classification comparison (DL Workbench's columns). */
+struct qcal_cls_compare {
+    int32_t parent_class, optimized_class;
+    int32_t parent_class_rank;    /* rank of the parent's class in the optimized scores */
+    double parent_conf;           /* parent's probability of its class */
+    double optimized_conf;        /* optimized model's probability of its class */
+    double optimized_conf_parent; /* optimized model's probability of the parent's class */
+};
+enum qcal_status qcal_compare_classification(const float *parent, const float *optimized, int64_t n,
+                                             struct qcal_cls_compare *out);
+
+/* Distance of two tensors of n values: mean squared error, largest |difference|, cosine
+ * similarity (1 for two zero tensors) and signal-to-noise ratio 10 log10(Σp² / Σ(o-p)²) in
+ * dB (+inf when equal). */
+struct qcal_tensor_distance {
+    double mse, max_abs, cosine, snr_db;
+};
+void qcal_tensor_distance(const float *parent, const float *optimized, int64_t n, struct qcal_tensor_distance *d);
+
+/* Semantic segmentation: the class map of [classes, plane] scores (first largest), and
+ * the IoU of two class maps: per class intersections and unions (pixels outside
+ * [0, classes) ignored), mean over the classes present in either map (1 when none is). */
+void qcal_argmax_map(const float *scores, int64_t classes, int64_t plane, int32_t *map);
+double qcal_map_iou(const int32_t *a, const int32_t *b, int64_t plane, int64_t classes, int64_t *inter, int64_t *uni);
+
 #endif

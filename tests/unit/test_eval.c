@@ -135,6 +135,63 @@ static void test_yolo(void)
     qcal_detections_free(&d1);
 }
 
+/* Classification comparison on hand-made scores whose answers are known. */
+static void test_compare_classification(void)
+{
+    /* probabilities: parent says 2 (0.6), optimized says 1 (0.5) and gives class 2 0.3 */
+    const float parent[4] = {0.1f, 0.2f, 0.6f, 0.1f}, optimized[4] = {0.1f, 0.5f, 0.3f, 0.1f};
+    struct qcal_cls_compare c;
+    CHECK(qcal_compare_classification(parent, optimized, 4, &c) == QCAL_OK);
+    CHECK_EQ_INT(c.parent_class, 2);
+    CHECK_EQ_INT(c.optimized_class, 1);
+    CHECK_EQ_INT(c.parent_class_rank, 2);
+    CHECK_NEAR(c.parent_conf, 0.6, 1e-7);
+    CHECK_NEAR(c.optimized_conf, 0.5, 1e-7);
+    CHECK_NEAR(c.optimized_conf_parent, 0.3, 1e-7);
+    /* logits: softmax of (0, ln 3) = (0.25, 0.75); equal logits tie to the lower index */
+    const float lp[2] = {0.0f, 1.0986123f}, lo[3] = {1.0f, 1.0f, 1.0f};
+    CHECK(qcal_compare_classification(lp, lp, 2, &c) == QCAL_OK);
+    CHECK_EQ_INT(c.parent_class, 1);
+    CHECK_EQ_INT(c.parent_class_rank, 1);
+    CHECK_NEAR(c.parent_conf, 0.75, 1e-6);
+    CHECK_EQ_INT(qcal_argmax(lo, 3), 0);
+    CHECK_EQ_INT(qcal_class_rank(lo, 3, 2), 3);
+    CHECK(qcal_compare_classification(lp, lp, 0, &c) != QCAL_OK);
+}
+
+static void test_tensor_distance(void)
+{
+    const float p[4] = {1, 2, 3, 4}, o[4] = {1, 2, 3, 6}, z[4] = {0};
+    struct qcal_tensor_distance d;
+    qcal_tensor_distance(p, o, 4, &d);
+    CHECK_NEAR(d.mse, 1.0, 1e-12);     /* (6-4)^2 / 4 */
+    CHECK_NEAR(d.max_abs, 2.0, 1e-12);
+    CHECK_NEAR(d.cosine, 38.0 / (sqrt(30.0) * sqrt(50.0)), 1e-12); /* 1+4+9+24 = 38 */
+    CHECK_NEAR(d.snr_db, 10.0 * log10(30.0 / 4.0), 1e-9);
+    qcal_tensor_distance(p, p, 4, &d);
+    CHECK(d.mse == 0 && isinf(d.snr_db) && d.snr_db > 0 && d.cosine == 1.0);
+    qcal_tensor_distance(z, z, 4, &d);
+    CHECK(d.cosine == 1.0);
+    qcal_tensor_distance(z, p, 4, &d);
+    CHECK(d.cosine == 0.0 && isinf(d.snr_db) && d.snr_db < 0);
+}
+
+static void test_map_iou(void)
+{
+    /* 2 classes over 3 pixels: scores [class][pixel] */
+    const float s[6] = {0.9f, 0.2f, 0.5f, 0.1f, 0.8f, 0.5f};
+    int32_t m[3], other[3] = {0, 0, 1};
+    qcal_argmax_map(s, 2, 3, m);
+    CHECK(m[0] == 0 && m[1] == 1 && m[2] == 0); /* the tie goes to class 0 */
+    int64_t inter[3], uni[3];
+    /* class 0: inter {0}, union {0,1,2} -> 1/3; class 1: inter {}, union {1,2} -> 0 */
+    CHECK_NEAR(qcal_map_iou(m, other, 3, 2, inter, uni), (1.0 / 3.0 + 0.0) / 2.0, 1e-12);
+    CHECK(inter[0] == 1 && uni[0] == 3 && inter[1] == 0 && uni[1] == 2);
+    /* a class absent from both maps does not count; ignored pixels (255) neither */
+    const int32_t a[3] = {0, 255, 0}, b[3] = {0, 1, 0};
+    CHECK_NEAR(qcal_map_iou(a, b, 3, 3, inter, uni), 1.0, 1e-12);
+}
+
 int main(void)
 {
     qcal_log_set_level(QCAL_LOG_QUIET);
@@ -142,5 +199,8 @@ int main(void)
     test_nms();
     test_ssd();
     test_yolo();
+    test_compare_classification();
+    test_tensor_distance();
+    test_map_iou();
     return check_report();
 }
