@@ -28,6 +28,18 @@ enum qcal_status qcal_h5_write(struct qcal_h5 *f, const char *path, int dtype, i
                                const void *data);
 /* A 1-D dataset of fixed-length strings. */
 enum qcal_status qcal_h5_write_strings(struct qcal_h5 *f, const char *path, int n, const char *const *s);
+/* A table: a 1-D compound dataset of n_rows rows of a C struct of row_size bytes; each
+ * column names a field by its offset and dtype (numeric, or QCAL_H5_STRING: a char[size]
+ * field holding a NUL-terminated string). Stored packed, little-endian. */
+#define QCAL_H5_STRING (-1)
+struct qcal_h5_column {
+    const char *name;
+    int dtype;
+    size_t offset, size; /* size: strings only */
+};
+enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_cols,
+                                     const struct qcal_h5_column *cols, int64_t n_rows, size_t row_size,
+                                     const void *rows);
 /* Attributes on a group or dataset (created if it is a group path that does not exist). */
 enum qcal_status qcal_h5_attr_string(struct qcal_h5 *f, const char *obj, const char *name, const char *value);
 enum qcal_status qcal_h5_attr_f64(struct qcal_h5 *f, const char *obj, const char *name, double value);

@@ -28,6 +28,8 @@ struct qcal_graph;
 /* The job's model loaded and prepared with the job's input shapes: BatchNorm folded, and
  * activations fused when `fuse` (plain inference; calibration needs every tensor). */
 enum qcal_status cli_job_model(const struct qcal_job *job, bool fuse, struct qcal_graph **g_out);
+/* The same for another model file fed the job's images (an optimized model). */
+enum qcal_status cli_job_model_at(const struct qcal_job *job, const char *path, bool fuse, struct qcal_graph **g_out);
 /* The model's image input: its tensor (no data), channels, and how small a JPEG may decode. */
 struct cli_image_input {
     struct qcal_tensor t;
@@ -53,6 +55,8 @@ void cli_hold_errors(void);
 enum qcal_status cli_agree(enum qcal_status st);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
+/* `qcal evaluate JOB.yml --optimized MODEL.int8.onnx -o REPORT.h5`. */
+int cli_evaluate(int argc, char **argv);
 /* `qcal bench JOB.yml|MODEL.onnx [--int8 MODEL.int8.onnx]`. */
 int cli_bench(int argc, char **argv);
 /* Fills t with a fixed pseudo-random pattern in [-1, 1) (float; zeros for other types). */

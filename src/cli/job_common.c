@@ -10,8 +10,13 @@
 
 enum qcal_status cli_job_model(const struct qcal_job *job, bool fuse, struct qcal_graph **g_out)
 {
+    return cli_job_model_at(job, job->model, fuse, g_out);
+}
+
+enum qcal_status cli_job_model_at(const struct qcal_job *job, const char *path, bool fuse, struct qcal_graph **g_out)
+{
     struct qcal_graph *g = NULL;
-    enum qcal_status st = qcal_onnx_load(job->model, &g);
+    enum qcal_status st = qcal_onnx_load(path, &g);
     if (st != QCAL_OK) return st;
     struct qcal_input_shape shapes[QCAL_JOB_MAX_INPUTS];
     int n_shapes = 0;

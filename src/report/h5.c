@@ -16,7 +16,7 @@ struct qcal_h5 {
     bool writable;
 };
 
-static void quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); } /* errors come back as statuses */
+static void quiet(void) { if (!getenv("QCAL_H5_ERRORS")) H5Eset_auto2(H5E_DEFAULT, NULL, NULL); } /* errors come back as statuses */
 
 static enum qcal_status props(struct qcal_h5 *f)
 {
@@ -165,6 +165,39 @@ enum qcal_status qcal_h5_write_strings(struct qcal_h5 *f, const char *path, int 
     enum qcal_status st = write_raw(f, path, t, t, 1, (int64_t[]){n}, buf);
     H5Tclose(t);
     free(buf);
+    return st;
+}
+
+enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_cols,
+                                     const struct qcal_h5_column *cols, int64_t n_rows, size_t row_size,
+                                     const void *rows)
+{
+    /* memory: the caller's row struct; file: the same fields packed, little-endian */
+    hid_t mt = H5Tcreate(H5T_COMPOUND, row_size), ft = -1;
+    size_t file_size = 0;
+    enum qcal_status st = QCAL_OK;
+    for (int c = 0; c < n_cols && mt >= 0; c++) {
+        const bool str = cols[c].dtype == QCAL_H5_STRING;
+        hid_t m = str ? H5Tcopy(H5T_C_S1) : mem_type(cols[c].dtype);
+        if (str) H5Tset_size(m, cols[c].size), H5Tset_strpad(m, H5T_STR_NULLTERM), H5Tset_cset(m, H5T_CSET_UTF8);
+        if (m < 0 || H5Tinsert(mt, cols[c].name, cols[c].offset, m) < 0)
+            st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: %s: column %s", f->path, path, cols[c].name);
+        file_size += str ? cols[c].size : H5Tget_size(file_type(cols[c].dtype));
+        if (str) H5Tclose(m);
+        if (st != QCAL_OK) break;
+    }
+    if (st == QCAL_OK && (ft = H5Tcreate(H5T_COMPOUND, file_size)) < 0) st = QCAL_ERR(QCAL_IO_ERROR, "%s: HDF5", f->path);
+    for (int c = 0, off = 0; st == QCAL_OK && c < n_cols; c++) {
+        const bool str = cols[c].dtype == QCAL_H5_STRING;
+        hid_t t = str ? H5Tcopy(H5T_C_S1) : file_type(cols[c].dtype);
+        if (str) H5Tset_size(t, cols[c].size), H5Tset_strpad(t, H5T_STR_NULLTERM), H5Tset_cset(t, H5T_CSET_UTF8);
+        if (H5Tinsert(ft, cols[c].name, (size_t)off, t) < 0) st = QCAL_ERR(QCAL_IO_ERROR, "%s: HDF5", f->path);
+        off += (int)H5Tget_size(t);
+        if (str) H5Tclose(t);
+    }
+    if (st == QCAL_OK) st = write_raw(f, path, ft, mt, 1, &n_rows, rows);
+    if (ft >= 0) H5Tclose(ft);
+    if (mt >= 0) H5Tclose(mt);
     return st;
 }
 
