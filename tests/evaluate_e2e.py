@@ -248,6 +248,19 @@ def main():
         ok = r.returncode == 0 and same(base, results(p))
         check(f"{ranks or 1} rank(s) x {threads} thread(s): the same results", ok, r.stderr[-300:])
 
+    # qcal run = calibrate + evaluate + bench: the same INT8 model and report results
+    run_dir = os.path.join(a.work, "run")
+    r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.qcal, "run", job, "-o", run_dir, "--time", "0.3",
+                        "--quiet"], capture_output=True, text=True, env=MPI_ENV, timeout=600)
+    ok = r.returncode == 0 and open(os.path.join(run_dir, "model.int8.onnx"), "rb").read() == open(int8, "rb").read()
+    check("qcal run (2 ranks): the INT8 model of qcal calibrate, byte for byte", ok, r.stderr[-300:])
+    check("qcal run: the report's results = qcal evaluate's",
+          ok and same({k: v for k, v in base.items() if k != "provenance@optimized_model"},
+                      {k: v for k, v in results(os.path.join(run_dir, "report.h5")).items()
+                       if k != "provenance@optimized_model"}))
+    check("qcal run: ends with the benchmark table (INT8/FP32 speed-up)", "int8/fp32 speed-up" in r.stdout,
+          r.stdout[-300:])
+
     segmentation(a, check, sets, evaluate)
 
     # bad input: one line naming the problem, non-zero status, no report

@@ -55,6 +55,8 @@ void cli_hold_errors(void);
 enum qcal_status cli_agree(enum qcal_status st);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
+/* `qcal run JOB.yml -o OUTDIR`: calibrate, evaluate, bench. */
+int cli_run(int argc, char **argv);
 /* `qcal evaluate JOB.yml --optimized MODEL.int8.onnx -o REPORT.h5`. */
 int cli_evaluate(int argc, char **argv);
 /* `qcal bench JOB.yml|MODEL.onnx [--int8 MODEL.int8.onnx]`. */

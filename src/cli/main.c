@@ -19,6 +19,7 @@ static const char usage_main[] =
     "  infer     run a model on inputs and print or save its outputs\n"
     "  dataset   show what a job's dataset resolves to (images, labels, boxes, masks)\n"
     "  calibrate gather activation statistics (MPI ranks x threads) and write an INT8 model\n"
+    "  run       the main job: calibrate, evaluate, bench (OUTDIR/model.int8.onnx, report.h5)\n"
     "  evaluate  compare an optimized model with its parent on the job's validation images\n"
     "            (MPI ranks x threads) and write an HDF5 report\n"
     "  bench     latency and throughput of a model and its INT8 model (per node under MPI)\n"
@@ -351,10 +352,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "infer") == 0) return cmd_infer(argc - 1, argv + 1);
     if (strcmp(cmd, "dataset") == 0) return cli_dataset(argc - 1, argv + 1);
-    if (strcmp(cmd, "calibrate") == 0 || strcmp(cmd, "bench") == 0 || strcmp(cmd, "evaluate") == 0) {
+    if (strcmp(cmd, "calibrate") == 0 || strcmp(cmd, "bench") == 0 || strcmp(cmd, "evaluate") == 0 ||
+        strcmp(cmd, "run") == 0) {
         if (qcal_par_init(&argc, &argv) != QCAL_OK) return qcal_status_exit_code(QCAL_BACKEND_ERROR);
         int rc = cmd[0] == 'c'   ? cli_calibrate(argc - 1, argv + 1)
                  : cmd[0] == 'e' ? cli_evaluate(argc - 1, argv + 1)
+                 : cmd[0] == 'r' ? cli_run(argc - 1, argv + 1)
                                  : cli_bench(argc - 1, argv + 1);
         /* a failure not every rank agreed on: the others may wait in a collective */
         if (rc != 0 && qcal_par_size() > 1 && !qcal_par_failure_agreed()) qcal_par_abort(rc);
