@@ -62,6 +62,42 @@ def rank_of(s, c):
     return 1 + int(np.sum((s > s[c]) | ((s == s[c]) & (np.arange(len(s)) < c))))
 
 
+def report_command(a, check, rep):
+    """qcal report: CSV and JSON equal the HDF5 table; sorting, filtering and cutting."""
+    import csv
+    import io
+    import json
+    with h5py.File(rep, "r") as f:
+        rows = f["comparison/images"][()]
+        summary = dict(f["summary"].attrs)
+    r = subprocess.run([a.qcal, "report", rep, "--csv"], capture_output=True, text=True)
+    got = list(csv.DictReader(io.StringIO(r.stdout)))
+    ok = r.returncode == 0 and len(got) == len(rows) and all(
+        g["name"] == w["name"].decode() and all(float(g[c]) == float(w[c]) for c in rows.dtype.names if c != "name")
+        for g, w in zip(got, rows))
+    check("qcal report --csv: every row and column of /comparison/images, exactly", ok, r.stderr[-200:])
+    r = subprocess.run([a.qcal, "report", rep, "--json"], capture_output=True, text=True)
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check("qcal report --json: summary and rows", j.get("summary", {}).get("top1_agreement") ==
+          summary["top1_agreement"] and len(j.get("images", [])) == len(rows) and
+          [x["parent_conf"] for x in j["images"]] == list(rows["parent_conf"]), r.stderr[-200:])
+    r = subprocess.run([a.qcal, "report", rep, "--csv", "--sort", "-optimized_conf", "--top", "5"],
+                       capture_output=True, text=True)
+    got = [float(g["optimized_conf"]) for g in csv.DictReader(io.StringIO(r.stdout))]
+    check("qcal report --sort -optimized_conf --top 5: the 5 largest, descending",
+          got == sorted(rows["optimized_conf"], reverse=True)[:5], got)
+    r = subprocess.run([a.qcal, "report", rep, "--csv", "--only-differences"], capture_output=True, text=True)
+    n = len(list(csv.DictReader(io.StringIO(r.stdout))))
+    check("qcal report --only-differences: the images whose classes differ",
+          r.returncode == 0 and n == int(np.sum(rows["parent_class"] != rows["optimized_class"])), n)
+    r = subprocess.run([a.qcal, "report", rep], capture_output=True, text=True)
+    check("qcal report: the summary and the table in the terminal", r.returncode == 0 and "top1_agreement" in r.stdout
+          and "softmax_0.tmp_0" in r.stdout and len(r.stdout.splitlines()) >= len(rows), r.stdout[:300])
+    r = subprocess.run([a.qcal, "report", rep, "--sort", "nosuch"], capture_output=True, text=True)
+    check("qcal report --sort of a missing column: exit 2, one line",
+          r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr)
+
+
 def raw_outputs(qcal, work, model, inputs, tag):
     outs = []
     for i, x in enumerate(inputs):
@@ -239,6 +275,8 @@ def main():
     f.close()
     r = subprocess.run(["h5dump", "-H", rep], capture_output=True, text=True)
     check("h5dump reads the report", r.returncode == 0 and "COMPOUND" in r.stdout, r.stderr[-200:])
+
+    report_command(a, check, rep)
 
     # the same results at any scale
     base = results(rep)

@@ -52,6 +52,14 @@ enum qcal_status qcal_h5_read(struct qcal_h5 *f, const char *path, int dtype, st
 enum qcal_status qcal_h5_read_strings(struct qcal_h5 *f, const char *path, int *n_out, char ***strs_out);
 enum qcal_status qcal_h5_read_attr_string(struct qcal_h5 *f, const char *obj, const char *name, char *buf,
                                           size_t cap);
+/* A table's rows and columns (names malloc'd, in one malloc'd array; is_string per column). */
+enum qcal_status qcal_h5_table_columns(struct qcal_h5 *f, const char *path, int64_t *rows, int *n_out,
+                                       char ***names_out, bool **is_string_out);
+/* One column of a table: numbers as double, or strings (each malloc'd, in a malloc'd array). */
+enum qcal_status qcal_h5_read_column_f64(struct qcal_h5 *f, const char *path, const char *column, double **out,
+                                         int64_t *rows);
+enum qcal_status qcal_h5_read_column_strings(struct qcal_h5 *f, const char *path, const char *column, char ***out,
+                                             int64_t *rows);
 enum qcal_status qcal_h5_read_attr_f64(struct qcal_h5 *f, const char *obj, const char *name, double *value);
 
 #endif

@@ -55,6 +55,8 @@ void cli_hold_errors(void);
 enum qcal_status cli_agree(enum qcal_status st);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
+/* `qcal report REPORT.h5`: an evaluation report in the terminal, as CSV or JSON. */
+int cli_report(int argc, char **argv);
 /* `qcal run JOB.yml -o OUTDIR`: calibrate, evaluate, bench. */
 int cli_run(int argc, char **argv);
 /* `qcal evaluate JOB.yml --optimized MODEL.int8.onnx -o REPORT.h5`. */

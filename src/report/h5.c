@@ -275,6 +275,114 @@ done:
     return st;
 }
 
+/* The compound dataset at path, its type and row count; -1 on failure (message given). */
+static hid_t open_table(struct qcal_h5 *f, const char *path, hid_t *type, int64_t *rows)
+{
+    if (H5Lexists(f->file, path, H5P_DEFAULT) <= 0) {
+        (void)QCAL_ERR(QCAL_INVALID_DATA, "%s: no table %s", f->path, path);
+        return -1;
+    }
+    hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
+    hid_t space = ds < 0 ? -1 : H5Dget_space(ds);
+    *type = ds < 0 ? -1 : H5Dget_type(ds);
+    hsize_t n = 0;
+    const bool ok = space >= 0 && *type >= 0 && H5Tget_class(*type) == H5T_COMPOUND &&
+                    H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, &n, NULL) == 1;
+    if (space >= 0) H5Sclose(space);
+    if (!ok) {
+        if (*type >= 0) H5Tclose(*type);
+        if (ds >= 0) H5Dclose(ds);
+        (void)QCAL_ERR(QCAL_INVALID_DATA, "%s: %s is not a table", f->path, path);
+        return -1;
+    }
+    *rows = (int64_t)n;
+    return ds;
+}
+
+enum qcal_status qcal_h5_table_columns(struct qcal_h5 *f, const char *path, int64_t *rows, int *n_out,
+                                       char ***names_out, bool **is_string_out)
+{
+    hid_t type;
+    hid_t ds = open_table(f, path, &type, rows);
+    if (ds < 0) return QCAL_INVALID_DATA;
+    const int n = H5Tget_nmembers(type);
+    char **names = calloc((size_t)n + 1, sizeof *names);
+    bool *str = calloc((size_t)n + 1, sizeof *str);
+    enum qcal_status st = names && str ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int c = 0; st == QCAL_OK && c < n; c++) {
+        char *m = H5Tget_member_name(type, (unsigned)c);
+        names[c] = m ? strdup(m) : NULL;
+        H5free_memory(m);
+        str[c] = H5Tget_member_class(type, (unsigned)c) == H5T_STRING;
+        if (!names[c]) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    H5Tclose(type);
+    H5Dclose(ds);
+    if (st != QCAL_OK) {
+        for (int c = 0; names && c < n; c++) free(names[c]);
+        free(names);
+        free(str);
+        return st;
+    }
+    *n_out = n, *names_out = names, *is_string_out = str;
+    return QCAL_OK;
+}
+
+/* One member of a table read into buf (rows x size bytes) as memory type mt. */
+static enum qcal_status read_member(struct qcal_h5 *f, const char *path, const char *column, hid_t mt, size_t size,
+                                    void **buf_out, int64_t *rows)
+{
+    hid_t type;
+    hid_t ds = open_table(f, path, &type, rows);
+    if (ds < 0) return QCAL_INVALID_DATA;
+    enum qcal_status st = QCAL_OK;
+    if (H5Tget_member_index(type, column) < 0) st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: %s has no column '%s'",
+                                                            f->path, path, column);
+    hid_t one = st == QCAL_OK ? H5Tcreate(H5T_COMPOUND, size) : -1;
+    void *buf = st == QCAL_OK ? calloc((size_t)*rows + 1, size) : NULL;
+    if (st == QCAL_OK && (one < 0 || !buf || H5Tinsert(one, column, 0, mt) < 0 ||
+                          H5Dread(ds, one, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0))
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: column %s of %s unreadable", f->path, column, path);
+    if (one >= 0) H5Tclose(one);
+    H5Tclose(type);
+    H5Dclose(ds);
+    if (st != QCAL_OK) free(buf);
+    else *buf_out = buf;
+    return st;
+}
+
+enum qcal_status qcal_h5_read_column_f64(struct qcal_h5 *f, const char *path, const char *column, double **out,
+                                         int64_t *rows)
+{
+    return read_member(f, path, column, H5T_NATIVE_DOUBLE, sizeof(double), (void **)out, rows);
+}
+
+enum qcal_status qcal_h5_read_column_strings(struct qcal_h5 *f, const char *path, const char *column, char ***out,
+                                             int64_t *rows)
+{
+    enum { LEN = 1024 };
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, LEN);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    char *buf = NULL;
+    enum qcal_status st = read_member(f, path, column, t, LEN, (void **)&buf, rows);
+    H5Tclose(t);
+    if (st != QCAL_OK) return st;
+    char **s = calloc((size_t)*rows + 1, sizeof *s);
+    for (int64_t i = 0; s && i < *rows; i++) {
+        if (!(s[i] = strndup(buf + (size_t)i * LEN, LEN - 1))) {
+            for (int64_t k = 0; k < i; k++) free(s[k]);
+            free(s);
+            s = NULL;
+        }
+    }
+    free(buf);
+    if (!s) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    *out = s;
+    return QCAL_OK;
+}
+
 enum qcal_status qcal_h5_read_strings(struct qcal_h5 *f, const char *path, int *n_out, char ***strs_out)
 {
     *n_out = 0;
