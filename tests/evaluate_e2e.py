@@ -10,6 +10,9 @@ report holds the same results (every dataset and attribute outside /provenance/r
 2 and 4 ranks and any thread count; h5dump reads it; bad input fails with one line and no
 report.
 """
+import csv
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -64,9 +67,6 @@ def rank_of(s, c):
 
 def report_command(a, check, rep):
     """qcal report: CSV and JSON equal the HDF5 table; sorting, filtering and cutting."""
-    import csv
-    import io
-    import json
     with h5py.File(rep, "r") as f:
         rows = f["comparison/images"][()]
         summary = dict(f["summary"].attrs)
@@ -167,6 +167,11 @@ def segmentation(a, check, sets, evaluate):
               (rows["mean_iou"], means))
         check(f"{name}: summary mean IoU agreement = the mean over images",
               abs(agreement - np.mean(means)) < 1e-12 and agreement > 0.5, agreement)
+        r = subprocess.run([a.qcal, "report", rep, "--csv", "--only-differences", "--sort", "mean_iou"],
+                           capture_output=True, text=True)
+        got = [float(g["mean_iou"]) for g in csv.DictReader(io.StringIO(r.stdout))]
+        check(f"{name}: qcal report --only-differences --sort mean_iou: the maps not identical, ascending",
+              r.returncode == 0 and got == sorted(v for v in rows["mean_iou"] if v < 1.0), got)
         if name == "deeplabv3":
             p2 = os.path.join(a.work, f"{name}_2.h5")
             r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.qcal, "evaluate", job, "--optimized", int8,
