@@ -477,6 +477,21 @@ static bool per_tensor_q(const struct qcal_graph *g, const struct qcal_node *n)
     return true;
 }
 
+/* A new constant (owning data, freed on failure) named from `base`; dims must not point into
+ * g->values (adding the value may move them). */
+static enum qcal_status new_const(struct qcal_graph *g, const char *base, int32_t dtype, int ndim, const int64_t *dims,
+                                  void *data, int *out)
+{
+    enum qcal_status st = qcal_graph_add_temp_value(g, base, out);
+    if (st != QCAL_OK) {
+        qcal_free(data);
+        return st;
+    }
+    qcal_graph_set_constant(g, *out, qcal_tensor_make(dtype, ndim, dims), data);
+    g->values[*out].is_initializer = true;
+    return QCAL_OK;
+}
+
 /* A new constant `base`_zero_point of `count` zeros of an 8-bit type: a scalar when count is
  * 1, else 1-D. */
 static enum qcal_status add_zeros(struct qcal_graph *g, const char *base, int32_t dtype, int64_t count, int *out)
@@ -486,13 +501,7 @@ static enum qcal_status add_zeros(struct qcal_graph *g, const char *base, int32_
     uint8_t *z = qcal_malloc((size_t)count);
     if (!z) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     memset(z, 0, (size_t)count);
-    enum qcal_status st = qcal_graph_add_temp_value(g, name, out);
-    if (st != QCAL_OK) {
-        qcal_free(z);
-        return st;
-    }
-    qcal_graph_set_constant(g, *out, qcal_tensor_make(dtype, count > 1 ? 1 : 0, &count), z);
-    return QCAL_OK;
+    return new_const(g, name, dtype, count > 1 ? 1 : 0, &count, z, out);
 }
 
 /* A zero point input for QLinearConv: the node's own, or a new uint8 0. */
@@ -593,20 +602,14 @@ static enum qcal_status int32_bias(struct qcal_graph *g, const struct qcal_node 
         if (folded && !(fabs(v / at) < 2147483647.0)) st = QCAL_UNSUPPORTED;
         else q[c] = qcal_bias_int32(v, sx * sw[n_sw == 1 ? 0 : c]);
     }
-    if (st == QCAL_OK) st = qcal_graph_add_temp_value(g, name, out);
-    if (st == QCAL_OK) {
-        qcal_graph_set_constant(g, *out, qcal_tensor_make(QCAL_I32, 1, &oc), q);
-        g->values[*out].is_initializer = true;
-        q = NULL;
-    }
-    qcal_free(q);
     free(b);
-    return st;
+    if (st != QCAL_OK) {
+        qcal_free(q);
+        return st;
+    }
+    return new_const(g, name, QCAL_I32, 1, &oc, q, out);
 }
 
-/* Turns node ni into `op` with inputs ins[0..n_in), the output of the QuantizeLinear q it
- * absorbs and activation `act` (kind NONE: none); q and the activation node act_node (-1:
- * none) die. */
 /* Gives node n the op type `op` and the inputs ins[0..n_in). */
 static enum qcal_status rename_node(struct qcal_node *n, const char *op, const int *ins, int n_in)
 {
@@ -624,6 +627,9 @@ static enum qcal_status rename_node(struct qcal_node *n, const char *op, const i
     return QCAL_OK;
 }
 
+/* Turns node ni into `op` with inputs ins[0..n_in), the output of the QuantizeLinear q it
+ * absorbs and activation `act` (kind NONE: none); q and the activation node act_node (-1:
+ * none) die. */
 static enum qcal_status retype_node(struct qcal_graph *g, int ni, const char *op, const int *ins, int n_in, int q,
                                     int act_node, struct qcal_act act)
 {
@@ -652,24 +658,15 @@ static enum qcal_status affine_weights(struct qcal_graph *g, int wq, int ws, flo
     if (!scale) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     for (int64_t c = 0; c < n_s; c++) scale[c] = fabsf(alpha) * ((const float *)g->values[ws].t.data)[c];
     snprintf(name, sizeof name, "%s_affine", g->values[ws].name);
-    enum qcal_status st = qcal_graph_add_temp_value(g, name, ws_out);
-    if (st != QCAL_OK) {
-        qcal_free(scale);
-        return st;
-    }
-    qcal_graph_set_constant(g, *ws_out, qcal_tensor_make(QCAL_F32, g->values[ws].t.ndim, g->values[ws].t.dims), scale);
+    const struct qcal_tensor ts = g->values[ws].t, tw = g->values[wq].t; /* shapes, before values move */
+    enum qcal_status st = new_const(g, name, QCAL_F32, ts.ndim, ts.dims, scale, ws_out);
     *wq_out = wq;
-    if (alpha > 0) return QCAL_OK;
+    if (st != QCAL_OK || alpha > 0) return st;
     int8_t *w = qcal_malloc((size_t)n_w);
     if (!w) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     for (int64_t i = 0; i < n_w; i++) w[i] = (int8_t)-((const int8_t *)g->values[wq].t.data)[i];
     snprintf(name, sizeof name, "%s_negated", g->values[wq].name);
-    if ((st = qcal_graph_add_temp_value(g, name, wq_out)) != QCAL_OK) {
-        qcal_free(w);
-        return st;
-    }
-    qcal_graph_set_constant(g, *wq_out, qcal_tensor_make(QCAL_I8, g->values[wq].t.ndim, g->values[wq].t.dims), w);
-    return QCAL_OK;
+    return new_const(g, name, QCAL_I8, tw.ndim, tw.dims, w, wq_out);
 }
 
 /* Tries to turn Conv node ci into a QLinearConv; *done when it did. */
@@ -790,13 +787,8 @@ static enum qcal_status fuse_qdq_gemm(struct qcal_graph *g, int gi, bool *done)
         for (int64_t k = 0; k < kk; k++) w[r * kk + k] = trans_b ? src[r * kk + k] : src[k * nn + r];
     char name[512];
     snprintf(name, sizeof name, "%s_nk", g->values[wdq->inputs[0]].name);
-    if ((st = qcal_graph_add_temp_value(g, name, &w_nk)) != QCAL_OK) {
-        qcal_free(w);
-        return st;
-    }
     const int64_t wd[2] = {nn, kk};
-    qcal_graph_set_constant(g, w_nk, qcal_tensor_make(QCAL_I8, 2, wd), w);
-    g->values[w_nk].is_initializer = true;
+    if ((st = new_const(g, name, QCAL_I8, 2, wd, w, &w_nk)) != QCAL_OK) return st;
     if ((st = add_zeros(g, g->values[w_nk].name, QCAL_I8, 1, &zeros)) != QCAL_OK) return st;
     n = &g->nodes[gi];
     if ((st = zero_point_of(g, producer_node(g, n->inputs[0]), "x", &xz)) != QCAL_OK) return st;
@@ -877,20 +869,6 @@ static bool blockwise_convtranspose(const struct qcal_node *t, int64_t s)
     return true;
 }
 
-/* A new constant (owning data, freed on failure) named from `base`. */
-static enum qcal_status new_const(struct qcal_graph *g, const char *base, int32_t dtype, int ndim, const int64_t *dims,
-                                  void *data, int *out)
-{
-    enum qcal_status st = qcal_graph_add_temp_value(g, base, out);
-    if (st != QCAL_OK) {
-        qcal_free(data);
-        return st;
-    }
-    qcal_graph_set_constant(g, *out, qcal_tensor_make(dtype, ndim, dims), data);
-    g->values[*out].is_initializer = true;
-    return QCAL_OK;
-}
-
 /* A new node of the graph's opset producing `out`. */
 static enum qcal_status new_node(struct qcal_graph *g, const char *name, const char *op, const int *in, int n_in,
                                  int out, int *id)
@@ -913,6 +891,28 @@ static void *block_weights(const void *w, size_t es, int64_t ic, int64_t oc, int
             for (int64_t i = 0; i < ic; i++)
                 memcpy(out + es * (size_t)((k * oc + o) * ic + i), (const char *)w + es * (size_t)((i * oc + o) * s * s + k), es);
     return out;
+}
+
+/* The end of both blockwise ConvTranspose rewrites: node ti becomes Conv(x, w, b) (b -1: no
+ * bias) writing a new value, and a DepthToSpace (DCR, blocks of s) turns that into the value
+ * node `last` wrote — ti itself, or the last of the elementwise ops behind it, which then
+ * write the new value instead. *d2s the DepthToSpace node. */
+static enum qcal_status conv_then_depth_to_space(struct qcal_graph *g, int ti, int last, int x, int w, int b,
+                                                 int64_t s, int *d2s)
+{
+    char name[512];
+    const int y = g->nodes[last].outputs[0];
+    int blocks;
+    enum qcal_status st;
+    snprintf(name, sizeof name, "%s_blocks", g->values[y].name);
+    if ((st = qcal_graph_add_temp_value(g, name, &blocks)) != QCAL_OK) return st;
+    snprintf(name, sizeof name, "%s_depth_to_space", g->nodes[ti].name);
+    if ((st = new_node(g, name, "DepthToSpace", &blocks, 1, y, d2s)) != QCAL_OK ||
+        (st = qcal_node_add_attr_int(&g->nodes[*d2s], "blocksize", s)) != QCAL_OK)
+        return st;
+    g->nodes[last].outputs[0] = blocks;
+    qcal_node_clear_attrs(&g->nodes[ti]);
+    return rename_node(&g->nodes[ti], "Conv", (int[]){x, w, b}, b >= 0 ? 3 : 2);
 }
 
 /* ConvTranspose ti (blockwise, on a per-tensor DequantizeLinear'd input and int8 weights)
@@ -957,9 +957,11 @@ static enum qcal_status convtranspose_as_conv(struct qcal_graph *g, int ti, bool
         last = c;
         if (q) break;
     }
+    const bool per_channel = n_sw > 1;
     int8_t *w = block_weights(wq->t.data, 1, ic, oc, s);
-    float *sc = qcal_malloc(sizeof(float) * (size_t)ocb), *bias = qcal_malloc(sizeof(float) * (size_t)ocb);
-    if (!w || !sc || !bias) {
+    float *sc = per_channel ? qcal_malloc(sizeof(float) * (size_t)ocb) : NULL;
+    float *bias = has_bias ? qcal_malloc(sizeof(float) * (size_t)ocb) : NULL;
+    if (!w || (per_channel && !sc) || (has_bias && !bias)) {
         qcal_free(w);
         qcal_free(sc);
         qcal_free(bias);
@@ -967,42 +969,31 @@ static enum qcal_status convtranspose_as_conv(struct qcal_graph *g, int ti, bool
         return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     }
     for (int64_t k = 0; k < ocb; k++) {
-        sc[k] = ((const float *)ws->t.data)[n_sw == 1 ? 0 : k % oc];
-        bias[k] = (float)b[k % oc];
+        if (sc) sc[k] = ((const float *)ws->t.data)[k % oc];
+        if (bias) bias[k] = (float)b[k % oc];
     }
     free(b);
     char name[512];
     const int64_t wdims[4] = {ocb, ic, 1, 1};
-    int wv, sv, bv = -1, dqv, dq, blocks, d2s;
+    const int x = t->inputs[0];
+    int wv, sv = wdq->inputs[1], bv = -1, dqv, dq, d2s;
     enum qcal_status st;
     snprintf(name, sizeof name, "%s_as_conv", g->values[wdq->inputs[0]].name);
-    const int x = t->inputs[0];
-    const bool per_channel = n_sw > 1;
-    if (!per_channel) qcal_free(sc);
     if ((st = new_const(g, name, QCAL_I8, 4, wdims, w, &wv)) != QCAL_OK) {
-        qcal_free(bias);
-        if (per_channel) qcal_free(sc);
-        return st;
-    }
-    if (per_channel && (st = new_const(g, name, QCAL_F32, 1, &ocb, sc, &sv)) != QCAL_OK) {
+        qcal_free(sc);
         qcal_free(bias);
         return st;
     }
-    if (!per_channel) sv = producer_node(g, t->inputs[1])->inputs[1];
-    if (has_bias && (st = new_const(g, name, QCAL_F32, 1, &ocb, bias, &bv)) != QCAL_OK) return st;
-    if (!has_bias) qcal_free(bias);
+    if (sc && (st = new_const(g, name, QCAL_F32, 1, &ocb, sc, &sv)) != QCAL_OK) {
+        qcal_free(bias);
+        return st;
+    }
+    if (bias && (st = new_const(g, name, QCAL_F32, 1, &ocb, bias, &bv)) != QCAL_OK) return st;
     if ((st = qcal_graph_add_temp_value(g, name, &dqv)) != QCAL_OK) return st;
-    snprintf(name, sizeof name, "%s_blocks", g->values[y].name);
-    if ((st = qcal_graph_add_temp_value(g, name, &blocks)) != QCAL_OK) return st;
     snprintf(name, sizeof name, "%s_DequantizeLinear", g->values[wv].name);
     if ((st = new_node(g, name, "DequantizeLinear", (int[]){wv, sv}, 2, dqv, &dq)) != QCAL_OK) return st;
     if (per_channel && (st = qcal_node_add_attr_int(&g->nodes[dq], "axis", 0)) != QCAL_OK) return st;
-    snprintf(name, sizeof name, "%s_depth_to_space", g->nodes[ti].name);
-    if ((st = new_node(g, name, "DepthToSpace", &blocks, 1, y, &d2s)) != QCAL_OK) return st;
-    if ((st = qcal_node_add_attr_int(&g->nodes[d2s], "blocksize", s)) != QCAL_OK) return st;
-    g->nodes[last].outputs[0] = blocks;
-    qcal_node_clear_attrs(&g->nodes[ti]);
-    if ((st = rename_node(&g->nodes[ti], "Conv", (int[]){x, dqv, bv}, has_bias ? 3 : 2)) != QCAL_OK) return st;
+    if ((st = conv_then_depth_to_space(g, ti, last, x, dqv, bv, s, &d2s)) != QCAL_OK) return st;
     *done = true;
     return QCAL_OK;
 }
@@ -1286,13 +1277,9 @@ static enum qcal_status fuse_lookup(struct qcal_graph *g, int qi, bool *done)
     char name[512];
     snprintf(name, sizeof name, "%s_table", g->values[g->nodes[qi].outputs[0]].name);
     int t;
-    enum qcal_status st = qcal_graph_add_temp_value(g, name, &t);
-    if (st != QCAL_OK) {
-        qcal_free(table);
-        return st;
-    }
     const int64_t len = 256;
-    qcal_graph_set_constant(g, t, qcal_tensor_make(dtype, 1, &len), table);
+    enum qcal_status st = new_const(g, name, dtype, 1, &len, table, &t);
+    if (st != QCAL_OK) return st;
     const int ins[2] = {r.x, t};
     if ((st = rename_node(&g->nodes[qi], "QLinearLookup", ins, 2)) != QCAL_OK ||
         (st = become(g, qi, QCAL_OP_QLINEAR_LOOKUP)) != QCAL_OK)
@@ -1376,14 +1363,13 @@ enum qcal_status qcal_pass_convtranspose_blocks(struct qcal_graph *g)
     bool any = false;
     for (int i = 0; i < g->n_nodes; i++) {
         const struct qcal_node *t = &g->nodes[i];
-        if (t->dead || t->op != QCAL_OP_CONV_TRANSPOSE || t->n_inputs < 2 || t->post.sum_input || !all_const(g, t, 1, 2))
+        if (t->dead || t->op != QCAL_OP_CONV_TRANSPOSE || t->n_inputs < 2 || t->post.sum_input > 0 ||
+            !all_const(g, t, 1, 2))
             continue;
         const struct qcal_tensor *w = &g->values[t->inputs[1]].t;
         const int64_t ic = w->dims[0], oc = w->dims[1], s = w->ndim == 4 ? w->dims[2] : 0, ocb = oc * s * s;
         const bool has_bias = t->n_inputs > 2 && t->inputs[2] >= 0;
-        bool sum = false;
-        for (int k = 0; k < t->post.n; k++) sum |= t->post.op[k].kind == QCAL_ACT_SUM;
-        if (sum || w->dtype != QCAL_F32 || w->ndim != 4 || w->dims[3] != s || !blockwise_convtranspose(t, s) ||
+        if (w->dtype != QCAL_F32 || w->ndim != 4 || w->dims[3] != s || !blockwise_convtranspose(t, s) ||
             (has_bias && !all_const(g, t, 2, 3)))
             continue;
         float *nw = block_weights(w->data, sizeof(float), ic, oc, s);
@@ -1396,8 +1382,8 @@ enum qcal_status qcal_pass_convtranspose_blocks(struct qcal_graph *g)
         for (int64_t k = 0; nb && k < ocb; k++) nb[k] = ((const float *)g->values[t->inputs[2]].t.data)[k % oc];
         char name[512];
         const int64_t wdims[4] = {ocb, ic, 1, 1};
-        int wv, bv = -1, blocks, d2s;
-        const int x = t->inputs[0], y = t->outputs[0];
+        int wv, bv = -1, d2s;
+        const int x = t->inputs[0];
         enum qcal_status st;
         snprintf(name, sizeof name, "%s_as_conv", g->values[t->inputs[1]].name);
         if ((st = new_const(g, name, QCAL_F32, 4, wdims, nw, &wv)) != QCAL_OK) {
@@ -1405,15 +1391,7 @@ enum qcal_status qcal_pass_convtranspose_blocks(struct qcal_graph *g)
             return st;
         }
         if (nb && (st = new_const(g, name, QCAL_F32, 1, &ocb, nb, &bv)) != QCAL_OK) return st;
-        snprintf(name, sizeof name, "%s_blocks", g->values[y].name);
-        if ((st = qcal_graph_add_temp_value(g, name, &blocks)) != QCAL_OK) return st;
-        snprintf(name, sizeof name, "%s_depth_to_space", g->nodes[i].name);
-        if ((st = new_node(g, name, "DepthToSpace", &blocks, 1, y, &d2s)) != QCAL_OK ||
-            (st = qcal_node_add_attr_int(&g->nodes[d2s], "blocksize", s)) != QCAL_OK)
-            return st;
-        qcal_node_clear_attrs(&g->nodes[i]);
-        if ((st = rename_node(&g->nodes[i], "Conv", (int[]){x, wv, bv}, nb ? 3 : 2)) != QCAL_OK) return st;
-        g->nodes[i].outputs[0] = blocks;
+        if ((st = conv_then_depth_to_space(g, i, i, x, wv, bv, s, &d2s)) != QCAL_OK) return st;
         if ((st = become(g, i, QCAL_OP_CONV)) != QCAL_OK || (st = become(g, d2s, QCAL_OP_DEPTH_TO_SPACE)) != QCAL_OK)
             return st;
         any = true;
