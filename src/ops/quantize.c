@@ -275,10 +275,32 @@ static void convert_one(const struct qdq_state *s, int32_t xt, const void *x, in
     memcpy(y, &v, sizeof v);
 }
 
+/* Values [0, m) (m <= RUN) of a strided run x into the strided run y with scale and zero
+ * point ch: gathered into a stack buffer when x is strided, converted as a block, scattered
+ * when y is. */
+enum { RUN = 256 };
+static void convert_run(const struct qdq_state *s, int32_t xt, const char *x, int64_t xstride, int32_t yt, char *y,
+                        int64_t ystride, int64_t m, int64_t ch)
+{
+    const size_t is = qcal_dtype_size(xt), os = qcal_dtype_size(yt);
+    _Alignas(64) char in[RUN * sizeof(float)], out[RUN * sizeof(float)];
+    const char *src = x;
+    char *dst = ystride == 1 ? y : out;
+    if (xstride != 1) {
+        for (int64_t w = 0; w < m; w++) memcpy(in + (size_t)w * is, x + (size_t)(w * xstride) * is, is);
+        src = in;
+    }
+    if (s->op == QCAL_OP_QUANTIZE_LINEAR) quantize_tensor(s, (const float *)src, m, s->scale[ch], s->zero_point[ch], yt, dst);
+    else dequantize_tensor(src, xt, m, s->scale[ch], s->zero_point[ch], (float *)dst);
+    if (ystride != 1 && os == 1)
+        for (int64_t w = 0; w < m; w++) y[w * ystride] = out[w];
+    else if (ystride != 1)
+        for (int64_t w = 0; w < m; w++) memcpy(y + (size_t)(w * ystride) * os, out + (size_t)w * os, os);
+}
+
 /* A 4-D tensor from one layout into the other (the graph input quantized straight into the
- * NHWC codes the first QLinearConv reads): row by row, each channel's run of W values
- * gathered, converted as a block and scattered. */
-static enum qcal_status qdq_relayout(const struct qdq_state *s, const struct qcal_op_args *a)
+ * NHWC codes the first QLinearConv reads): row by row, channel by channel, in runs. */
+static void qdq_relayout(const struct qdq_state *s, const struct qcal_op_args *a)
 {
     const struct qcal_tensor *x = a->in[0], *y = a->out[0];
     const int64_t C = x->dims[1], H = x->dims[2], W = x->dims[3], rows = x->dims[0] * H;
@@ -292,55 +314,30 @@ static enum qcal_status qdq_relayout(const struct qdq_state *s, const struct qca
     float scale4[4];
     int32_t zp4[4];
     for (int c = 0; c < 4; c++) scale4[c] = s->scale[0], zp4[c] = s->zero_point[0];
-    bool failed = false;
-#pragma omp parallel num_threads(threads) if (threads > 1 && rows > 1)
-    {
-        char *in = malloc((in_size + out_size) * (size_t)W);
-        char *out = in ? in + in_size * (size_t)W : NULL;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-            if (!in) continue;
-            const int64_t n = r / H, h = r % H;
-            if (interleave) {
-                const float *planes[4];
-                for (int64_t c = 0; c < C; c++)
-                    planes[c] = (const float *)x->data + n * xs[0] + c * xs[1] + h * xs[2];
-                quantize_interleave(planes, (int)C, W, s->axis == 1 ? s->scale : scale4, s->axis == 1 ? s->zero_point : zp4,
-                                    y->dtype == QCAL_U8, (uint8_t *)y->data + n * ys[0] + h * ys[2]);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t n = r / H, h = r % H;
+        if (interleave) {
+            const float *planes[4];
+            for (int64_t c = 0; c < C; c++) planes[c] = (const float *)x->data + n * xs[0] + c * xs[1] + h * xs[2];
+            quantize_interleave(planes, (int)C, W, s->axis == 1 ? s->scale : scale4, s->axis == 1 ? s->zero_point : zp4,
+                                y->dtype == QCAL_U8, (uint8_t *)y->data + n * ys[0] + h * ys[2]);
+            continue;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            const char *xp = (const char *)x->data + (size_t)(n * xs[0] + c * xs[1] + h * xs[2]) * in_size;
+            char *yp = (char *)y->data + (size_t)(n * ys[0] + c * ys[1] + h * ys[2]) * out_size;
+            if (s->axis == 3) { /* a scale per column: element by element */
+                for (int64_t w = 0; w < W; w++)
+                    convert_one(s, x->dtype, xp + w * xs[3] * in_size, y->dtype, yp + w * ys[3] * out_size, w);
                 continue;
             }
-            for (int64_t c = 0; c < C; c++) {
-                const char *xp = (const char *)x->data + (size_t)(n * xs[0] + c * xs[1] + h * xs[2]) * in_size;
-                char *yp = (char *)y->data + (size_t)(n * ys[0] + c * ys[1] + h * ys[2]) * out_size;
-                if (s->axis == 3) { /* a scale per column: element by element */
-                    for (int64_t w = 0; w < W; w++)
-                        convert_one(s, x->dtype, xp + w * xs[3] * in_size, y->dtype, yp + w * ys[3] * out_size, w);
-                    continue;
-                }
-                const int64_t ch = s->axis < 0 ? 0 : s->axis == 0 ? n : s->axis == 1 ? c : h;
-                const char *src = xp;
-                char *dst = ys[3] == 1 ? yp : out;
-                if (xs[3] != 1) {
-                    for (int64_t w = 0; w < W; w++) memcpy(in + w * in_size, xp + w * xs[3] * in_size, in_size);
-                    src = in;
-                }
-                if (s->op == QCAL_OP_QUANTIZE_LINEAR)
-                    quantize_tensor(s, (const float *)src, W, s->scale[ch], s->zero_point[ch], y->dtype, dst);
-                else
-                    dequantize_tensor(src, x->dtype, W, s->scale[ch], s->zero_point[ch], (float *)dst);
-                if (ys[3] != 1 && out_size == 1)
-                    for (int64_t w = 0; w < W; w++) yp[w * ys[3]] = out[w];
-                else if (ys[3] != 1)
-                    for (int64_t w = 0; w < W; w++) memcpy(yp + w * ys[3] * out_size, out + w * out_size, out_size);
-            }
+            const int64_t ch = s->axis < 0 ? 0 : s->axis == 0 ? n : s->axis == 1 ? c : h;
+            for (int64_t w = 0; w < W; w += RUN)
+                convert_run(s, x->dtype, xp + (size_t)(w * xs[3]) * in_size, xs[3], y->dtype,
+                            yp + (size_t)(w * ys[3]) * out_size, ys[3], W - w < RUN ? W - w : RUN, ch);
         }
-        if (!in) {
-#pragma omp atomic write
-            failed = true;
-        }
-        free(in);
     }
-    return failed ? QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory") : QCAL_OK;
 }
 
 static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
@@ -350,7 +347,10 @@ static enum qcal_status qdq_run(const void *state, const struct qcal_op_args *a)
     struct qcal_tensor *y = a->out[0];
     const int64_t count = qcal_tensor_numel(x);
     const size_t in_size = qcal_dtype_size(x->dtype), out_size = qcal_dtype_size(y->dtype);
-    if (x->ndim == 4 && op_in_layout(a, 0) != op_out_layout(a, 0)) return qdq_relayout(s, a);
+    if (x->ndim == 4 && op_in_layout(a, 0) != op_out_layout(a, 0)) {
+        qdq_relayout(s, a);
+        return QCAL_OK;
+    }
     int64_t stride = count, channels = 1;
     if (s->axis >= 0) {
         int64_t st[QCAL_MAX_DIMS] = {0};
