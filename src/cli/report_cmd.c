@@ -131,6 +131,20 @@ static const char *const summary_keys[] = {"images", "top1_agreement", "labelled
 static const char *const accuracy_keys[] = {"parent_top1", "optimized_top1", "top1_drop", "parent_top5",
                                             "optimized_top5"};
 
+/* The attributes `keys` of obj that the report has, as one JSON object. */
+static void json_attrs(struct qcal_h5 *f, const char *obj, const char *const *keys, size_t n)
+{
+    double v;
+    putchar('{');
+    for (size_t k = 0, first = 1; k < n; k++)
+        if (optional_attr(f, obj, keys[k], &v)) {
+            printf("%s\"%s\": ", first ? "" : ", ", keys[k]);
+            json_number(v);
+            first = 0;
+        }
+    putchar('}');
+}
+
 int cli_report(int argc, char **argv)
 {
     enum { O_SORT = 1000, O_DIFF, O_TOP, O_CSV, O_JSON };
@@ -228,21 +242,11 @@ int cli_report(int argc, char **argv)
         json_string(parent);
         printf(", \"optimized_model\": ");
         json_string(optimized);
-        printf(", \"summary\": {");
-        for (size_t k = 0, first = 1; k < sizeof summary_keys / sizeof *summary_keys; k++)
-            if (optional_attr(f, "/summary", summary_keys[k], &v)) {
-                printf("%s\"%s\": ", first ? "" : ", ", summary_keys[k]);
-                json_number(v);
-                first = 0;
-            }
-        printf("}, \"accuracy\": {");
-        for (size_t k = 0, first = 1; k < sizeof accuracy_keys / sizeof *accuracy_keys; k++)
-            if (optional_attr(f, "/accuracy", accuracy_keys[k], &v)) {
-                printf("%s\"%s\": ", first ? "" : ", ", accuracy_keys[k]);
-                json_number(v);
-                first = 0;
-            }
-        printf("}, \"images\": [");
+        printf(", \"summary\": ");
+        json_attrs(f, "/summary", summary_keys, sizeof summary_keys / sizeof *summary_keys);
+        printf(", \"accuracy\": ");
+        json_attrs(f, "/accuracy", accuracy_keys, sizeof accuracy_keys / sizeof *accuracy_keys);
+        printf(", \"images\": [");
         for (int64_t k = 0; k < n; k++) {
             printf("%s{", k ? ", " : "");
             for (int c = 0; c < t.cols; c++) {

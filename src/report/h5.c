@@ -130,6 +130,17 @@ static hid_t file_type(int dtype) /* little-endian on disk, whatever the host */
     }
 }
 
+/* A fixed-length NUL-terminated UTF-8 string type of `size` bytes (the caller closes it). */
+static hid_t utf8_string(size_t size)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0) return t;
+    H5Tset_size(t, size);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
 static enum qcal_status write_raw(struct qcal_h5 *f, const char *path, hid_t ftype, hid_t mtype, int ndim,
                                   const int64_t *dims, const void *data)
 {
@@ -158,10 +169,7 @@ enum qcal_status qcal_h5_write_strings(struct qcal_h5 *f, const char *path, int 
     char *buf = calloc((size_t)n + 1, len);
     if (!buf) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * len, s[i], strlen(s[i]));
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, len);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t t = utf8_string(len);
     enum qcal_status st = write_raw(f, path, t, t, 1, (int64_t[]){n}, buf);
     H5Tclose(t);
     free(buf);
@@ -178,8 +186,7 @@ enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_
     enum qcal_status st = QCAL_OK;
     for (int c = 0; c < n_cols && mt >= 0; c++) {
         const bool str = cols[c].dtype == QCAL_H5_STRING;
-        hid_t m = str ? H5Tcopy(H5T_C_S1) : mem_type(cols[c].dtype);
-        if (str) H5Tset_size(m, cols[c].size), H5Tset_strpad(m, H5T_STR_NULLTERM), H5Tset_cset(m, H5T_CSET_UTF8);
+        hid_t m = str ? utf8_string(cols[c].size) : mem_type(cols[c].dtype);
         if (m < 0 || H5Tinsert(mt, cols[c].name, cols[c].offset, m) < 0)
             st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: %s: column %s", f->path, path, cols[c].name);
         file_size += str ? cols[c].size : H5Tget_size(file_type(cols[c].dtype));
@@ -189,8 +196,7 @@ enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_
     if (st == QCAL_OK && (ft = H5Tcreate(H5T_COMPOUND, file_size)) < 0) st = QCAL_ERR(QCAL_IO_ERROR, "%s: HDF5", f->path);
     for (int c = 0, off = 0; st == QCAL_OK && c < n_cols; c++) {
         const bool str = cols[c].dtype == QCAL_H5_STRING;
-        hid_t t = str ? H5Tcopy(H5T_C_S1) : file_type(cols[c].dtype);
-        if (str) H5Tset_size(t, cols[c].size), H5Tset_strpad(t, H5T_STR_NULLTERM), H5Tset_cset(t, H5T_CSET_UTF8);
+        hid_t t = str ? utf8_string(cols[c].size) : file_type(cols[c].dtype);
         if (H5Tinsert(ft, cols[c].name, (size_t)off, t) < 0) st = QCAL_ERR(QCAL_IO_ERROR, "%s: HDF5", f->path);
         off += (int)H5Tget_size(t);
         if (str) H5Tclose(t);
@@ -224,9 +230,7 @@ static enum qcal_status write_attr(struct qcal_h5 *f, const char *obj, const cha
 
 enum qcal_status qcal_h5_attr_string(struct qcal_h5 *f, const char *obj, const char *name, const char *value)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(value) + 1);
-    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t t = utf8_string(strlen(value) + 1);
     enum qcal_status st = write_attr(f, obj, name, t, value);
     H5Tclose(t);
     return st;
@@ -361,10 +365,7 @@ enum qcal_status qcal_h5_read_column_strings(struct qcal_h5 *f, const char *path
                                              int64_t *rows)
 {
     enum { LEN = 1024 };
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, LEN);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t t = utf8_string(LEN);
     char *buf = NULL;
     enum qcal_status st = read_member(f, path, column, t, LEN, (void **)&buf, rows);
     H5Tclose(t);
