@@ -226,12 +226,8 @@ def main():
                        capture_output=True, text=True)
     check("qcal infer dumps the inputs", r.returncode == 0, r.stderr[-300:])
     xs = [os.path.join(dump, os.path.basename(n) + ".input.npy") for n in names]  # line names are unique
-    parent, opt = [], []
-    for i, x in enumerate(xs):
-        for m, acc in ((model, parent), (int8, opt)):
-            y = os.path.join(a.work, f"raw_{len(acc)}_{'p' if m == model else 'o'}.npy")
-            r = subprocess.run([a.qcal, "infer", m, "--raw-input", x, "--output", y], capture_output=True, text=True)
-            acc.append(np.load(y) if r.returncode == 0 else None)
+    parent = raw_outputs(a.qcal, a.work, model, xs, "cls_p")
+    opt = raw_outputs(a.qcal, a.work, int8, xs, "cls_o")
     check("qcal runs both models on every image", all(p is not None for p in parent + opt))
     pc = np.array([int(np.argmax(p)) for p in parent])
     oc = np.array([int(np.argmax(o)) for o in opt])

@@ -116,13 +116,9 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
                                  double *seconds, int infer_stage, struct progress *pg)
 {
     const int64_t n = end - begin;
-    enum qcal_status *status = calloc((size_t)n + 1, sizeof *status);
-    char **errors = calloc((size_t)n + 1, sizeof *errors);
-    enum qcal_status st = QCAL_OK;
-    if (!status || !errors) {
-        free(status), free(errors);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
+    enum qcal_status *status;
+    char **errors;
+    if (cli_image_outcome_new(n, &status, &errors) != QCAL_OK) return QCAL_OUT_OF_MEMORY;
     int failed = 0;
     int64_t done = 0;
     double decode = 0, infer = 0, observe = 0;
@@ -141,7 +137,7 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
 #pragma omp atomic read
             stop = failed;
             if (stop || tst != QCAL_OK) {
-                status[k] = tst != QCAL_OK ? tst : QCAL_STATUS_COUNT;
+                status[k] = tst != QCAL_OK ? tst : CLI_NOT_RUN;
                 continue;
             }
             const char *path = ds->paths[begin + k];
@@ -169,7 +165,7 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
 #pragma omp atomic write
                     failed = 1;
                 }
-                if (bad && skip_bad) status[k] = QCAL_STATUS_COUNT + 1; /* skipped */
+                if (bad && skip_bad) status[k] = CLI_SKIPPED;
             }
             int64_t d;
 #pragma omp atomic capture
@@ -183,23 +179,7 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
         qcal_exec_destroy(ex);
         qcal_free(x.data);
     }
-    int64_t ok = 0;
-    for (int64_t k = 0; k < n; k++) { /* the first failure in image order: one deterministic line */
-        if (status[k] == QCAL_OK) {
-            ok++;
-            continue;
-        }
-        if (status[k] == QCAL_STATUS_COUNT) continue;
-        if (status[k] == QCAL_STATUS_COUNT + 1) {
-            if (errors[k]) QCAL_LOGW("skipped: %s", errors[k]);
-            continue;
-        }
-        if (st == QCAL_OK) st = QCAL_ERR(status[k], "%s", errors[k] ? errors[k] : qcal_status_str(status[k]));
-    }
-    for (int64_t k = 0; k < n; k++) free(errors[k]);
-    free(errors);
-    free(status);
-    *observed = ok;
+    const enum qcal_status st = cli_image_outcome(n, status, errors, observed);
     seconds[STAGE_DECODE] += decode;
     seconds[infer_stage] += infer - observe;
     seconds[infer_stage + 1] += observe; /* its observers stage */

@@ -48,6 +48,15 @@ struct cli_image_geometry {
  * decoding time to *decode_seconds when not NULL. */
 enum qcal_status cli_image_tensor(const struct qcal_job *job, const struct cli_image_input *in, const char *path,
                                   struct qcal_tensor *x, struct cli_image_geometry *geo, double *decode_seconds);
+/* The outcome of one image of a pass run over OpenMP threads: a status, or one of these. */
+#define CLI_NOT_RUN QCAL_STATUS_COUNT       /* another image failed first */
+#define CLI_SKIPPED (QCAL_STATUS_COUNT + 1) /* a bad image the dataset skips (errors[k] says why) */
+/* The first failure of images [0, n) in image order (one deterministic line, whatever the
+ * threads did first); warns about skipped images; *ok_out (if not NULL) the images that ran.
+ * Frees status, errors and each message. */
+enum qcal_status cli_image_outcome(int64_t n, enum qcal_status *status, char **errors, int64_t *ok_out);
+/* The zeroed status and message arrays for such a pass (with a message when out of memory). */
+enum qcal_status cli_image_outcome_new(int64_t n, enum qcal_status **status, char ***errors);
 /* MPI commands: errors are held back (cli_hold_errors) until the next agreement point
  * (cli_agree), where only the lowest failing rank prints its message; returns the agreed
  * status. Collective. */

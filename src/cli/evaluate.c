@@ -81,14 +81,16 @@ struct setup {
     int n_out;           /* outputs compared as tensors */
     int64_t classes;     /* classification: scores per image; segmentation: class maps' classes */
     int64_t plane;       /* segmentation: H x W */
+    size_t dist_at;      /* where the output distances start in a record */
     size_t record;       /* bytes per image */
 };
 
+/* A record: the image_row, the segmentation counts (intersections then unions, per class),
+ * the output distances at s->dist_at. */
 static int64_t *seg_counts(char *rec) { return (int64_t *)(rec + sizeof(struct image_row)); }
 static struct qcal_tensor_distance *distances(const struct setup *s, char *rec)
 {
-    return (struct qcal_tensor_distance *)(rec + sizeof(struct image_row) +
-                                           (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * (size_t)s->classes * 8 : 0));
+    return (struct qcal_tensor_distance *)(rec + s->dist_at);
 }
 
 static void image_name(const char *path, const char *root, char *out)
@@ -152,12 +154,9 @@ static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *c
 static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t end, char *recs)
 {
     const int64_t n = end - begin;
-    enum qcal_status *status = calloc((size_t)n + 1, sizeof *status);
-    char **errors = calloc((size_t)n + 1, sizeof *errors);
-    if (!status || !errors) {
-        free(status), free(errors);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
+    enum qcal_status *status;
+    char **errors;
+    if (cli_image_outcome_new(n, &status, &errors) != QCAL_OK) return QCAL_OUT_OF_MEMORY;
     int failed = 0;
 #pragma omp parallel
     {
@@ -173,7 +172,7 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
 #pragma omp atomic read
             stop = failed;
             if (stop || tst != QCAL_OK) {
-                status[k] = tst != QCAL_OK ? tst : QCAL_STATUS_COUNT;
+                status[k] = tst != QCAL_OK ? tst : CLI_NOT_RUN;
                 continue;
             }
             char err[1024] = "";
@@ -196,14 +195,7 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
         qcal_free(x.data);
         free(maps);
     }
-    enum qcal_status st = QCAL_OK;
-    for (int64_t k = 0; k < n && st == QCAL_OK; k++)
-        if (status[k] != QCAL_OK && status[k] != QCAL_STATUS_COUNT)
-            st = QCAL_ERR(status[k], "%s", errors[k] ? errors[k] : qcal_status_str(status[k]));
-    for (int64_t k = 0; k < n; k++) free(errors[k]);
-    free(errors);
-    free(status);
-    return st;
+    return cli_image_outcome(n, status, errors, NULL);
 }
 
 /* The adapter's view of the outputs; both models must have the same outputs. */
@@ -249,29 +241,11 @@ static enum qcal_status describe(struct setup *s, const struct qcal_graph *g0, c
     } else {
         s->kind = QCAL_ADAPTER_TENSOR; /* detection compares the raw outputs for now */
     }
-    s->record = sizeof(struct image_row) + (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * (size_t)s->classes * 8 : 0) +
-                sizeof(struct qcal_tensor_distance) * (size_t)s->n_out;
+    s->dist_at = sizeof(struct image_row) +
+                 (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * sizeof(int64_t) * (size_t)s->classes : 0);
+    s->record = s->dist_at + sizeof(struct qcal_tensor_distance) * (size_t)s->n_out;
     s->record = (s->record + 7) / 8 * 8;
     return QCAL_OK;
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    for (size_t got; b && (got = fread(b + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) free(b);
-            b = nb;
-        }
-    }
-    fclose(f);
-    if (b) b[n] = '\0';
-    return b;
 }
 
 static void iso_time(time_t t, char *buf, size_t cap)
@@ -324,14 +298,12 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
         strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 2);
         if (i + 1 < argc) strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
     }
-    char *job_text = read_text(s->job->path);
     st = qcal_h5_attr_string(f, "/provenance", "qcal_version", QCAL_VERSION);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "job_file", s->job->path);
-    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "job_text", job_text ? job_text : "");
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "job_text", s->job->text ? s->job->text : "");
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "parent_model", s->job->model);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "optimized_model", opt_path);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "adapter", kind);
-    free(job_text);
     /* what differs from run to run, apart from the results */
     char host[256] = "";
     gethostname(host, sizeof host - 1);

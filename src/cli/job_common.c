@@ -1,5 +1,6 @@
 /* What the job subcommands share: the job's model prepared with its input shapes, and one
  * image decoded and preprocessed into the model's input tensor. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -106,4 +107,36 @@ enum qcal_status cli_agree(enum qcal_status st)
     }
     cli_hold_errors();
     return all;
+}
+
+enum qcal_status cli_image_outcome(int64_t n, enum qcal_status *status, char **errors, int64_t *ok_out)
+{
+    enum qcal_status st = QCAL_OK;
+    int64_t ok = 0;
+    for (int64_t k = 0; k < n; k++) {
+        if (status[k] == QCAL_OK) {
+            ok++;
+            continue;
+        }
+        if (status[k] == CLI_NOT_RUN) continue;
+        if (status[k] == CLI_SKIPPED) {
+            if (errors[k]) QCAL_LOGW("skipped: %s", errors[k]);
+            continue;
+        }
+        if (st == QCAL_OK) st = QCAL_ERR(status[k], "%s", errors[k] ? errors[k] : qcal_status_str(status[k]));
+    }
+    for (int64_t k = 0; k < n; k++) free(errors[k]);
+    free(errors);
+    free(status);
+    if (ok_out) *ok_out = ok;
+    return st;
+}
+
+enum qcal_status cli_image_outcome_new(int64_t n, enum qcal_status **status, char ***errors)
+{
+    *status = calloc((size_t)n + 1, sizeof **status);
+    *errors = calloc((size_t)n + 1, sizeof **errors);
+    if (*status && *errors) return QCAL_OK;
+    free(*status), free(*errors);
+    return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
 }
