@@ -102,4 +102,34 @@ void qcal_tensor_distance(const float *parent, const float *optimized, int64_t n
 void qcal_argmax_map(const float *scores, int64_t classes, int64_t plane, int32_t *map);
 double qcal_map_iou(const int32_t *a, const int32_t *b, int64_t plane, int64_t classes, int64_t *inter, int64_t *uni);
 
+/* ---- Detection metrics (eval/metrics.c) ---- */
+
+/* What a detection became when matched to reference objects (ground truth, or the parent
+ * model's detections). */
+enum { QCAL_MATCH_FP = 0, QCAL_MATCH_TP = 1, QCAL_MATCH_IGNORED = 2 };
+
+/* COCO's matching of one image and class: nd detections in score order (best first) against
+ * ng reference objects, the ignored ones (crowds) last; iou[d * ng + g] (for a crowd: the
+ * intersection over the detection's area). Each detection in turn takes the not yet matched
+ * object (crowds: any) of the largest IoU >= thr, a later object winning a tie, and never
+ * trades a counted object for an ignored one; a detection matched to an ignored object is
+ * IGNORED. ignore/crowd may be NULL (none); matched: ng bytes of scratch. */
+void qcal_match_coco(const float *iou, int nd, int ng, const uint8_t *ignore, const uint8_t *crowd, float thr,
+                     uint8_t *matched, uint8_t *state);
+/* Pascal VOC's (devkit) matching: each detection in score order takes the object of the
+ * largest IoU (the first of equals); IoU > thr: TP if that object is not difficult and not yet
+ * taken, FP if taken, IGNORED if difficult; else FP. */
+void qcal_match_voc(const float *iou, int nd, int ng, const uint8_t *difficult, float thr, uint8_t *matched,
+                    uint8_t *state);
+
+enum qcal_ap_method {
+    QCAL_AP_VOC11,      /* VOC2007: mean of the best precision at recall >= 0, 0.1 .. 1 */
+    QCAL_AP_ALL_POINTS, /* VOC2010+: area under the precision envelope */
+    QCAL_AP_COCO101,    /* COCO: mean of the envelope at recall 0, 0.01 .. 1 */
+};
+/* Average precision of n detections of one class pooled over images (score, state from a
+ * matching) against n_ref counted reference objects: ranked by score, ties in input order;
+ * IGNORED detections dropped. NAN when n_ref is 0 (the class is left out of means). */
+double qcal_average_precision(const float *score, const uint8_t *state, int64_t n, int64_t n_ref, int method);
+
 #endif

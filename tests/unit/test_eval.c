@@ -1,4 +1,5 @@
 /* eval: detection adapters on hand-made outputs whose answers are worked out by hand. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +193,64 @@ static void test_map_iou(void)
     CHECK_NEAR(qcal_map_iou(a, b, 3, 3, inter, uni), 1.0, 1e-12);
 }
 
+/* Detections: TP at 0.9, FP 0.8, TP 0.7, FP 0.6, TP 0.5 against 3 objects. Precision 1, 1/2,
+ * 2/3, 1/2, 3/5 at recall 1/3, 1/3, 2/3, 2/3, 1; its envelope 1, 2/3, 2/3, 3/5, 3/5. */
+static void test_average_precision(void)
+{
+    float score[] = {0.6f, 0.9f, 0.75f, 0.7f, 0.5f, 0.8f};
+    uint8_t state[] = {QCAL_MATCH_FP, QCAL_MATCH_TP, QCAL_MATCH_IGNORED, QCAL_MATCH_TP, QCAL_MATCH_TP,
+                       QCAL_MATCH_FP}; /* out of order, one ignored: the same ranking */
+    /* all points: 1/3 (1 + 2/3 + 3/5) */
+    CHECK_NEAR(qcal_average_precision(score, state, 6, 3, QCAL_AP_ALL_POINTS), (1 + 2.0 / 3 + 0.6) / 3, 1e-12);
+    /* 11 points: recall >= 0 .. 0.3 -> 1 (4), 0.4 .. 0.6 -> 2/3 (3), 0.7 .. 1 -> 3/5 (4) */
+    CHECK_NEAR(qcal_average_precision(score, state, 6, 3, QCAL_AP_VOC11), (4 + 3 * 2.0 / 3 + 4 * 0.6) / 11, 1e-12);
+    /* 101 points: 0 .. 0.33 -> 1 (34), 0.34 .. 0.66 -> 2/3 (33), 0.67 .. 1 -> 3/5 (34) */
+    CHECK_NEAR(qcal_average_precision(score, state, 6, 3, QCAL_AP_COCO101), (34 + 33 * 2.0 / 3 + 34 * 0.6) / 101,
+               1e-12);
+    CHECK(isnan(qcal_average_precision(score, state, 6, 0, QCAL_AP_COCO101))); /* no objects: left out */
+    CHECK_NEAR(qcal_average_precision(score, state, 0, 2, QCAL_AP_ALL_POINTS), 0.0, 0); /* nothing found */
+    /* half the objects found with perfect precision */
+    uint8_t tp[] = {QCAL_MATCH_TP};
+    CHECK_NEAR(qcal_average_precision(score, tp, 1, 2, QCAL_AP_ALL_POINTS), 0.5, 1e-12);
+    CHECK_NEAR(qcal_average_precision(score, tp, 1, 2, QCAL_AP_VOC11), 6.0 / 11, 1e-12);
+    CHECK_NEAR(qcal_average_precision(score, tp, 1, 2, QCAL_AP_COCO101), 51.0 / 101, 1e-12);
+}
+
+static void test_matching(void)
+{
+    uint8_t matched[4], state[4];
+    /* COCO: object 0 counted, object 1 a crowd (ignored, last) */
+    const float iou[] = {0.6f, 0.9f,  /* takes object 0: never traded for the crowd */
+                         0.8f, 0.7f,  /* object 0 taken: the crowd (matchable again) -> ignored */
+                         0.8f, 0.3f,  /* nothing left >= 0.5: FP */
+                         0.4f, 0.55f}; /* the crowd again -> ignored */
+    const uint8_t ignore[] = {0, 1}, crowd[] = {0, 1};
+    qcal_match_coco(iou, 4, 2, ignore, crowd, 0.5f, matched, state);
+    CHECK_EQ_INT(state[0], QCAL_MATCH_TP);
+    CHECK_EQ_INT(state[1], QCAL_MATCH_IGNORED);
+    CHECK_EQ_INT(state[2], QCAL_MATCH_FP);
+    CHECK_EQ_INT(state[3], QCAL_MATCH_IGNORED);
+    /* a tie goes to the later object; a higher threshold turns the match into FP */
+    const float tie[] = {0.7f, 0.7f, 0.7f, 0.7f};
+    qcal_match_coco(tie, 2, 2, NULL, NULL, 0.5f, matched, state);
+    CHECK_EQ_INT(state[0], QCAL_MATCH_TP);
+    CHECK_EQ_INT(matched[1], 1);
+    CHECK_EQ_INT(state[1], QCAL_MATCH_TP); /* then object 0 */
+    qcal_match_coco(tie, 2, 2, NULL, NULL, 0.75f, matched, state);
+    CHECK_EQ_INT(state[0], QCAL_MATCH_FP);
+    /* VOC: the largest IoU decides, even when that object is taken */
+    const float v[] = {0.7f, 0.6f,  /* object 0: TP */
+                       0.8f, 0.55f, /* object 0 again: FP although object 1 is free */
+                       0.2f, 0.6f,  /* object 1 is difficult: ignored */
+                       0.5f, 0.1f}; /* not above 0.5: FP */
+    const uint8_t difficult[] = {0, 1};
+    qcal_match_voc(v, 4, 2, difficult, 0.5f, matched, state);
+    CHECK_EQ_INT(state[0], QCAL_MATCH_TP);
+    CHECK_EQ_INT(state[1], QCAL_MATCH_FP);
+    CHECK_EQ_INT(state[2], QCAL_MATCH_IGNORED);
+    CHECK_EQ_INT(state[3], QCAL_MATCH_FP);
+}
+
 int main(void)
 {
     qcal_log_set_level(QCAL_LOG_QUIET);
@@ -202,5 +261,7 @@ int main(void)
     test_compare_classification();
     test_tensor_distance();
     test_map_iou();
+    test_average_precision();
+    test_matching();
     return check_report();
 }
