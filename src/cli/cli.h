@@ -62,6 +62,25 @@ enum qcal_status cli_image_outcome_new(int64_t n, enum qcal_status **status, cha
  * status. Collective. */
 void cli_hold_errors(void);
 enum qcal_status cli_agree(enum qcal_status st);
+/* A point of the model input in the image file's pixels (undoes the preprocessing and a
+ * JPEG's scaled decoding). */
+void cli_point_to_file(const struct qcal_job *job, const struct cli_image_geometry *geo, float *x, float *y);
+/* A labels file: one class name per line (path NULL: none, n = 0). */
+struct cli_labels {
+    int n;
+    char **name;
+};
+enum qcal_status cli_labels_load(const char *path, struct cli_labels *l);
+void cli_labels_free(struct cli_labels *l);
+struct qcal_exec;
+struct qcal_detections;
+/* The index of the output called name (NULL: 0), -1 when there is none. */
+int cli_output_index(const struct qcal_exec *ex, const char *name);
+/* The job's detection adapter (ssd, yolo, instance_segmentation) on an execution's outputs:
+ * at most max_det detections in model input pixels (in_w x in_h), best first, and for
+ * instance segmentation their masks (d->n x in_h x in_w bytes, malloc'd; else NULL). */
+enum qcal_status cli_detect(const struct qcal_job *job, const struct qcal_exec *ex, int in_w, int in_h, int max_det,
+                            struct qcal_detections *d, uint8_t **masks);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
 /* `qcal report REPORT.h5`: an evaluation report in the terminal, as CSV or JSON. */

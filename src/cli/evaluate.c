@@ -56,7 +56,21 @@ struct image_row {
     double parent_conf, optimized_conf, optimized_conf_parent;
     int32_t parent_top5, optimized_top5; /* label among the top 5 */
     double mean_iou;                     /* segmentation: optimized vs parent class maps */
+    int32_t n_optimized, n_parent;       /* detection: A and B */
+    int32_t matches;                     /* same class, IoU >= 0.5, greedy by score */
 };
+
+/* One detection in a record. */
+struct det_rec {
+    float x0, y0, x1, y1;       /* the image file's pixels */
+    float score;
+    int32_t cls;                /* the model's class */
+    uint8_t vs_parent;          /* optimized: QCAL_MATCH_TP/FP against the parent's detections */
+    uint8_t voc;                /* against the annotations: Pascal VOC's rule, IoU > 0.5 */
+    uint16_t box_tp, box_ign;   /* bit t: COCO's rule at IoU >= 0.5 + 0.05 t: TP / ignored */
+    uint16_t mask_tp, mask_ign; /* the same with mask IoU (instance segmentation) */
+};
+enum { COCO_T = 10 };
 
 struct distance_row {
     int64_t image;
@@ -81,8 +95,17 @@ struct setup {
     int n_out;           /* outputs compared as tensors */
     int64_t classes;     /* classification: scores per image; segmentation: class maps' classes */
     int64_t plane;       /* segmentation: H x W */
+    int in_w, in_h;      /* the model input's size */
+    int n_labels;        /* the adapter's labels file */
     size_t dist_at;      /* where the output distances start in a record */
     size_t record;       /* bytes per image */
+    /* detection and instance segmentation */
+    int max_det;         /* detections kept per image */
+    int64_t det_classes; /* the model's classes */
+    const int32_t *to_model; /* dataset class -> model class (-1: the model has none) */
+    bool boxes;          /* the dataset has boxes */
+    bool segms;          /* ... and instance masks (instance segmentation) */
+    size_t det_at, gt_at; /* det_rec[2][max_det] (parent, optimized), int32 objects per class */
 };
 
 /* A record: the image_row, the segmentation counts (intersections then unions, per class),
@@ -91,6 +114,17 @@ static int64_t *seg_counts(char *rec) { return (int64_t *)(rec + sizeof(struct i
 static struct qcal_tensor_distance *distances(const struct setup *s, char *rec)
 {
     return (struct qcal_tensor_distance *)(rec + s->dist_at);
+}
+
+static struct det_rec *det_recs(const struct setup *s, char *rec, int m)
+{
+    return (struct det_rec *)(rec + s->det_at) + (size_t)m * s->max_det;
+}
+static int32_t *gt_counts(const struct setup *s, char *rec) { return (int32_t *)(rec + s->gt_at); }
+
+static bool is_detection(int kind)
+{
+    return kind == QCAL_ADAPTER_SSD || kind == QCAL_ADAPTER_YOLO || kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION;
 }
 
 static void image_name(const char *path, const char *root, char *out)
@@ -113,9 +147,291 @@ static void class_map(const struct qcal_tensor *t, int64_t plane, int32_t *map)
     for (int64_t i = 0; i < plane; i++) map[i] = d[i] > 0.5f;
 }
 
+/* ---- detection and instance segmentation: one image ---- */
+
+/* IoU of two boxes [x0, y0, x1, y1]; against a crowd, the intersection over a's area. */
+static float box_overlap(const float *a, const float *b, bool crowd)
+{
+    float iw = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), ih = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+    if (iw <= 0 || ih <= 0) return 0;
+    float inter = iw * ih, area_a = (a[2] - a[0]) * (a[3] - a[1]);
+    float uni = crowd ? area_a : area_a + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    return uni > 0 ? inter / uni : 0;
+}
+
+/* Intersection over union of instance masks i and j (model input pixels, n_px each, cropped
+ * to their boxes), counting only inside the boxes' overlap. */
+static float mask_overlap(const uint8_t *mi, const uint8_t *mj, const struct qcal_detection *bi,
+                          const struct qcal_detection *bj, int64_t area_i, int64_t area_j, int w, int h)
+{
+    int x0 = (int)fmaxf(0, floorf(fmaxf(bi->x0, bj->x0))), y0 = (int)fmaxf(0, floorf(fmaxf(bi->y0, bj->y0)));
+    int x1 = (int)fminf((float)w, ceilf(fminf(bi->x1, bj->x1))), y1 = (int)fminf((float)h, ceilf(fminf(bi->y1, bj->y1)));
+    int64_t inter = 0;
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) inter += mi[(size_t)y * w + x] & mj[(size_t)y * w + x];
+    int64_t uni = area_i + area_j - inter;
+    return uni > 0 ? (float)inter / (float)uni : 0;
+}
+
+/* An image's annotated objects of model class c, counted ones first (COCO's order). */
+static int class_objects(const struct setup *s, int64_t k, int32_t c, int *idx)
+{
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int64_t o = s->ds->obj_begin[k]; o < s->ds->obj_begin[k + 1]; o++) {
+            const struct qcal_object *ob = &s->ds->objects[o];
+            const bool ignored = ob->crowd || ob->difficult;
+            if (ob->cls >= 0 && ob->cls < s->ds->n_classes && s->to_model[ob->cls] == c && ignored == (pass == 1))
+                idx[n++] = (int)(o - s->ds->obj_begin[k]);
+        }
+    return n;
+}
+
+/* Per image scratch for matching against the annotations. */
+struct det_work {
+    float *iou;            /* max_det x objects */
+    uint8_t *state, *matched, *ignore, *crowd;
+    int *det, *obj;        /* indices of one class's detections and objects */
+    uint8_t **gt_mask;     /* the image's objects drawn at their annotation size (instance segmentation) */
+    int64_t *area;         /* detections' mask areas */
+};
+
+/* Detection i's mask at the annotation's size (W x H), counted against each object of the
+ * class in obj[0..ng): intersections into inter[], its area returned. The annotation grid's
+ * pixel centres are mapped into the model input (an affine map per axis). */
+static int64_t file_mask_overlaps(const struct setup *s, const struct cli_image_geometry *geo, const uint8_t *mask,
+                                  const struct det_rec *r, uint8_t *const *gt, const int *obj, int ng, int W, int H,
+                                  int64_t *inter)
+{
+    const int w = s->in_w, h = s->in_h;
+    float ox = 0, oy = 0, ux = 1, uy = 1;
+    cli_point_to_file(s->job, geo, &ox, &oy);
+    cli_point_to_file(s->job, geo, &ux, &uy);
+    const float sx = ux - ox, sy = uy - oy;
+    int x0 = (int)fmaxf(0, floorf(r->x0)), y0 = (int)fmaxf(0, floorf(r->y0));
+    int x1 = (int)fminf((float)W, ceilf(r->x1)), y1 = (int)fminf((float)H, ceilf(r->y1));
+    int64_t area = 0;
+    for (int g = 0; g < ng; g++) inter[g] = 0;
+    for (int y = y0; y < y1; y++) {
+        int my = (int)floorf((y + 0.5f - oy) / sy);
+        if (my < 0 || my >= h) continue;
+        for (int x = x0; x < x1; x++) {
+            int mx = (int)floorf((x + 0.5f - ox) / sx);
+            if (mx < 0 || mx >= w || !mask[(size_t)my * w + mx]) continue;
+            area++;
+            for (int g = 0; g < ng; g++) inter[g] += gt[obj[g]][(size_t)y * W + x];
+        }
+    }
+    return area;
+}
+
+/* Matches model m's detections of each class to the image's annotated objects: VOC's and
+ * COCO's rules on boxes, COCO's on masks when the dataset has them. */
+static enum qcal_status match_annotations(const struct setup *s, int64_t k, const struct cli_image_geometry *geo,
+                                          struct det_rec *dr, int nd, const uint8_t *masks, struct det_work *w)
+{
+    const struct qcal_dataset *ds = s->ds;
+    const int64_t first = ds->obj_begin[k];
+    int W = 0, H = 0;
+    for (int i = 0; i < nd; i++) {
+        const int32_t c = dr[i].cls;
+        bool seen = false; /* one pass per class, at its first detection */
+        for (int j = 0; j < i && !seen; j++) seen = dr[j].cls == c;
+        if (seen) continue;
+        int n = 0;
+        for (int j = i; j < nd; j++)
+            if (dr[j].cls == c) w->det[n++] = j;
+        const int ng = class_objects(s, k, c, w->obj);
+        for (int g = 0; g < ng; g++) {
+            const struct qcal_object *ob = &ds->objects[first + w->obj[g]];
+            w->ignore[g] = ob->crowd || ob->difficult, w->crowd[g] = ob->crowd;
+        }
+        for (int a = 0; a < n; a++)
+            for (int g = 0; g < ng; g++) {
+                const struct qcal_object *ob = &ds->objects[first + w->obj[g]];
+                const float gb[4] = {ob->x0, ob->y0, ob->x1, ob->y1};
+                w->iou[(size_t)a * ng + g] = box_overlap(&dr[w->det[a]].x0, gb, ob->crowd);
+            }
+        /* VOC: crowds count as difficult */
+        qcal_match_voc(w->iou, n, ng, w->ignore, 0.5f, w->matched, w->state);
+        for (int a = 0; a < n; a++) dr[w->det[a]].voc = w->state[a];
+        for (int t = 0; t < COCO_T; t++) {
+            qcal_match_coco(w->iou, n, ng, w->ignore, w->crowd, 0.5f + 0.05f * t, w->matched, w->state);
+            for (int a = 0; a < n; a++) {
+                dr[w->det[a]].box_tp |= (uint16_t)((w->state[a] == QCAL_MATCH_TP) << t);
+                dr[w->det[a]].box_ign |= (uint16_t)((w->state[a] == QCAL_MATCH_IGNORED) << t);
+            }
+        }
+        if (!masks || !s->segms) continue;
+        /* masks: every object of this class has one (else the class is matched on boxes only) */
+        bool all = ng > 0;
+        for (int g = 0; g < ng && all; g++) all = ds->objects[first + w->obj[g]].segm >= 0;
+        if (!all) continue;
+        const struct qcal_segm *sg = &ds->segms[ds->objects[first + w->obj[0]].segm];
+        W = sg->width, H = sg->height;
+        int64_t inter[64];
+        for (int a = 0; a < n; a++) {
+            int64_t area = 0;
+            for (int g0 = 0; g0 < ng; g0 += 64) { /* objects in groups of 64 */
+                const int m = ng - g0 < 64 ? ng - g0 : 64;
+                area = file_mask_overlaps(s, geo, masks + (size_t)w->det[a] * s->in_w * s->in_h, &dr[w->det[a]],
+                                          w->gt_mask, w->obj + g0, m, W, H, inter);
+                for (int g = 0; g < m; g++) {
+                    const int64_t ga = w->area[s->max_det + w->obj[g0 + g]];
+                    const int64_t uni = w->crowd[g0 + g] ? area : area + ga - inter[g];
+                    w->iou[(size_t)a * ng + g0 + g] = uni > 0 ? (float)inter[g] / (float)uni : 0;
+                }
+            }
+        }
+        for (int t = 0; t < COCO_T; t++) {
+            qcal_match_coco(w->iou, n, ng, w->ignore, w->crowd, 0.5f + 0.05f * t, w->matched, w->state);
+            for (int a = 0; a < n; a++) {
+                dr[w->det[a]].mask_tp |= (uint16_t)((w->state[a] == QCAL_MATCH_TP) << t);
+                dr[w->det[a]].mask_ign |= (uint16_t)((w->state[a] == QCAL_MATCH_IGNORED) << t);
+            }
+        }
+    }
+    return QCAL_OK;
+}
+
+static void det_work_free(struct det_work *w, int n_obj)
+{
+    for (int g = 0; w->gt_mask && g < n_obj; g++) free(w->gt_mask[g]);
+    free(w->gt_mask), free(w->iou), free(w->state), free(w->matched), free(w->ignore), free(w->crowd);
+    free(w->det), free(w->obj), free(w->area);
+    memset(w, 0, sizeof *w);
+}
+
+/* The image's objects (drawn masks and their areas, for instance segmentation) and room to
+ * match max_det detections against them. */
+static enum qcal_status det_work_new(const struct setup *s, int64_t k, struct det_work *w)
+{
+    memset(w, 0, sizeof *w);
+    const struct qcal_dataset *ds = s->ds;
+    const int n_obj = s->boxes ? (int)(ds->obj_begin[k + 1] - ds->obj_begin[k]) : 0;
+    const size_t D = (size_t)s->max_det, G = (size_t)n_obj + 1;
+    w->iou = malloc(sizeof *w->iou * D * G);
+    w->state = malloc(D), w->matched = malloc(G), w->ignore = malloc(G), w->crowd = malloc(G);
+    w->det = malloc(sizeof *w->det * D), w->obj = malloc(sizeof *w->obj * G);
+    w->area = calloc(D + G, sizeof *w->area);
+    w->gt_mask = s->segms ? calloc(G, sizeof *w->gt_mask) : NULL;
+    if (!w->iou || !w->state || !w->matched || !w->ignore || !w->crowd || !w->det || !w->obj || !w->area ||
+        (s->segms && !w->gt_mask)) {
+        det_work_free(w, n_obj);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory matching detections");
+    }
+    for (int g = 0; s->segms && g < n_obj; g++) {
+        const struct qcal_object *ob = &ds->objects[ds->obj_begin[k] + g];
+        if (ob->segm < 0) continue;
+        const struct qcal_segm *sg = &ds->segms[ob->segm];
+        w->gt_mask[g] = malloc((size_t)sg->width * sg->height + 1);
+        if (!w->gt_mask[g]) {
+            det_work_free(w, n_obj);
+            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory drawing annotation masks");
+        }
+        enum qcal_status st = qcal_segm_draw(ds, ob->segm, w->gt_mask[g]);
+        if (st != QCAL_OK) {
+            det_work_free(w, n_obj);
+            return st;
+        }
+        int64_t a = 0;
+        for (size_t p = 0; p < (size_t)sg->width * sg->height; p++) a += w->gt_mask[g][p];
+        w->area[D + g] = a;
+    }
+    return QCAL_OK;
+}
+
+/* One image's detections by both models: the lists (image file pixels), the optimized
+ * model's matches to the parent's (COCO's rule at IoU 0.5: boxes, or masks), and, when
+ * annotated, both models' matches to the objects and the objects per class. */
+static enum qcal_status compare_detections(const struct setup *s, struct qcal_exec *const ex[2], int64_t k,
+                                           const struct cli_image_geometry *geo, char *rec)
+{
+    struct image_row *r = (struct image_row *)rec;
+    struct qcal_detections d[2] = {{0}, {0}};
+    uint8_t *masks[2] = {NULL, NULL};
+    const size_t px = (size_t)s->in_w * s->in_h;
+    enum qcal_status st = QCAL_OK;
+    for (int m = 0; m < 2 && st == QCAL_OK; m++) st = cli_detect(s->job, ex[m], s->in_w, s->in_h, s->max_det, &d[m], &masks[m]);
+    struct det_work w = {0};
+    const int n_obj = s->boxes ? (int)(s->ds->obj_begin[k + 1] - s->ds->obj_begin[k]) : 0;
+    if (st == QCAL_OK) st = det_work_new(s, k, &w);
+    for (int m = 0; m < 2 && st == QCAL_OK; m++) {
+        struct det_rec *dr = det_recs(s, rec, m);
+        for (int i = 0; i < d[m].n; i++) {
+            const struct qcal_detection *q = &d[m].det[i];
+            dr[i] = (struct det_rec){q->x0, q->y0, q->x1, q->y1, q->score, q->cls, 0, 0, 0, 0, 0, 0};
+            cli_point_to_file(s->job, geo, &dr[i].x0, &dr[i].y0);
+            cli_point_to_file(s->job, geo, &dr[i].x1, &dr[i].y1);
+        }
+        if (s->boxes) st = match_annotations(s, k, geo, dr, d[m].n, masks[m], &w);
+    }
+    if (st == QCAL_OK) {
+        r->n_parent = d[0].n, r->n_optimized = d[1].n;
+        /* optimized vs parent, class by class */
+        struct det_rec *opt = det_recs(s, rec, 1);
+        for (int i = 0; i < d[1].n && masks[1]; i++) {
+            w.area[i] = 0;
+            for (size_t p = 0; p < px; p++) w.area[i] += masks[1][i * px + p];
+        }
+        int64_t *parea = calloc((size_t)d[0].n + 1, sizeof *parea);
+        if (!parea) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        for (int j = 0; parea && j < d[0].n && masks[0]; j++)
+            for (size_t p = 0; p < px; p++) parea[j] += masks[0][j * px + p];
+        for (int i = 0; st == QCAL_OK && i < d[1].n; i++) {
+            const int32_t c = d[1].det[i].cls;
+            bool seen = false;
+            for (int j = 0; j < i && !seen; j++) seen = d[1].det[j].cls == c;
+            if (seen) continue;
+            int n = 0, ng = 0;
+            for (int j = i; j < d[1].n; j++)
+                if (d[1].det[j].cls == c) w.det[n++] = j;
+            int *pj = malloc(sizeof *pj * (size_t)(d[0].n + 1));
+            float *iou = malloc(sizeof *iou * (size_t)n * (size_t)(d[0].n + 1));
+            uint8_t *matched = malloc((size_t)d[0].n + 1), *state = malloc((size_t)n);
+            if (!pj || !iou || !matched || !state) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            for (int j = 0; st == QCAL_OK && j < d[0].n; j++)
+                if (d[0].det[j].cls == c) pj[ng++] = j;
+            for (int a = 0; st == QCAL_OK && a < n; a++)
+                for (int g = 0; g < ng; g++) {
+                    const struct qcal_detection *x = &d[1].det[w.det[a]], *y = &d[0].det[pj[g]];
+                    iou[(size_t)a * ng + g] =
+                        masks[1] && masks[0]
+                            ? mask_overlap(masks[1] + w.det[a] * px, masks[0] + pj[g] * px, x, y, w.area[w.det[a]],
+                                           parea[pj[g]], s->in_w, s->in_h)
+                            : qcal_iou(x, y);
+                }
+            if (st == QCAL_OK) {
+                qcal_match_coco(iou, n, ng, NULL, NULL, 0.5f, matched, state);
+                for (int a = 0; a < n; a++) {
+                    opt[w.det[a]].vs_parent = state[a];
+                    r->matches += state[a] == QCAL_MATCH_TP;
+                }
+            }
+            free(pj), free(iou), free(matched), free(state);
+        }
+        free(parea);
+    }
+    if (st == QCAL_OK && s->boxes) {
+        int32_t *cnt = gt_counts(s, rec);
+        for (int64_t o = s->ds->obj_begin[k]; o < s->ds->obj_begin[k + 1]; o++) {
+            const struct qcal_object *ob = &s->ds->objects[o];
+            if (ob->crowd || ob->difficult || ob->cls < 0 || ob->cls >= s->ds->n_classes) continue;
+            const int32_t c = s->to_model[ob->cls];
+            if (c >= 0 && c < s->det_classes) cnt[c]++;
+        }
+    }
+    det_work_free(&w, n_obj);
+    for (int m = 0; m < 2; m++) {
+        qcal_detections_free(&d[m]);
+        free(masks[m]);
+    }
+    return st;
+}
+
 /* One image's record from the two executions. */
-static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *const ex[2], int64_t k, char *rec,
-                                      int32_t *maps)
+static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *const ex[2], int64_t k,
+                                      const struct cli_image_geometry *geo, char *rec, int32_t *maps)
 {
     struct image_row *r = (struct image_row *)rec;
     memset(rec, 0, s->record);
@@ -140,6 +456,8 @@ static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *c
         class_map(b, s->plane, maps + s->plane);
         int64_t *cnt = seg_counts(rec);
         r->mean_iou = qcal_map_iou(maps + s->plane, maps, s->plane, s->classes, cnt, cnt + s->classes);
+    } else if (is_detection(s->kind)) {
+        st = compare_detections(s, ex, k, geo, rec);
     }
     struct qcal_tensor_distance *d = distances(s, rec);
     for (int o = 0; o < s->n_out; o++) {
@@ -177,12 +495,13 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
             }
             char err[1024] = "";
             qcal_log_capture(err, sizeof err);
-            enum qcal_status st = cli_image_tensor(s->job, s->in, s->ds->paths[begin + k], &x, NULL, NULL);
+            struct cli_image_geometry geo = {0};
+            enum qcal_status st = cli_image_tensor(s->job, s->in, s->ds->paths[begin + k], &x, &geo, NULL);
             for (int m = 0; m < 2 && st == QCAL_OK; m++) {
                 st = qcal_exec_set_input(ex[m], 0, &x);
                 if (st == QCAL_OK) st = qcal_exec_run(ex[m]);
             }
-            if (st == QCAL_OK) st = compare_image(s, ex, begin + k, recs + (size_t)k * s->record, maps);
+            if (st == QCAL_OK) st = compare_image(s, ex, begin + k, &geo, recs + (size_t)k * s->record, maps);
             qcal_log_capture(NULL, 0);
             status[k] = st;
             if (st != QCAL_OK) {
@@ -196,6 +515,28 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
         free(maps);
     }
     return cli_image_outcome(n, status, errors, NULL);
+}
+
+/* A detector's classes, from its outputs (as cli_detect reads them) or its labels. */
+static int64_t detection_classes(const struct setup *s, const struct qcal_graph *g)
+{
+    const struct qcal_tensor *a = NULL, *b = NULL;
+    for (int o = 0; o < g->n_outputs; o++) {
+        const struct qcal_tensor *t = &g->values[g->outputs[o]].t;
+        if (s->kind == QCAL_ADAPTER_SSD) {
+            if (t->ndim == 3 && t->dims[2] != 4 && !a) a = t; /* the class scores */
+        } else if (t->ndim == 3 && !a) {
+            a = t;
+        } else if (t->ndim == 4 && !b) {
+            b = t;
+        }
+    }
+    int64_t k = 1024; /* DetectionOutput: the labels say, else this many */
+    if (a && s->kind == QCAL_ADAPTER_SSD) k = a->dims[2] - (s->job->adapter.background_class >= 0);
+    else if (a) k = (a->dims[1] < a->dims[2] ? a->dims[1] : a->dims[2]) - 4 -
+                    (s->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION && b ? b->dims[1] : 0);
+    if (s->n_labels > 0 && (s->n_labels > k || !a)) k = s->n_labels;
+    return k > 0 ? k : 1;
 }
 
 /* The adapter's view of the outputs; both models must have the same outputs. */
@@ -238,14 +579,175 @@ static enum qcal_status describe(struct setup *s, const struct qcal_graph *g0, c
                             qcal_shape_str(t, shape, sizeof shape));
         s->classes = t->dims[1] > 1 ? t->dims[1] : 2; /* one channel: background and object */
         s->plane = t->dims[2] * t->dims[3];
-    } else {
-        s->kind = QCAL_ADAPTER_TENSOR; /* detection compares the raw outputs for now */
+    } else if (is_detection(s->kind)) {
+        s->det_classes = detection_classes(s, g0);
+        s->max_det = job->adapter.top_k;
     }
-    s->dist_at = sizeof(struct image_row) +
-                 (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * sizeof(int64_t) * (size_t)s->classes : 0);
+    s->in_w = (int)(job->prep.nhwc ? s->in->t.dims[2] : s->in->t.dims[3]);
+    s->in_h = (int)(job->prep.nhwc ? s->in->t.dims[1] : s->in->t.dims[2]);
+    s->det_at = sizeof(struct image_row) +
+                (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * sizeof(int64_t) * (size_t)s->classes : 0);
+    s->gt_at = s->det_at + 2 * sizeof(struct det_rec) * (size_t)s->max_det;
+    s->dist_at = s->gt_at + (s->boxes ? sizeof(int32_t) * (size_t)s->det_classes : 0);
+    s->dist_at = (s->dist_at + 7) / 8 * 8;
     s->record = s->dist_at + sizeof(struct qcal_tensor_distance) * (size_t)s->n_out;
     s->record = (s->record + 7) / 8 * 8;
     return QCAL_OK;
+}
+
+/* ---- detection and instance segmentation: rank 0's pooling of every image's records ---- */
+
+/* One model's detections of every image grouped by class (image order, then score order
+ * within an image: the ranking's tie order). */
+struct pool {
+    int64_t *start;              /* det_classes + 1 offsets */
+    const struct det_rec **det;
+    float *score;
+    uint8_t *state;              /* scratch for one class */
+};
+
+static void pool_free(struct pool *p)
+{
+    free(p->start), free(p->det), free(p->score), free(p->state);
+    memset(p, 0, sizeof *p);
+}
+
+static enum qcal_status pool_build(const struct setup *s, const char *all, int64_t n_img, int m, struct pool *p)
+{
+    const int64_t K = s->det_classes;
+    int64_t total = 0;
+    for (int64_t k = 0; k < n_img; k++) {
+        const struct image_row *r = (const struct image_row *)(all + (size_t)k * s->record);
+        total += m ? r->n_optimized : r->n_parent;
+    }
+    p->start = calloc((size_t)K + 2, sizeof *p->start);
+    p->det = malloc(sizeof *p->det * (size_t)(total + 1));
+    p->score = malloc(sizeof *p->score * (size_t)(total + 1));
+    p->state = malloc((size_t)total + 1);
+    if (!p->start || !p->det || !p->score || !p->state) {
+        pool_free(p);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory pooling detections");
+    }
+    for (int pass = 0; pass < 2; pass++) { /* counts, then places (a stable counting sort) */
+        for (int64_t k = 0; k < n_img; k++) {
+            char *rec = (char *)all + (size_t)k * s->record;
+            const struct image_row *r = (const struct image_row *)rec;
+            const struct det_rec *dr = det_recs(s, rec, m);
+            for (int i = 0; i < (m ? r->n_optimized : r->n_parent); i++) {
+                const int64_t c = dr[i].cls >= 0 && dr[i].cls < K ? dr[i].cls : K; /* K: out of range */
+                if (pass == 0) {
+                    p->start[c + 1]++;
+                } else {
+                    const int64_t at = p->start[c]++;
+                    p->det[at] = &dr[i], p->score[at] = dr[i].score;
+                }
+            }
+        }
+        if (pass == 0)
+            for (int64_t c = 0; c <= K; c++) p->start[c + 1] += p->start[c];
+        else
+            for (int64_t c = K; c > 0; c--) p->start[c] = p->start[c - 1]; /* back to the starts */
+    }
+    p->start[0] = 0;
+    return QCAL_OK;
+}
+
+enum det_rule { RULE_PARENT, RULE_VOC, RULE_BOX, RULE_MASK };
+
+/* Mean over classes with reference objects of the classes' AP under a rule (threshold t for
+ * the COCO rules); ap_out[c] (if not NULL) each class's AP. */
+static double pooled_map(const struct setup *s, struct pool *p, const int64_t *n_ref, int rule, int t, int method,
+                         double *ap_out)
+{
+    double sum = 0;
+    int64_t classes = 0;
+    for (int64_t c = 0; c < s->det_classes; c++) {
+        const int64_t b = p->start[c], n = p->start[c + 1] - b;
+        for (int64_t i = 0; i < n; i++) {
+            const struct det_rec *d = p->det[b + i];
+            const uint16_t tp = rule == RULE_MASK ? d->mask_tp : d->box_tp;
+            const uint16_t ign = rule == RULE_MASK ? d->mask_ign : d->box_ign;
+            p->state[i] = rule == RULE_PARENT ? d->vs_parent
+                          : rule == RULE_VOC  ? d->voc
+                          : (ign >> t) & 1    ? QCAL_MATCH_IGNORED
+                                              : (uint8_t)((tp >> t) & 1);
+        }
+        const double ap = qcal_average_precision(p->score + b, p->state, n, n_ref[c], method);
+        if (ap_out) ap_out[c] = ap;
+        if (!isnan(ap)) sum += ap, classes++;
+    }
+    return classes ? sum / (double)classes : NAN;
+}
+
+struct det_summary {
+    int64_t a, b, matches, identical; /* detections, and images whose lists match one to one */
+    double map_vs_parent;
+    bool annotated, masks;
+    int64_t objects;
+    double voc11[2], voc[2], coco[2], coco50[2], coco75[2], segm[2], segm50[2];
+    double *class_ap;                 /* [4][det_classes]: parent / optimized VOC AP, COCO AP */
+    int64_t *class_objects;           /* objects per class */
+};
+
+static double coco_mean(const struct setup *s, struct pool *p, const int64_t *n_ref, int rule, double *at50,
+                        double *at75, double *per_class)
+{
+    double sum = 0;
+    for (int t = 0; t < COCO_T; t++) {
+        double *ap = per_class ? per_class + (size_t)t * s->det_classes : NULL;
+        const double v = pooled_map(s, p, n_ref, rule, t, QCAL_AP_COCO101, ap);
+        if (t == 0) *at50 = v;
+        if (t == 5 && at75) *at75 = v;
+        sum += v;
+    }
+    return sum / COCO_T;
+}
+
+static enum qcal_status det_summarize(const struct setup *s, const char *all, int64_t n_img, struct det_summary *m)
+{
+    const int64_t K = s->det_classes;
+    memset(m, 0, sizeof *m);
+    struct pool p[2] = {{0}, {0}};
+    int64_t *n_parent = calloc((size_t)K + 1, sizeof *n_parent), *n_obj = calloc((size_t)K + 1, sizeof *n_obj);
+    double *coco_class = malloc(sizeof *coco_class * (size_t)K * COCO_T + 1);
+    m->class_ap = calloc((size_t)K * 4 + 1, sizeof *m->class_ap);
+    m->class_objects = n_obj;
+    enum qcal_status st = n_parent && n_obj && coco_class && m->class_ap ? QCAL_OK
+                                                                         : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < 2 && st == QCAL_OK; i++) st = pool_build(s, all, n_img, i, &p[i]);
+    if (st != QCAL_OK) goto done;
+    for (int64_t k = 0; k < n_img; k++) {
+        char *rec = (char *)all + (size_t)k * s->record;
+        const struct image_row *r = (const struct image_row *)rec;
+        m->a += r->n_optimized, m->b += r->n_parent, m->matches += r->matches;
+        m->identical += r->n_optimized == r->n_parent && r->matches == r->n_parent;
+        for (int64_t c = 0; s->boxes && c < K; c++) n_obj[c] += gt_counts(s, rec)[c];
+    }
+    for (int64_t c = 0; c < K; c++) n_parent[c] = p[0].start[c + 1] - p[0].start[c];
+    m->map_vs_parent = pooled_map(s, &p[1], n_parent, RULE_PARENT, 0, QCAL_AP_ALL_POINTS, NULL);
+    m->annotated = s->boxes, m->masks = s->segms;
+    for (int64_t c = 0; c < K; c++) m->objects += n_obj[c];
+    for (int i = 0; s->boxes && i < 2; i++) {
+        m->voc11[i] = pooled_map(s, &p[i], n_obj, RULE_VOC, 0, QCAL_AP_VOC11, NULL);
+        m->voc[i] = pooled_map(s, &p[i], n_obj, RULE_VOC, 0, QCAL_AP_ALL_POINTS, m->class_ap + (size_t)i * K);
+        m->coco[i] = coco_mean(s, &p[i], n_obj, RULE_BOX, &m->coco50[i], &m->coco75[i], coco_class);
+        for (int64_t c = 0; c < K; c++) { /* a class's COCO AP: the mean over the thresholds */
+            double v = 0;
+            for (int t = 0; t < COCO_T; t++) v += coco_class[(size_t)t * K + c];
+            m->class_ap[(size_t)(2 + i) * K + c] = v / COCO_T;
+        }
+        if (s->segms) m->segm[i] = coco_mean(s, &p[i], n_obj, RULE_MASK, &m->segm50[i], NULL, NULL);
+    }
+done:
+    for (int i = 0; i < 2; i++) pool_free(&p[i]);
+    free(n_parent), free(coco_class);
+    return st;
+}
+
+static void det_summary_free(struct det_summary *m)
+{
+    free(m->class_ap), free(m->class_objects);
+    m->class_ap = NULL, m->class_objects = NULL;
 }
 
 static void iso_time(time_t t, char *buf, size_t cap)
@@ -282,17 +784,157 @@ static struct summary summarize(const struct setup *s, const char *all, int64_t 
 
 static double ratio(int64_t a, int64_t b) { return b ? (double)a / (double)b : NAN; }
 
+#define COL(T, f, dt) {#f, dt, offsetof(T, f), 0}
+
+struct det_row {
+    int64_t image;
+    int32_t model;       /* 0: parent, 1: optimized */
+    int32_t rank;        /* in the image's list, best first */
+    int32_t cls;
+    float score, x0, y0, x1, y1;
+    int32_t parent_match; /* optimized: 1 when it matches a parent detection; parent: -1 */
+};
+
+struct det_class_row {
+    int64_t image;
+    int32_t cls;
+    int32_t optimized, parent, matches;
+    double ap;           /* the optimized model's AP with the parent's detections as the truth */
+};
+
+struct acc_class_row {
+    int32_t cls;
+    char name[64];
+    int64_t objects;
+    double parent_ap50, optimized_ap50, parent_ap, optimized_ap;
+};
+
+/* One image's per class rows: classes either model found, in class order. */
+static int64_t image_class_rows(const struct setup *s, char *rec, int64_t k, struct det_class_row *out)
+{
+    const struct image_row *r = (const struct image_row *)rec;
+    const struct det_rec *par = det_recs(s, rec, 0), *opt = det_recs(s, rec, 1);
+    int32_t cls[512];
+    int n_cls = 0;
+    for (int m = 0; m < 2; m++) /* the classes, sorted, without repeats */
+        for (int i = 0; i < (m ? r->n_optimized : r->n_parent); i++) {
+            const int32_t c = (m ? opt : par)[i].cls;
+            int at = 0;
+            while (at < n_cls && cls[at] < c) at++;
+            if ((at < n_cls && cls[at] == c) || n_cls == 512) continue;
+            memmove(cls + at + 1, cls + at, sizeof *cls * (size_t)(n_cls - at));
+            cls[at] = c, n_cls++;
+        }
+    float score[1024];
+    uint8_t state[1024];
+    for (int j = 0; j < n_cls; j++) {
+        struct det_class_row *row = &out[j];
+        *row = (struct det_class_row){.image = k, .cls = cls[j]};
+        for (int i = 0; i < r->n_parent; i++) row->parent += par[i].cls == cls[j];
+        for (int i = 0; i < r->n_optimized; i++)
+            if (opt[i].cls == cls[j]) {
+                score[row->optimized] = opt[i].score, state[row->optimized++] = opt[i].vs_parent;
+                row->matches += opt[i].vs_parent == QCAL_MATCH_TP;
+            }
+        row->ap = qcal_average_precision(score, state, row->optimized, row->parent, QCAL_AP_ALL_POINTS);
+    }
+    return n_cls;
+}
+
+/* The detection tables, the agreement summary and, when annotated, the accuracy of both. */
+static enum qcal_status write_detections(struct qcal_h5 *f, const struct setup *s, const char *all, int64_t n,
+                                         const struct det_summary *dm, const struct cli_labels *lb)
+{
+    int64_t n_det = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const struct image_row *r = (const struct image_row *)(all + (size_t)k * s->record);
+        n_det += r->n_parent + r->n_optimized;
+    }
+    struct det_row *dets = malloc(sizeof *dets * (size_t)(n_det + 1));
+    struct det_class_row *cls = malloc(sizeof *cls * (size_t)(n_det + 1));
+    struct acc_class_row *acc = malloc(sizeof *acc * (size_t)(s->det_classes + 1));
+    enum qcal_status st = dets && cls && acc ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    int64_t nd = 0, nc = 0, na = 0;
+    for (int64_t k = 0; st == QCAL_OK && k < n; k++) {
+        char *rec = (char *)all + (size_t)k * s->record;
+        const struct image_row *r = (const struct image_row *)rec;
+        for (int m = 0; m < 2; m++) {
+            const struct det_rec *d = det_recs(s, rec, m);
+            for (int i = 0; i < (m ? r->n_optimized : r->n_parent); i++)
+                dets[nd++] = (struct det_row){k, m, i, d[i].cls, d[i].score, d[i].x0, d[i].y0, d[i].x1, d[i].y1,
+                                              m ? d[i].vs_parent == QCAL_MATCH_TP : -1};
+        }
+        nc += image_class_rows(s, rec, k, cls + nc);
+    }
+    for (int64_t c = 0; dm->annotated && c < s->det_classes; c++) {
+        if (!dm->class_objects[c]) continue;
+        struct acc_class_row *a = &acc[na++];
+        memset(a, 0, sizeof *a);
+        a->cls = (int32_t)c, a->objects = dm->class_objects[c];
+        snprintf(a->name, sizeof a->name, "%s", c < lb->n ? lb->name[c] : "");
+        const int64_t K = s->det_classes;
+        a->parent_ap50 = dm->class_ap[c], a->optimized_ap50 = dm->class_ap[K + c];
+        a->parent_ap = dm->class_ap[2 * K + c], a->optimized_ap = dm->class_ap[3 * K + c];
+    }
+    const struct qcal_h5_column det_cols[] = {
+        COL(struct det_row, image, QCAL_I64),       COL(struct det_row, model, QCAL_I32),
+        COL(struct det_row, rank, QCAL_I32),        {"class", QCAL_I32, offsetof(struct det_row, cls), 0},
+        COL(struct det_row, score, QCAL_F32),       COL(struct det_row, x0, QCAL_F32),
+        COL(struct det_row, y0, QCAL_F32),          COL(struct det_row, x1, QCAL_F32),
+        COL(struct det_row, y1, QCAL_F32),          COL(struct det_row, parent_match, QCAL_I32)};
+    const struct qcal_h5_column class_cols[] = {
+        COL(struct det_class_row, image, QCAL_I64),     {"class", QCAL_I32, offsetof(struct det_class_row, cls), 0},
+        COL(struct det_class_row, optimized, QCAL_I32), COL(struct det_class_row, parent, QCAL_I32),
+        COL(struct det_class_row, matches, QCAL_I32),   COL(struct det_class_row, ap, QCAL_F64)};
+    const struct qcal_h5_column acc_cols[] = {
+        {"class", QCAL_I32, offsetof(struct acc_class_row, cls), 0},
+        {"name", QCAL_H5_STRING, offsetof(struct acc_class_row, name), 64},
+        COL(struct acc_class_row, objects, QCAL_I64),
+        COL(struct acc_class_row, parent_ap50, QCAL_F64), COL(struct acc_class_row, optimized_ap50, QCAL_F64),
+        COL(struct acc_class_row, parent_ap, QCAL_F64),   COL(struct acc_class_row, optimized_ap, QCAL_F64)};
+    if (st == QCAL_OK) st = qcal_h5_write_table(f, "/comparison/detections", 10, det_cols, nd, sizeof *dets, dets);
+    if (st == QCAL_OK) st = qcal_h5_write_table(f, "/comparison/image_class", 6, class_cols, nc, sizeof *cls, cls);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/summary", "optimized_detections", dm->a);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/summary", "parent_detections", dm->b);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/summary", "matches", dm->matches);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/summary", "identical_images", dm->identical);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/summary", "map_vs_parent", dm->map_vs_parent);
+    if (st == QCAL_OK && dm->annotated) {
+        struct {
+            const char *name;
+            const double *v;
+        } const metrics[] = {{"voc_map_11pt", dm->voc11}, {"voc_map", dm->voc},       {"coco_map", dm->coco},
+                             {"coco_map50", dm->coco50},  {"coco_map75", dm->coco75}, {"coco_segm_map", dm->segm},
+                             {"coco_segm_map50", dm->segm50}};
+        const int n_metrics = dm->masks ? 7 : 5;
+        st = qcal_h5_attr_i64(f, "/accuracy", "objects", dm->objects);
+        for (int i = 0; i < n_metrics && st == QCAL_OK; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "parent_%s", metrics[i].name);
+            st = qcal_h5_attr_f64(f, "/accuracy", name, metrics[i].v[0]);
+            snprintf(name, sizeof name, "optimized_%s", metrics[i].name);
+            if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", name, metrics[i].v[1]);
+            snprintf(name, sizeof name, "%s_drop", metrics[i].name);
+            if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", name, metrics[i].v[0] - metrics[i].v[1]);
+        }
+        if (st == QCAL_OK) st = qcal_h5_write_table(f, "/accuracy/classes", 7, acc_cols, na, sizeof *acc, acc);
+    }
+    free(dets), free(cls), free(acc);
+    return st;
+}
+
 /* Rank 0: the report from every image's record (all, in dataset order). */
 static enum qcal_status write_report(const char *path, const struct setup *s, const struct qcal_graph *g0,
                                      const char *opt_path, const char *all, int64_t n, const struct summary *m,
-                                     int argc, char **argv, time_t start)
+                                     const struct det_summary *dm, const struct cli_labels *lb, int argc,
+                                     char **argv, time_t start)
 {
     struct qcal_h5 *f = NULL;
     enum qcal_status st = qcal_h5_create(path, &f);
     if (st != QCAL_OK) return st;
-    const char *kind = s->kind == QCAL_ADAPTER_CLASSIFICATION ? "classification"
-                       : s->kind == QCAL_ADAPTER_SEGMENTATION   ? "segmentation"
-                                                                 : "tensor";
+    static const char *const kinds[] = {"tensor", "classification", "ssd", "yolo", "segmentation",
+                                        "instance_segmentation"};
+    const char *kind = kinds[s->kind];
     char cmd[4096] = "qcal ", when[32];
     for (int i = 0; i < argc; i++) {
         strncat(cmd, argv[i], sizeof cmd - strlen(cmd) - 2);
@@ -339,7 +981,6 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
                 cls[nc++] = (struct class_row){k, (int32_t)j, c[j], c[s->classes + j],
                                                (double)c[j] / (double)c[s->classes + j]};
     }
-#define COL(T, f, dt) {#f, dt, offsetof(T, f), 0}
     const struct qcal_h5_column base[] = {
         COL(struct image_row, index, QCAL_I64), {"name", QCAL_H5_STRING, offsetof(struct image_row, name), NAME_LEN},
         COL(struct image_row, label, QCAL_I32)};
@@ -353,6 +994,10 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
     const struct qcal_h5_column seg_cols[] = {
         COL(struct image_row, index, QCAL_I64), {"name", QCAL_H5_STRING, offsetof(struct image_row, name), NAME_LEN},
         COL(struct image_row, mean_iou, QCAL_F64)};
+    const struct qcal_h5_column det_cols[] = {
+        COL(struct image_row, index, QCAL_I64), {"name", QCAL_H5_STRING, offsetof(struct image_row, name), NAME_LEN},
+        COL(struct image_row, n_optimized, QCAL_I32), COL(struct image_row, n_parent, QCAL_I32),
+        COL(struct image_row, matches, QCAL_I32)};
     const struct qcal_h5_column dist_cols[] = {
         COL(struct distance_row, image, QCAL_I64), COL(struct distance_row, output, QCAL_I32),
         COL(struct distance_row, mse, QCAL_F64),   COL(struct distance_row, max_abs, QCAL_F64),
@@ -361,11 +1006,12 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
         COL(struct class_row, image, QCAL_I64), {"class", QCAL_I32, offsetof(struct class_row, cls), 0},
         COL(struct class_row, intersection, QCAL_I64), {"union", QCAL_I64, offsetof(struct class_row, union_), 0},
         COL(struct class_row, iou, QCAL_F64)};
-#undef COL
     const bool is_cls = s->kind == QCAL_ADAPTER_CLASSIFICATION, is_seg = s->kind == QCAL_ADAPTER_SEGMENTATION;
-    const struct qcal_h5_column *ic = is_cls ? cls_cols : is_seg ? seg_cols : base;
-    const int n_ic = is_cls ? (int)(sizeof cls_cols / sizeof *cls_cols)
+    const bool is_det = is_detection(s->kind);
+    const struct qcal_h5_column *ic = is_cls ? cls_cols : is_seg ? seg_cols : is_det ? det_cols : base;
+    const int n_ic = is_cls   ? (int)(sizeof cls_cols / sizeof *cls_cols)
                      : is_seg ? (int)(sizeof seg_cols / sizeof *seg_cols)
+                     : is_det ? (int)(sizeof det_cols / sizeof *det_cols)
                               : (int)(sizeof base / sizeof *base);
     if (st == QCAL_OK) st = qcal_h5_write_table(f, "/comparison/images", n_ic, ic, n, sizeof *rows, rows);
     if (st == QCAL_OK && is_seg)
@@ -389,11 +1035,36 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
         }
     }
     if (st == QCAL_OK && is_seg) st = qcal_h5_attr_f64(f, "/summary", "mean_iou_agreement", m->mean_iou);
+    if (st == QCAL_OK && is_detection(s->kind)) st = write_detections(f, s, all, n, dm, lb);
     free(rows);
     free(dist);
     free(cls);
     enum qcal_status cst = qcal_h5_close(f, st == QCAL_OK);
     return st != QCAL_OK ? st : cst;
+}
+
+/* The dataset's classes as the model's: by name when both the dataset and the adapter's
+ * labels name them, else by index. */
+static enum qcal_status class_mapping(const struct qcal_job *job, const struct qcal_dataset *ds,
+                                      const struct cli_labels *lb, int32_t **out)
+{
+    int32_t *map = malloc(sizeof *map * (size_t)(ds->n_classes + 1));
+    if (!map) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    int named = 0;
+    for (int c = 0; c < ds->n_classes; c++) {
+        map[c] = c;
+        if (!ds->classes || !lb->n) continue;
+        map[c] = -1;
+        for (int j = 0; j < lb->n && map[c] < 0; j++)
+            if (strcmp(ds->classes[c], lb->name[j]) == 0) map[c] = j, named++;
+    }
+    if (ds->classes && lb->n && ds->n_classes && !named) {
+        free(map);
+        return QCAL_ERR(QCAL_INVALID_JOB, "%s: none of the dataset's %d classes ('%s', ...) is among the adapter's "
+                        "labels (%s)", job->path, ds->n_classes, ds->classes[0], job->adapter.labels);
+    }
+    *out = map;
+    return QCAL_OK;
 }
 
 #define AGREE(expr)                                                                                                \
@@ -419,6 +1090,9 @@ int cli_evaluate(int argc, char **argv)
     struct qcal_graph *g[2] = {NULL, NULL};
     struct qcal_plan *plan[2] = {NULL, NULL};
     struct qcal_dataset ds = {0};
+    struct cli_labels lb = {0};
+    struct det_summary dm = {0};
+    int32_t *to_model = NULL;
     char *mine = NULL, *all = NULL;
     optind = 1;
     opterr = 0;
@@ -461,6 +1135,14 @@ int cli_evaluate(int argc, char **argv)
     if (!qcal_shape_equal(&in.t, &in1.t))
         AGREE(QCAL_ERR(QCAL_INVALID_MODEL, "%s and %s take different input shapes", job->model, opt_path));
     struct setup s = {.job = job, .ds = &ds, .in = &in};
+    AGREE(cli_labels_load(job->adapter.labels, &lb));
+    s.n_labels = lb.n;
+    if (is_detection(job->adapter.kind) && ds.obj_begin) {
+        s.boxes = true;
+        s.segms = job->adapter.kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION && ds.n_segms > 0;
+        AGREE(class_mapping(job, &ds, &lb, &to_model));
+        s.to_model = to_model;
+    }
     AGREE(describe(&s, g[0], g[1], opt_path));
     const struct qcal_plan_options plo = {.kernels = kernels};
     for (int m = 0; m < 2; m++) AGREE(qcal_plan_create(g[m], &plo, &plan[m]));
@@ -489,7 +1171,8 @@ int cli_evaluate(int argc, char **argv)
         }
     }
     const struct summary m = summarize(&s, all, ds.count);
-    if (rank == 0) st = write_report(out, &s, g[0], opt_path, all, ds.count, &m, argc, argv, start);
+    if (rank == 0 && is_detection(s.kind)) st = det_summarize(&s, all, ds.count, &dm);
+    if (rank == 0 && st == QCAL_OK) st = write_report(out, &s, g[0], opt_path, all, ds.count, &m, &dm, &lb, argc, argv, start);
     AGREE(st);
     if (rank == 0 && !quiet) {
         printf("evaluated %lld images (%d ranks x %d threads): %s vs %s\n", (long long)ds.count, size,
@@ -503,11 +1186,24 @@ int cli_evaluate(int argc, char **argv)
                        ratio(m.p_top1, m.labelled) - ratio(m.o_top1, m.labelled), (long long)m.labelled);
         }
         if (s.kind == QCAL_ADAPTER_SEGMENTATION) printf("  mean IoU of the class maps: %.4f\n", m.mean_iou);
+        if (is_detection(s.kind)) {
+            printf("  detections: optimized %lld, parent %lld, matched %lld; mAP vs the parent %.4f\n",
+                   (long long)dm.a, (long long)dm.b, (long long)dm.matches, dm.map_vs_parent);
+            if (dm.annotated)
+                printf("  %s mAP@[.5:.95] on %lld objects: parent %.4f, optimized %.4f (drop %.4f)\n",
+                       dm.masks ? "box" : "COCO", (long long)dm.objects, dm.coco[0], dm.coco[1], dm.coco[0] - dm.coco[1]);
+            if (dm.masks)
+                printf("  mask mAP@[.5:.95]: parent %.4f, optimized %.4f (drop %.4f)\n", dm.segm[0], dm.segm[1],
+                       dm.segm[0] - dm.segm[1]);
+        }
         printf("wrote %s\n", out);
     }
 cleanup:
     free(mine);
     free(all);
+    free(to_model);
+    det_summary_free(&dm);
+    cli_labels_free(&lb);
     for (int k = 0; k < 2; k++) {
         qcal_plan_destroy(plan[k]);
         qcal_graph_destroy(g[k]);

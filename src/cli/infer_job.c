@@ -34,38 +34,6 @@ static const char usage[] =
     "                           (the dataset's skip_bad_images does the same)\n"
     "  -h, --help               this help\n";
 
-struct labels {
-    int n;
-    char **name;
-};
-
-static void labels_free(struct labels *l)
-{
-    for (int i = 0; i < l->n; i++) free(l->name[i]);
-    free(l->name);
-}
-
-static enum qcal_status labels_load(const char *path, struct labels *l)
-{
-    memset(l, 0, sizeof *l);
-    if (!path) return QCAL_OK;
-    FILE *f = fopen(path, "r");
-    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open the labels file", path);
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        char **nn = realloc(l->name, sizeof *nn * (size_t)(l->n + 1));
-        if (!nn) {
-            fclose(f);
-            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-        }
-        l->name = nn;
-        l->name[l->n++] = strdup(line);
-    }
-    fclose(f);
-    return QCAL_OK;
-}
-
 /* Appends to a growing string (results are formatted per image, printed in order later). */
 static void emit(char **buf, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void emit(char **buf, size_t *len, const char *fmt, ...)
@@ -84,7 +52,7 @@ static void emit(char **buf, size_t *len, const char *fmt, ...)
     *len += (size_t)n;
 }
 
-static void classification(const struct qcal_job *job, const struct labels *lb, const struct qcal_tensor *t,
+static void classification(const struct qcal_job *job, const struct cli_labels *lb, const struct qcal_tensor *t,
                            int top, char **buf, size_t *len)
 {
     int64_t c = qcal_tensor_numel(t) / (t->ndim ? t->dims[0] : 1);
@@ -112,7 +80,7 @@ static void classification(const struct qcal_job *job, const struct labels *lb, 
     }
 }
 
-static void segmentation(const struct labels *lb, const struct qcal_tensor *t, int top, char **buf, size_t *len)
+static void segmentation(const struct cli_labels *lb, const struct qcal_tensor *t, int top, char **buf, size_t *len)
 {
     if (t->ndim != 4) {
         emit(buf, len, "  segmentation output must be [1, C, H, W]\n");
@@ -161,87 +129,39 @@ static void tensors(const struct qcal_exec *ex, char **buf, size_t *len)
     }
 }
 
-static int output_index(const struct qcal_exec *ex, const char *name);
 
 /* Where the image the model saw came from, to draw boxes on the original file. */
 
 /* Detection and instance segmentation: boxes (in the image file's pixels) with class and
  * score; instance masks are reported by their pixel count. */
-static enum qcal_status detection(const struct qcal_job *job, const struct labels *lb, const struct qcal_exec *ex,
+static enum qcal_status detection(const struct qcal_job *job, const struct cli_labels *lb, const struct qcal_exec *ex,
                                   const struct qcal_tensor *in, const struct cli_image_geometry *geo, int top, char **buf,
                                   size_t *len)
 {
-    const struct qcal_job_adapter *ad = &job->adapter;
-    struct qcal_detect_options opt = {.confidence = ad->confidence_threshold, .nms_iou = ad->nms_threshold,
-                                      .background_class = ad->background_class, .max_detections = top,
-                                      .input_width = (int)(job->prep.nhwc ? in->dims[2] : in->dims[3]),
-                                      .input_height = (int)(job->prep.nhwc ? in->dims[1] : in->dims[2])};
-    /* SSD: one DetectionOutput, or boxes [1, A, 4] + scores [1, A, C]; YOLO: predictions (the
-     * adapter's output, or the first 3-D one) and, for masks, prototypes (the 4-D one) */
-    const struct qcal_tensor *a = NULL, *b = NULL;
-    const int n_out = qcal_exec_num_outputs(ex);
-    if (ad->output) a = qcal_exec_output(ex, output_index(ex, ad->output));
-    for (int i = 0; i < n_out; i++) {
-        const struct qcal_tensor *t = qcal_exec_output(ex, i);
-        if (ad->kind == QCAL_ADAPTER_SSD) {
-            if (n_out == 1) a = t;
-            else if (t->ndim == 3 && t->dims[2] == 4 && !ad->output) a = t;
-            else if (t->ndim == 3 && t != a && !b) b = t;
-        } else {
-            if (t->ndim == 3 && !a) a = t;
-            else if (t->ndim == 4 && !b) b = t;
-        }
-    }
-    if (!a || (ad->kind == QCAL_ADAPTER_SSD && n_out > 1 && !b))
-        return QCAL_ERR(QCAL_INVALID_JOB, "%s: the model's outputs are not what the %s adapter reads", job->path,
-                        ad->kind == QCAL_ADAPTER_SSD ? "ssd" : "yolo");
+    const int in_w = (int)(job->prep.nhwc ? in->dims[2] : in->dims[3]);
+    const int in_h = (int)(job->prep.nhwc ? in->dims[1] : in->dims[2]);
     struct qcal_detections d = {0};
-    float *coef = NULL;
     uint8_t *masks = NULL;
-    int n_coef = 0;
-    enum qcal_status st;
-    if (ad->kind == QCAL_ADAPTER_SSD) {
-        st = qcal_detect_ssd(a, b, &opt, &d);
-    } else {
-        bool seg = ad->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION;
-        if (seg && (!b || b->ndim != 4))
-            return QCAL_ERR(QCAL_INVALID_JOB, "%s: instance_segmentation needs predictions [1, 4 + C + M, N] and "
-                            "prototypes [1, M, H, W] outputs", job->path);
-        int n_classes = seg ? (int)((a->dims[1] < a->dims[2] ? a->dims[1] : a->dims[2]) - 4 - b->dims[1]) : 0;
-        st = qcal_detect_yolo(a, n_classes, false, &opt, &d, seg ? &coef : NULL, &n_coef);
-        if (st == QCAL_OK && seg && d.n) {
-            masks = malloc((size_t)d.n * opt.input_width * opt.input_height);
-            st = masks ? qcal_yolo_masks(&d, coef, n_coef, b, &opt, masks) : QCAL_OUT_OF_MEMORY;
-        }
-    }
+    enum qcal_status st = cli_detect(job, ex, in_w, in_h, top, &d, &masks);
     for (int i = 0; st == QCAL_OK && i < d.n; i++) {
         const struct qcal_detection *k = &d.det[i];
         float x0 = k->x0, y0 = k->y0, x1 = k->x1, y1 = k->y1;
-        qcal_prep_map_back(&job->prep, geo->width, geo->height, &x0, &y0);
-        qcal_prep_map_back(&job->prep, geo->width, geo->height, &x1, &y1);
-        float s = geo->scale > 0 ? geo->scale : 1;
-        emit(buf, len, "  %s %.4f [%.1f %.1f %.1f %.1f]", k->cls < lb->n ? lb->name[k->cls] : "", k->score, x0 / s,
-             y0 / s, x1 / s, y1 / s);
+        cli_point_to_file(job, geo, &x0, &y0);
+        cli_point_to_file(job, geo, &x1, &y1);
+        emit(buf, len, "  %s %.4f [%.1f %.1f %.1f %.1f]", k->cls < lb->n ? lb->name[k->cls] : "", k->score, x0, y0,
+             x1, y1);
         if (k->cls >= lb->n) emit(buf, len, " class %d", k->cls);
         if (masks) {
-            size_t area = 0, n = (size_t)opt.input_width * opt.input_height;
+            size_t area = 0, n = (size_t)in_w * in_h;
             for (size_t p = 0; p < n; p++) area += masks[(size_t)i * n + p];
             emit(buf, len, " mask %zu px", area);
         }
         emit(buf, len, "\n");
     }
-    if (st == QCAL_OK && d.n == 0) emit(buf, len, "  (no detection >= %g)\n", (double)opt.confidence);
-    free(coef);
+    if (st == QCAL_OK && d.n == 0) emit(buf, len, "  (no detection >= %g)\n", (double)job->adapter.confidence_threshold);
     free(masks);
     qcal_detections_free(&d);
     return st;
-}
-
-static int output_index(const struct qcal_exec *ex, const char *name)
-{
-    for (int i = 0; name && i < qcal_exec_num_outputs(ex); i++)
-        if (strcmp(qcal_exec_output_name(ex, i), name) == 0) return i;
-    return name ? -1 : 0;
 }
 
 static enum qcal_status dump(const char *dir, const char *image, const char *what, const struct qcal_tensor *t)
@@ -272,7 +192,7 @@ int cli_infer_job(int argc, char **argv)
     struct qcal_graph *g = NULL;
     struct qcal_plan *plan = NULL;
     struct qcal_dataset list = {0};
-    struct labels lb = {0};
+    struct cli_labels lb = {0};
     char **results = NULL, **errors = NULL;
     uint8_t *bad_image = NULL;
     enum qcal_status *status = NULL;
@@ -307,7 +227,7 @@ int cli_infer_job(int argc, char **argv)
     }
     QCAL_CHECK(qcal_job_load(argv[optind], &job));
     if (top <= 0) top = job->adapter.top_k;
-    QCAL_CHECK(labels_load(job->adapter.labels, &lb));
+    QCAL_CHECK(cli_labels_load(job->adapter.labels, &lb));
     if (optind + 1 < argc) {
         for (int i = optind + 1; i < argc; i++) {
             struct qcal_image_list one;
@@ -370,7 +290,7 @@ int cli_infer_job(int argc, char **argv)
             size_t len = 0;
             if (s == QCAL_OK) {
                 emit(&buf, &len, "%s\n", list.paths[i]);
-                int oi = output_index(ex, job->adapter.output);
+                int oi = cli_output_index(ex, job->adapter.output);
                 if (oi < 0) {
                     s = QCAL_ERR(QCAL_INVALID_JOB, "%s: adapter output '%s' is not an output of %s", job->path,
                                  job->adapter.output, job->model);
@@ -435,7 +355,7 @@ cleanup:
     free(bad_image);
     free(results);
     free(status);
-    labels_free(&lb);
+    cli_labels_free(&lb);
     qcal_dataset_free(&list);
     qcal_plan_destroy(plan);
     qcal_graph_destroy(g);

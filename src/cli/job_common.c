@@ -1,9 +1,11 @@
 /* What the job subcommands share: the job's model prepared with its input shapes, and one
  * image decoded and preprocessed into the model's input tensor. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "qcal/eval.h"
 #include "qcal/par.h"
 #include "qcal/job.h"
 #include "qcal/onnx.h"
@@ -139,4 +141,97 @@ enum qcal_status cli_image_outcome_new(int64_t n, enum qcal_status **status, cha
     if (*status && *errors) return QCAL_OK;
     free(*status), free(*errors);
     return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+}
+
+int cli_output_index(const struct qcal_exec *ex, const char *name)
+{
+    for (int i = 0; name && i < qcal_exec_num_outputs(ex); i++)
+        if (strcmp(qcal_exec_output_name(ex, i), name) == 0) return i;
+    return name ? -1 : 0;
+}
+
+enum qcal_status cli_detect(const struct qcal_job *job, const struct qcal_exec *ex, int in_w, int in_h, int max_det,
+                            struct qcal_detections *d, uint8_t **masks)
+{
+    const struct qcal_job_adapter *ad = &job->adapter;
+    const struct qcal_detect_options opt = {.confidence = ad->confidence_threshold, .nms_iou = ad->nms_threshold,
+                                            .background_class = ad->background_class, .max_detections = max_det,
+                                            .input_width = in_w, .input_height = in_h};
+    memset(d, 0, sizeof *d);
+    *masks = NULL;
+    /* SSD: one DetectionOutput, or boxes [1, A, 4] + scores [1, A, C]; YOLO: predictions (the
+     * adapter's output, or the first 3-D one) and, for masks, prototypes (the 4-D one) */
+    const struct qcal_tensor *a = NULL, *b = NULL;
+    const int n_out = qcal_exec_num_outputs(ex);
+    if (ad->output && cli_output_index(ex, ad->output) >= 0) a = qcal_exec_output(ex, cli_output_index(ex, ad->output));
+    for (int i = 0; i < n_out; i++) {
+        const struct qcal_tensor *t = qcal_exec_output(ex, i);
+        if (ad->kind == QCAL_ADAPTER_SSD) {
+            if (n_out == 1) a = t;
+            else if (t->ndim == 3 && t->dims[2] == 4 && !ad->output) a = t;
+            else if (t->ndim == 3 && t != a && !b) b = t;
+        } else {
+            if (t->ndim == 3 && !a) a = t;
+            else if (t->ndim == 4 && !b) b = t;
+        }
+    }
+    if (!a || (ad->kind == QCAL_ADAPTER_SSD && n_out > 1 && !b))
+        return QCAL_ERR(QCAL_INVALID_JOB, "%s: the model's outputs are not what the %s adapter reads", job->path,
+                        ad->kind == QCAL_ADAPTER_SSD ? "ssd" : "yolo");
+    if (ad->kind == QCAL_ADAPTER_SSD) return qcal_detect_ssd(a, b, &opt, d);
+    const bool seg = ad->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION;
+    if (seg && (!b || b->ndim != 4))
+        return QCAL_ERR(QCAL_INVALID_JOB, "%s: instance_segmentation needs predictions [1, 4 + C + M, N] and "
+                        "prototypes [1, M, H, W] outputs", job->path);
+    const int n_classes = seg ? (int)((a->dims[1] < a->dims[2] ? a->dims[1] : a->dims[2]) - 4 - b->dims[1]) : 0;
+    float *coef = NULL;
+    int n_coef = 0;
+    enum qcal_status st = qcal_detect_yolo(a, n_classes, false, &opt, d, seg ? &coef : NULL, &n_coef);
+    if (st == QCAL_OK && seg && d->n) {
+        *masks = malloc((size_t)d->n * in_w * in_h);
+        st = *masks ? qcal_yolo_masks(d, coef, n_coef, b, &opt, *masks)
+                    : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory drawing instance masks");
+    }
+    free(coef);
+    if (st != QCAL_OK) {
+        qcal_detections_free(d);
+        free(*masks);
+        *masks = NULL;
+    }
+    return st;
+}
+
+void cli_labels_free(struct cli_labels *l)
+{
+    for (int i = 0; i < l->n; i++) free(l->name[i]);
+    free(l->name);
+    memset(l, 0, sizeof *l);
+}
+
+enum qcal_status cli_labels_load(const char *path, struct cli_labels *l)
+{
+    memset(l, 0, sizeof *l);
+    if (!path) return QCAL_OK;
+    FILE *f = fopen(path, "r");
+    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open the labels file", path);
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char **nn = realloc(l->name, sizeof *nn * (size_t)(l->n + 1));
+        if (!nn) {
+            fclose(f);
+            return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        }
+        l->name = nn;
+        l->name[l->n++] = strdup(line);
+    }
+    fclose(f);
+    return QCAL_OK;
+}
+
+void cli_point_to_file(const struct qcal_job *job, const struct cli_image_geometry *geo, float *x, float *y)
+{
+    qcal_prep_map_back(&job->prep, geo->width, geo->height, x, y);
+    const float s = geo->scale > 0 ? geo->scale : 1;
+    *x /= s, *y /= s;
 }

@@ -82,8 +82,8 @@ double qcal_average_precision(const float *score, const uint8_t *state, int64_t 
     if (method == QCAL_AP_VOC11) {
         for (int k = 0; k <= 10; k++) {
             double p = 0;
-            for (int64_t i = 0; i < m; i++)
-                if (rec[i] >= k / 10.0 && prec[i] > p) p = prec[i];
+            for (int64_t i = 0; i < m; i++) /* k * 0.1: the devkit's np.arange(0, 1.1, 0.1) */
+                if (rec[i] >= k * 0.1 && prec[i] > p) p = prec[i];
             ap += p / 11;
         }
     } else {

@@ -353,6 +353,9 @@ static enum qcal_status read_adapter(const struct reader *r, const struct ynode 
     if ((st = get_enum(r, v, "type", kinds, &a->kind)) != QCAL_OK) return st;
     if ((v = get(n, "labels")) && (st = get_path(r, v, "labels", &a->labels)) != QCAL_OK) return st;
     if ((v = get(n, "top_k")) && (st = get_int32(r, v, "top_k", 1, 1000, &a->top_k)) != QCAL_OK) return st;
+    if (!v && (a->kind == QCAL_ADAPTER_SSD || a->kind == QCAL_ADAPTER_YOLO ||
+               a->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION))
+        a->top_k = 100; /* detections kept per image: COCO's maxDets */
     if ((v = get(n, "confidence_threshold")) &&
         (st = get_float(r, v, "confidence_threshold", &a->confidence_threshold)) != QCAL_OK)
         return st;
