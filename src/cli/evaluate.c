@@ -103,6 +103,8 @@ struct setup {
     int max_det;         /* detections kept per image */
     int64_t det_classes; /* the model's classes */
     const int32_t *to_model; /* dataset class -> model class (-1: the model has none) */
+    bool masks;          /* segmentation: the dataset has class masks */
+    size_t seg_gt_at;    /* ... per model: intersections, unions per class, correct, valid pixels */
     bool boxes;          /* the dataset has boxes */
     bool segms;          /* ... and instance masks (instance segmentation) */
     size_t det_at, gt_at; /* det_rec[2][max_det] (parent, optimized), int32 objects per class */
@@ -116,6 +118,10 @@ static struct qcal_tensor_distance *distances(const struct setup *s, char *rec)
     return (struct qcal_tensor_distance *)(rec + s->dist_at);
 }
 
+static int64_t *seg_gt_counts(const struct setup *s, char *rec, int m)
+{
+    return (int64_t *)(rec + s->seg_gt_at) + (size_t)m * (size_t)(2 * s->classes + 2);
+}
 static struct det_rec *det_recs(const struct setup *s, char *rec, int m)
 {
     return (struct det_rec *)(rec + s->det_at) + (size_t)m * s->max_det;
@@ -429,6 +435,41 @@ static enum qcal_status compare_detections(const struct setup *s, struct qcal_ex
     return st;
 }
 
+/* Both class maps against the image's annotated mask: per model, intersections and unions
+ * per class, correct and valid (not 255, a class of the model) pixels. Each mask pixel's
+ * centre is mapped into the model input (an affine map per axis), then into the map. */
+static enum qcal_status compare_masks(const struct setup *s, int64_t k, const struct cli_image_geometry *geo,
+                                      const struct qcal_tensor *out, const int32_t *maps, char *rec)
+{
+    struct qcal_mask m;
+    enum qcal_status st = qcal_mask_load(s->ds->mask_paths[k], &m);
+    if (st != QCAL_OK) return st;
+    float ox = 0, oy = 0, ux = 1, uy = 1;
+    cli_point_to_file(s->job, geo, &ox, &oy);
+    cli_point_to_file(s->job, geo, &ux, &uy);
+    const double sx = (double)ux - ox, sy = (double)uy - oy;
+    const int64_t mh = out->dims[2], mw = out->dims[3], C = s->classes;
+    for (int y = 0; y < m.height; y++) {
+        const int64_t my = (int64_t)floor((y + 0.5 - oy) / sy * (double)mh / s->in_h);
+        for (int x = 0; x < m.width; x++) {
+            const int g = m.pixels[(size_t)y * m.width + x];
+            if (g == 255 || g >= C) continue;
+            const int64_t mx = (int64_t)floor((x + 0.5 - ox) / sx * (double)mw / s->in_w);
+            const bool inside = mx >= 0 && mx < mw && my >= 0 && my < mh;
+            for (int model = 0; model < 2; model++) {
+                int64_t *c = seg_gt_counts(s, rec, model);
+                const int32_t p = inside ? maps[(size_t)model * s->plane + (size_t)(my * mw + mx)] : -1;
+                c[2 * C + 1]++; /* valid */
+                c[C + g]++;     /* union: the annotated class ... */
+                if (p == g) c[g]++, c[2 * C]++;
+                else if (p >= 0 && p < C) c[C + p]++; /* ... and a different predicted one */
+            }
+        }
+    }
+    qcal_mask_free(&m);
+    return QCAL_OK;
+}
+
 /* One image's record from the two executions. */
 static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *const ex[2], int64_t k,
                                       const struct cli_image_geometry *geo, char *rec, int32_t *maps)
@@ -456,6 +497,7 @@ static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *c
         class_map(b, s->plane, maps + s->plane);
         int64_t *cnt = seg_counts(rec);
         r->mean_iou = qcal_map_iou(maps + s->plane, maps, s->plane, s->classes, cnt, cnt + s->classes);
+        if (s->masks) st = compare_masks(s, k, geo, a, maps, rec);
     } else if (is_detection(s->kind)) {
         st = compare_detections(s, ex, k, geo, rec);
     }
@@ -585,8 +627,9 @@ static enum qcal_status describe(struct setup *s, const struct qcal_graph *g0, c
     }
     s->in_w = (int)(job->prep.nhwc ? s->in->t.dims[2] : s->in->t.dims[3]);
     s->in_h = (int)(job->prep.nhwc ? s->in->t.dims[1] : s->in->t.dims[2]);
-    s->det_at = sizeof(struct image_row) +
-                (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * sizeof(int64_t) * (size_t)s->classes : 0);
+    s->seg_gt_at = sizeof(struct image_row) +
+                   (s->kind == QCAL_ADAPTER_SEGMENTATION ? 2 * sizeof(int64_t) * (size_t)s->classes : 0);
+    s->det_at = s->seg_gt_at + (s->masks ? 2 * sizeof(int64_t) * (size_t)(2 * s->classes + 2) : 0);
     s->gt_at = s->det_at + 2 * sizeof(struct det_rec) * (size_t)s->max_det;
     s->dist_at = s->gt_at + (s->boxes ? sizeof(int32_t) * (size_t)s->det_classes : 0);
     s->dist_at = (s->dist_at + 7) / 8 * 8;
@@ -760,7 +803,26 @@ static void iso_time(time_t t, char *buf, size_t cap)
 struct summary {
     int64_t images, labelled, agree, p_top1, o_top1, p_top5, o_top5;
     double mean_iou;
+    double gt_mean_iou[2], pixel_accuracy[2]; /* segmentation vs annotated masks: parent, optimized */
 };
+
+/* Per model, the intersections and unions per class summed over the images (then correct and
+ * valid pixels), into sums[2][2 C + 2]. */
+static void sum_mask_counts(const struct setup *s, const char *all, int64_t n, int64_t *sums)
+{
+    const size_t w = (size_t)(2 * s->classes + 2);
+    memset(sums, 0, sizeof *sums * 2 * w);
+    for (int64_t k = 0; k < n; k++)
+        for (int m = 0; m < 2; m++) {
+            const int64_t *c = seg_gt_counts(s, (char *)all + (size_t)k * s->record, m);
+            for (size_t j = 0; j < w; j++) sums[m * w + j] += c[j];
+        }
+}
+
+static double class_iou(const int64_t *c, int64_t classes, int64_t j)
+{
+    return c[classes + j] ? (double)c[j] / (double)c[classes + j] : NAN;
+}
 
 static struct summary summarize(const struct setup *s, const char *all, int64_t n)
 {
@@ -779,6 +841,23 @@ static struct summary summarize(const struct setup *s, const char *all, int64_t 
         if (s->kind == QCAL_ADAPTER_SEGMENTATION) iou += r->mean_iou;
     }
     m.mean_iou = n ? iou / (double)n : NAN;
+    if (s->masks) {
+        const size_t w = (size_t)(2 * s->classes + 2);
+        int64_t *sums = malloc(sizeof *sums * 2 * w);
+        for (int i = 0; i < 2; i++) m.gt_mean_iou[i] = m.pixel_accuracy[i] = NAN;
+        if (!sums) return m;
+        sum_mask_counts(s, all, n, sums);
+        for (int i = 0; i < 2; i++) {
+            const int64_t *c = sums + i * w;
+            double sum = 0;
+            int64_t present = 0;
+            for (int64_t j = 0; j < s->classes; j++)
+                if (c[s->classes + j]) sum += class_iou(c, s->classes, j), present++;
+            m.gt_mean_iou[i] = present ? sum / (double)present : NAN;
+            m.pixel_accuracy[i] = c[2 * s->classes + 1] ? (double)c[2 * s->classes] / (double)c[2 * s->classes + 1] : NAN;
+        }
+        free(sums);
+    }
     return m;
 }
 
@@ -923,6 +1002,51 @@ static enum qcal_status write_detections(struct qcal_h5 *f, const struct setup *
     return st;
 }
 
+struct seg_class_row {
+    int32_t cls;
+    char name[64];
+    double parent_iou, optimized_iou;
+};
+
+/* Segmentation against the annotated masks: mean IoU and pixel accuracy of both models, and
+ * per class IoU. */
+static enum qcal_status write_mask_accuracy(struct qcal_h5 *f, const struct setup *s, const char *all, int64_t n,
+                                            const struct summary *m, const struct cli_labels *lb)
+{
+    const int64_t C = s->classes;
+    const size_t w = (size_t)(2 * C + 2);
+    int64_t *sums = malloc(sizeof *sums * 2 * w);
+    struct seg_class_row *rows = malloc(sizeof *rows * (size_t)(C + 1));
+    enum qcal_status st = sums && rows ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    int64_t nr = 0;
+    if (st == QCAL_OK) {
+        sum_mask_counts(s, all, n, sums);
+        for (int64_t j = 0; j < C; j++) {
+            if (!sums[C + j] && !sums[w + C + j]) continue;
+            struct seg_class_row *r = &rows[nr++];
+            memset(r, 0, sizeof *r);
+            r->cls = (int32_t)j;
+            snprintf(r->name, sizeof r->name, "%s", j < lb->n ? lb->name[j] : "");
+            r->parent_iou = class_iou(sums, C, j), r->optimized_iou = class_iou(sums + w, C, j);
+        }
+    }
+    const struct qcal_h5_column cols[] = {
+        {"class", QCAL_I32, offsetof(struct seg_class_row, cls), 0},
+        {"name", QCAL_H5_STRING, offsetof(struct seg_class_row, name), 64},
+        COL(struct seg_class_row, parent_iou, QCAL_F64), COL(struct seg_class_row, optimized_iou, QCAL_F64)};
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/accuracy", "pixels", sums[2 * C + 1]);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", "parent_mean_iou", m->gt_mean_iou[0]);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", "optimized_mean_iou", m->gt_mean_iou[1]);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", "mean_iou_drop", m->gt_mean_iou[0] - m->gt_mean_iou[1]);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", "parent_pixel_accuracy", m->pixel_accuracy[0]);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/accuracy", "optimized_pixel_accuracy", m->pixel_accuracy[1]);
+    if (st == QCAL_OK)
+        st = qcal_h5_attr_f64(f, "/accuracy", "pixel_accuracy_drop", m->pixel_accuracy[0] - m->pixel_accuracy[1]);
+    if (st == QCAL_OK) st = qcal_h5_write_table(f, "/accuracy/classes", 4, cols, nr, sizeof *rows, rows);
+    free(sums), free(rows);
+    return st;
+}
+
 /* Rank 0: the report from every image's record (all, in dataset order). */
 static enum qcal_status write_report(const char *path, const struct setup *s, const struct qcal_graph *g0,
                                      const char *opt_path, const char *all, int64_t n, const struct summary *m,
@@ -1035,6 +1159,7 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
         }
     }
     if (st == QCAL_OK && is_seg) st = qcal_h5_attr_f64(f, "/summary", "mean_iou_agreement", m->mean_iou);
+    if (st == QCAL_OK && is_seg && s->masks) st = write_mask_accuracy(f, s, all, n, m, lb);
     if (st == QCAL_OK && is_detection(s->kind)) st = write_detections(f, s, all, n, dm, lb);
     free(rows);
     free(dist);
@@ -1137,6 +1262,7 @@ int cli_evaluate(int argc, char **argv)
     struct setup s = {.job = job, .ds = &ds, .in = &in};
     AGREE(cli_labels_load(job->adapter.labels, &lb));
     s.n_labels = lb.n;
+    s.masks = job->adapter.kind == QCAL_ADAPTER_SEGMENTATION && ds.mask_paths;
     if (is_detection(job->adapter.kind) && ds.obj_begin) {
         s.boxes = true;
         s.segms = job->adapter.kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION && ds.n_segms > 0;
@@ -1186,6 +1312,10 @@ int cli_evaluate(int argc, char **argv)
                        ratio(m.p_top1, m.labelled) - ratio(m.o_top1, m.labelled), (long long)m.labelled);
         }
         if (s.kind == QCAL_ADAPTER_SEGMENTATION) printf("  mean IoU of the class maps: %.4f\n", m.mean_iou);
+        if (s.masks)
+            printf("  against the masks: mean IoU parent %.4f, optimized %.4f (drop %.4f); pixel accuracy parent "
+                   "%.4f, optimized %.4f\n", m.gt_mean_iou[0], m.gt_mean_iou[1], m.gt_mean_iou[0] - m.gt_mean_iou[1],
+                   m.pixel_accuracy[0], m.pixel_accuracy[1]);
         if (is_detection(s.kind)) {
             printf("  detections: optimized %lld, parent %lld, matched %lld; mAP vs the parent %.4f\n",
                    (long long)dm.a, (long long)dm.b, (long long)dm.matches, dm.map_vs_parent);
