@@ -127,9 +127,20 @@ static bool optional_attr(struct qcal_h5 *f, const char *obj, const char *name, 
     return ok;
 }
 
-static const char *const summary_keys[] = {"images", "top1_agreement", "labelled_images", "mean_iou_agreement"};
-static const char *const accuracy_keys[] = {"parent_top1", "optimized_top1", "top1_drop", "parent_top5",
-                                            "optimized_top5"};
+static const char *const summary_keys[] = {
+    "images", "top1_agreement", "labelled_images", "mean_iou_agreement", "optimized_detections",
+    "parent_detections", "matches", "identical_images", "map_vs_parent"};
+static const char *const accuracy_keys[] = {
+    "parent_top1", "optimized_top1", "top1_drop", "parent_top5", "optimized_top5",
+    /* detection */
+    "objects", "parent_voc_map_11pt", "optimized_voc_map_11pt", "voc_map_11pt_drop", "parent_voc_map",
+    "optimized_voc_map", "voc_map_drop", "parent_coco_map", "optimized_coco_map", "coco_map_drop",
+    "parent_coco_map50", "optimized_coco_map50", "coco_map50_drop", "parent_coco_map75", "optimized_coco_map75",
+    "coco_map75_drop", "parent_coco_segm_map", "optimized_coco_segm_map", "coco_segm_map_drop",
+    "parent_coco_segm_map50", "optimized_coco_segm_map50", "coco_segm_map50_drop",
+    /* segmentation against masks */
+    "pixels", "parent_mean_iou", "optimized_mean_iou", "mean_iou_drop", "parent_pixel_accuracy",
+    "optimized_pixel_accuracy", "pixel_accuracy_drop"};
 
 /* The attributes `keys` of obj that the report has, as one JSON object. */
 static void json_attrs(struct qcal_h5 *f, const char *obj, const char *const *keys, size_t n)
@@ -263,10 +274,10 @@ int cli_report(int argc, char **argv)
            (long long)t.rows, parent, optimized);
     for (size_t k = 0; k < sizeof summary_keys / sizeof *summary_keys; k++)
         if (k && optional_attr(f, "/summary", summary_keys[k], &v))
-            printf(v == floor(v) ? "  %-20s %.0f\n" : "  %-20s %.4f\n", summary_keys[k], v);
+            printf(v == floor(v) ? "  %-26s %.0f\n" : "  %-26s %.4f\n", summary_keys[k], v);
     for (size_t k = 0; k < sizeof accuracy_keys / sizeof *accuracy_keys; k++)
         if (optional_attr(f, "/accuracy", accuracy_keys[k], &v))
-            printf("  %-20s %.4f\n", accuracy_keys[k], v);
+            printf(v == floor(v) && fabs(v) > 1 ? "  %-26s %.0f\n" : "  %-26s %.4f\n", accuracy_keys[k], v);
     /* each output over the images: the worst cosine and SNR, the largest difference */
     int n_names = 0;
     char **names = NULL;
