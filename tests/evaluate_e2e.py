@@ -340,12 +340,28 @@ def main():
                         "--quiet"], capture_output=True, text=True, env=MPI_ENV, timeout=600)
     ok = r.returncode == 0 and open(os.path.join(run_dir, "model.int8.onnx"), "rb").read() == open(int8, "rb").read()
     check("qcal run (2 ranks): the INT8 model of qcal calibrate, byte for byte", ok, r.stderr[-300:])
+    run_rep = results(os.path.join(run_dir, "report.h5")) if ok else {}
     check("qcal run: the report's results = qcal evaluate's",
           ok and same({k: v for k, v in base.items() if k != "provenance@optimized_model"},
-                      {k: v for k, v in results(os.path.join(run_dir, "report.h5")).items()
-                       if k != "provenance@optimized_model"}))
-    check("qcal run: ends with the benchmark table (INT8/FP32 speed-up)", "int8/fp32 speed-up" in r.stdout,
-          r.stdout[-300:])
+                      {k: v for k, v in run_rep.items() if k != "provenance@optimized_model" and
+                       not k.startswith(("calibration", "performance"))}))
+    # the calibration summary is calibration.h5's, the performance table bench.h5's
+    with h5py.File(os.path.join(out, "calibration.h5"), "r") as c:
+        ok = ok and all(np.array_equal(run_rep.get(f"calibration/scales/{k}"), c[f"scales/{k}"][()])
+                        for k in ("scale", "zero_point", "lo", "hi")) and \
+            np.array_equal(run_rep.get("calibration/scales/tensor"), c["tensors/name"][()]) and \
+            np.array_equal(run_rep.get("calibration/layers/sqnr_db"), c["layers/sqnr_db"][()], equal_nan=True) and \
+            run_rep.get("calibration/scales@method") == c["scales"].attrs["method"]
+    check("qcal run: the report holds the calibration summary (scales, per layer SQNR)", ok)
+    with h5py.File(os.path.join(run_dir, "bench.h5"), "r") as b:
+        nodes = run_rep.get("performance/nodes")
+        ok = ok and nodes is not None and nodes.tobytes() == b["performance/nodes"][()].tobytes() and \
+            list(nodes["precision"]) == [b"fp32", b"int8"] and nodes["latency_median_ms"].min() > 0 and \
+            abs(nodes["latency_speedup"][1] - nodes["latency_median_ms"][0] / nodes["latency_median_ms"][1]) < 1e-12
+    check("qcal run: the report holds the benchmark (latency, throughput, speed-up per precision)", ok)
+    check("qcal run: ends with the FP32 vs INT8 table (accuracy, agreement, latency, throughput)",
+          all(w in r.stdout for w in ("top-1 accuracy", "top-1 agreement", "latency median", "throughput")),
+          r.stdout[-600:])
 
     segmentation(a, check, sets, evaluate)
 

@@ -45,6 +45,10 @@ enum qcal_status qcal_h5_attr_string(struct qcal_h5 *f, const char *obj, const c
 enum qcal_status qcal_h5_attr_f64(struct qcal_h5 *f, const char *obj, const char *name, double value);
 enum qcal_status qcal_h5_attr_i64(struct qcal_h5 *f, const char *obj, const char *name, int64_t value);
 
+/* Copies src_obj of the HDF5 file src_path (a group with all it holds, or a dataset) to
+ * dst_obj of f. */
+enum qcal_status qcal_h5_copy(struct qcal_h5 *f, const char *dst_obj, const char *src_path, const char *src_obj);
+
 /* Reads a numeric dataset converted to `dtype`: *data_out (malloc'd, caller frees), its
  * shape in t (t->data = *data_out). */
 enum qcal_status qcal_h5_read(struct qcal_h5 *f, const char *path, int dtype, struct qcal_tensor *t);

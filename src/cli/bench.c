@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "qcal/job.h"
 #include "qcal/onnx.h"
 #include "qcal/par.h"
+#include "qcal/report.h"
 #include "qcal/runtime.h"
 
 static const char usage[] =
@@ -52,6 +54,7 @@ static const char usage[] =
     "  --per-layer              per-layer table of the latency runs\n"
     "  --kernels dnnl|blas|ref  force a kernel family\n"
     "  --json                   one JSON object on stdout instead of the table\n"
+    "  -o FILE.h5               also write the figures as HDF5 (/performance, for qcal evaluate --bench)\n"
     "  -h, --help               this help\n";
 
 enum { MODE_LATENCY = 1, MODE_THROUGHPUT = 2 };
@@ -384,10 +387,77 @@ static void print_table(const struct bench_opts *o, const struct inputs *in, con
     printf("latency in ms\n");
 }
 
+struct perf_row {
+    char host[HOST_BYTES];
+    int32_t rank;
+    char precision[8];
+    double latency_median_ms, latency_mean_ms, latency_std_ms, latency_min_ms, latency_max_ms, latency_p90_ms,
+        latency_p99_ms, outliers, latency_runs;
+    double throughput_fps, throughput_runs, throughput_seconds;
+    double latency_speedup, throughput_speedup; /* int8 rows: over fp32 on the node; else NaN */
+};
+
+/* The figures as HDF5 (/performance: attributes and one row per node x precision), for the
+ * evaluation report. */
+static enum qcal_status write_h5(const char *path, const struct bench_opts *o, const struct inputs *in,
+                                 const char *const *paths, int n_prec, const char *hosts, const int *leader,
+                                 const double *all, int size)
+{
+    static const char *const names[MAX_PREC] = {"fp32", "int8"};
+    struct perf_row *rows = calloc((size_t)size * MAX_PREC, sizeof *rows);
+    if (!rows) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    int n = 0;
+    for (int rk = 0; rk < size; rk++) {
+        if (!leader[rk]) continue;
+        const struct result *a = (const struct result *)(all + (size_t)rk * MAX_PREC * RESULT_DOUBLES);
+        for (int p = 0; p < n_prec; p++) {
+            const struct result *r = a + p;
+            struct perf_row *w = &rows[n++];
+            snprintf(w->host, sizeof w->host, "%s", hosts + rk * HOST_BYTES);
+            snprintf(w->precision, sizeof w->precision, "%s", names[p]);
+            w->rank = rk;
+            const bool lat = o->mode & MODE_LATENCY, tp = o->mode & MODE_THROUGHPUT;
+            w->latency_median_ms = lat ? r->median : NAN, w->latency_mean_ms = lat ? r->mean : NAN;
+            w->latency_std_ms = lat ? r->std : NAN, w->latency_min_ms = lat ? r->min : NAN;
+            w->latency_max_ms = lat ? r->max : NAN, w->latency_p90_ms = lat ? r->p90 : NAN;
+            w->latency_p99_ms = lat ? r->p99 : NAN, w->outliers = lat ? r->outliers : NAN;
+            w->latency_runs = lat ? r->runs : NAN;
+            w->throughput_fps = tp ? r->fps : NAN, w->throughput_runs = tp ? r->tp_runs : NAN;
+            w->throughput_seconds = tp ? r->tp_seconds : NAN;
+            w->latency_speedup = p && lat && r->median > 0 ? a->median / r->median : NAN;
+            w->throughput_speedup = p && tp && a->fps > 0 ? r->fps / a->fps : NAN;
+        }
+    }
+#define PCOL(f) {#f, QCAL_F64, offsetof(struct perf_row, f), 0}
+    const struct qcal_h5_column cols[] = {
+        {"host", QCAL_H5_STRING, offsetof(struct perf_row, host), HOST_BYTES},
+        {"rank", QCAL_I32, offsetof(struct perf_row, rank), 0},
+        {"precision", QCAL_H5_STRING, offsetof(struct perf_row, precision), 8},
+        PCOL(latency_median_ms), PCOL(latency_mean_ms), PCOL(latency_std_ms), PCOL(latency_min_ms),
+        PCOL(latency_max_ms), PCOL(latency_p90_ms), PCOL(latency_p99_ms), PCOL(outliers), PCOL(latency_runs),
+        PCOL(throughput_fps), PCOL(throughput_runs), PCOL(throughput_seconds), PCOL(latency_speedup),
+        PCOL(throughput_speedup)};
+#undef PCOL
+    struct qcal_h5 *f = NULL;
+    enum qcal_status st = qcal_h5_create(path, &f);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/performance", "fp32_model", paths[0]);
+    if (st == QCAL_OK && n_prec == 2) st = qcal_h5_attr_string(f, "/performance", "int8_model", paths[1]);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/performance", "batch", o->batch);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/performance", "latency_threads", o->threads);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/performance", "throughput_streams", o->streams);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/performance", "seconds_per_mode", o->iterations > 0 ? NAN : o->seconds);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/performance", "input", in->data ? "images" : "synthetic");
+    if (st == QCAL_OK)
+        st = qcal_h5_write_table(f, "/performance/nodes", (int)(sizeof cols / sizeof *cols), cols, n, sizeof *rows, rows);
+    free(rows);
+    enum qcal_status cst = f ? qcal_h5_close(f, st == QCAL_OK) : QCAL_OK;
+    return st != QCAL_OK ? st : cst;
+}
+
 int cli_bench(int argc, char **argv)
 {
     enum { O_INT8 = 1000, O_SHAPE, O_BATCH, O_STREAMS, O_THREADS, O_TIME, O_ITER, O_MODE, O_PER_LAYER, O_KERNELS, O_JSON,
-           O_IMAGES, O_SYNTHETIC };
+           O_IMAGES, O_SYNTHETIC, O_OUT };
     static const struct option opts[] = {
         {"int8", required_argument, 0, O_INT8},       {"input-shape", required_argument, 0, O_SHAPE},
         {"batch", required_argument, 0, O_BATCH},     {"streams", required_argument, 0, O_STREAMS},
@@ -396,7 +466,7 @@ int cli_bench(int argc, char **argv)
         {"per-layer", no_argument, 0, O_PER_LAYER},   {"kernels", required_argument, 0, O_KERNELS},
         {"json", no_argument, 0, O_JSON},             {"help", no_argument, 0, 'h'},
         {"images", required_argument, 0, O_IMAGES},   {"synthetic", no_argument, 0, O_SYNTHETIC},
-        {0, 0, 0, 0}};
+        {"output", required_argument, 0, 'o'},        {0, 0, 0, 0}};
     struct bench_opts o = {.batch = 0, .streams = 0, .threads = 0, .mode = MODE_LATENCY | MODE_THROUGHPUT,
                            .kernels = QCAL_KERNELS_AUTO, .images = 16, .seconds = -1, .iterations = -1};
     struct inputs in = {.why_synthetic = "no job file"};
@@ -409,8 +479,10 @@ int cli_bench(int argc, char **argv)
     opterr = 0;
     cli_hold_errors();
     int ch;
-    while (st == QCAL_OK && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    const char *h5_out = NULL;
+    while (st == QCAL_OK && (ch = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (ch) {
+        case 'o': h5_out = optarg; break;
         case O_INT8: o.int8 = optarg; break;
         case O_SHAPE:
             free(o.shape_name);
@@ -518,7 +590,9 @@ int cli_bench(int argc, char **argv)
     if (st == QCAL_OK && rank == 0) {
         if (o.json) print_json(&o, &in, paths, n_prec, hosts, leader, all, size);
         else print_table(&o, &in, paths, n_prec, hosts, leader, all, size);
+        if (h5_out) st = write_h5(h5_out, &o, &in, paths, n_prec, hosts, leader, all, size);
     }
+    st = cli_agree(st);
 done:
     qcal_log_capture(NULL, 0);
     free(hosts), free(leader), free(mine), free(all);

@@ -5,6 +5,7 @@
  * adapter's comparison, per-class counts, the distance of every output), gathered to rank
  * 0 in dataset order, which writes the report. A record depends only on its image, so the
  * report's results are the same bytes for any number of ranks and threads. */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
@@ -41,6 +42,9 @@ static const char usage[] =
     "  --subset N         the first N validation images (or the job's seeded subset)\n"
     "  --threads N        OpenMP threads per rank\n"
     "  --kernels K        dnnl, blas or ref\n"
+    "  --calibration FILE copy qcal calibrate's summary (calibration.h5: scales, per layer\n"
+    "                     SQNR) into the report as /calibration\n"
+    "  --bench FILE       copy qcal bench -o FILE's figures into the report as /performance\n"
     "  --quiet            no summary table\n"
     "  -h, --help         this help\n";
 
@@ -865,6 +869,11 @@ static double ratio(int64_t a, int64_t b) { return b ? (double)a / (double)b : N
 
 #define COL(T, f, dt) {#f, dt, offsetof(T, f), 0}
 
+/* Files whose contents the report takes in: qcal calibrate's calibration.h5, qcal bench -o. */
+struct extras {
+    const char *calibration, *bench;
+};
+
 struct det_row {
     int64_t image;
     int32_t model;       /* 0: parent, 1: optimized */
@@ -1050,8 +1059,8 @@ static enum qcal_status write_mask_accuracy(struct qcal_h5 *f, const struct setu
 /* Rank 0: the report from every image's record (all, in dataset order). */
 static enum qcal_status write_report(const char *path, const struct setup *s, const struct qcal_graph *g0,
                                      const char *opt_path, const char *all, int64_t n, const struct summary *m,
-                                     const struct det_summary *dm, const struct cli_labels *lb, int argc,
-                                     char **argv, time_t start)
+                                     const struct det_summary *dm, const struct cli_labels *lb,
+                                     const struct extras *extra, int argc, char **argv, time_t start)
 {
     struct qcal_h5 *f = NULL;
     enum qcal_status st = qcal_h5_create(path, &f);
@@ -1161,6 +1170,12 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
     if (st == QCAL_OK && is_seg) st = qcal_h5_attr_f64(f, "/summary", "mean_iou_agreement", m->mean_iou);
     if (st == QCAL_OK && is_seg && s->masks) st = write_mask_accuracy(f, s, all, n, m, lb);
     if (st == QCAL_OK && is_detection(s->kind)) st = write_detections(f, s, all, n, dm, lb);
+    if (st == QCAL_OK && extra->calibration) { /* the calibration summary: scales, per layer SQNR */
+        st = qcal_h5_copy(f, "/calibration/scales", extra->calibration, "/scales");
+        if (st == QCAL_OK) st = qcal_h5_copy(f, "/calibration/scales/tensor", extra->calibration, "/tensors/name");
+        if (st == QCAL_OK) st = qcal_h5_copy(f, "/calibration/layers", extra->calibration, "/layers");
+    }
+    if (st == QCAL_OK && extra->bench) st = qcal_h5_copy(f, "/performance", extra->bench, "/performance");
     free(rows);
     free(dist);
     free(cls);
@@ -1199,15 +1214,17 @@ static enum qcal_status class_mapping(const struct qcal_job *job, const struct q
 
 int cli_evaluate(int argc, char **argv)
 {
-    enum { O_OPT = 1000, O_SUBSET, O_THREADS, O_KERNELS, O_QUIET };
+    enum { O_OPT = 1000, O_SUBSET, O_THREADS, O_KERNELS, O_QUIET, O_CALIB, O_BENCH };
     static const struct option opts[] = {
         {"optimized", required_argument, 0, O_OPT}, {"output", required_argument, 0, 'o'},
         {"subset", required_argument, 0, O_SUBSET}, {"threads", required_argument, 0, O_THREADS},
         {"kernels", required_argument, 0, O_KERNELS}, {"quiet", no_argument, 0, O_QUIET},
+        {"calibration", required_argument, 0, O_CALIB}, {"bench", required_argument, 0, O_BENCH},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     const time_t start = time(NULL);
     enum qcal_status st = QCAL_OK;
     const char *out = NULL, *opt_path = NULL;
+    struct extras extra = {0};
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
     bool quiet = false;
@@ -1237,6 +1254,8 @@ int cli_evaluate(int argc, char **argv)
                 AGREE(QCAL_ERR(QCAL_INVALID_ARGUMENT, "--kernels '%s': expected dnnl, blas or ref", optarg));
             break;
         case O_QUIET: quiet = true; break;
+        case O_CALIB: extra.calibration = optarg; break;
+        case O_BENCH: extra.bench = optarg; break;
         case 'h': fputs(usage, stdout); goto cleanup;
         default:
             AGREE(QCAL_ERR(QCAL_INVALID_ARGUMENT, "evaluate: unknown option or missing value in '%s' (see qcal "
@@ -1246,6 +1265,11 @@ int cli_evaluate(int argc, char **argv)
     if (optind != argc - 1 || !out || !opt_path)
         AGREE(QCAL_ERR(QCAL_INVALID_ARGUMENT, "evaluate: expected JOB.yml, --optimized MODEL and -o REPORT.h5 (see "
                        "qcal evaluate --help)"));
+    for (int i = 0; i < 2; i++) {
+        const char *x = i ? extra.bench : extra.calibration;
+        if (x && access(x, R_OK) != 0)
+            AGREE(QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", x, strerror(errno)));
+    }
     AGREE(qcal_job_load(argv[optind], &job));
     if (!job->validation_data.present) AGREE(QCAL_ERR(QCAL_INVALID_JOB, "%s: no validation dataset", job->path));
     AGREE(cli_load_dataset(job, &job->validation_data, &ds));
@@ -1298,7 +1322,7 @@ int cli_evaluate(int argc, char **argv)
     }
     const struct summary m = summarize(&s, all, ds.count);
     if (rank == 0 && is_detection(s.kind)) st = det_summarize(&s, all, ds.count, &dm);
-    if (rank == 0 && st == QCAL_OK) st = write_report(out, &s, g[0], opt_path, all, ds.count, &m, &dm, &lb, argc, argv, start);
+    if (rank == 0 && st == QCAL_OK) st = write_report(out, &s, g[0], opt_path, all, ds.count, &m, &dm, &lb, &extra, argc, argv, start);
     AGREE(st);
     if (rank == 0 && !quiet) {
         printf("evaluated %lld images (%d ranks x %d threads): %s vs %s\n", (long long)ds.count, size,

@@ -207,6 +207,20 @@ enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_
     return st;
 }
 
+enum qcal_status qcal_h5_copy(struct qcal_h5 *f, const char *dst_obj, const char *src_path, const char *src_obj)
+{
+    if (access(src_path, R_OK) != 0) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", src_path, strerror(errno));
+    hid_t src = H5Fis_hdf5(src_path) > 0 ? H5Fopen(src_path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (src < 0) return QCAL_ERR(QCAL_INVALID_DATA, "%s: not an HDF5 file", src_path);
+    enum qcal_status st = QCAL_OK;
+    if (H5Lexists(src, src_obj, H5P_DEFAULT) <= 0)
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: has no %s", src_path, src_obj);
+    else if (H5Ocopy(src, src_obj, f->file, dst_obj, H5P_DEFAULT, f->lcpl) < 0)
+        st = QCAL_ERR(QCAL_IO_ERROR, "%s: cannot copy %s of %s", f->path, src_obj, src_path);
+    H5Fclose(src);
+    return st;
+}
+
 /* The object at `obj`, creating the group if it is missing. */
 static hid_t open_obj(struct qcal_h5 *f, const char *obj)
 {
