@@ -356,6 +356,20 @@ def main():
                       s_["map_vs_parent"] == 1.0 and s_["identical_images"] == n)
                 check(f"{name}: self-comparison: parent and optimized metrics equal",
                       all(ac[k] == ac[k.replace("parent_", "optimized_")] for k in ac if k.startswith("parent_")))
+        # qcal visualize: the two panels are the same picture for the self-comparison, not for INT8
+        panels = []
+        for rep in (selfrep, reps[(0, 1)]):
+            png = rep.replace(".h5", ".png")
+            r = run([a.qcal, "visualize", rep, "--image", images[0][0], "-o", png])
+            if r.returncode == 0:
+                pic = np.asarray(Image.open(png).convert("RGB"))
+                W, H = images[0][1]
+                pw = min(max(W, 320), 560)
+                ph = int(round(H * pw / W))
+                panels.append((pic[56:56 + ph, 12:12 + pw], pic[56:56 + ph, 24 + pw:24 + 2 * pw]))
+        check(f"{name}: visualize: identical panels for the parent against itself, different for INT8",
+              len(panels) == 2 and np.array_equal(*panels[0]) and not np.array_equal(*panels[1]) and
+              panels[1][0].std() > 10, r.stderr[-300:])
     return check.report("detection evaluation checks")
 
 

@@ -113,6 +113,40 @@ def class_map(t):
     return np.argmax(t, axis=0) if t.shape[0] > 1 else (t[0] > 0.5).astype(np.int64)
 
 
+def visualize(a, check, rep, val, names, parent, opt):
+    """qcal visualize on the first page: the two panels show the same image, so they differ
+    exactly where one model's text map covers a pixel and the other's does not (each panel
+    pixel's centre mapped into the 640 x 640 map as qcal maps it: float32 axis scales); an
+    overlaid pixel is the image blended half and half with the class colour."""
+    png = os.path.join(a.work, "visualize_det.png")
+    r = subprocess.run([a.qcal, "visualize", rep, "--image", names[0], "-o", png], capture_output=True, text=True)
+    if not check("visualize (segmentation) runs", r.returncode == 0, r.stderr[-300:]):
+        return
+    pic = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    W, H = Image.open(os.path.join(val, names[0])).size
+    pw = min(max(W, 320), 560)
+    s, ph = pw / W, int(round(H * pw / W))
+    x0, y0 = 12, 12 + 2 * 22
+    left, right = pic[y0:y0 + ph, x0:x0 + pw], pic[y0:y0 + ph, x0 + pw + 12:x0 + 2 * pw + 12]
+    sx, sy = float(np.float32(W) / np.float32(640)), float(np.float32(H) / np.float32(640))
+    cols = np.floor(((np.arange(pw) + 0.5) / s) / sx).astype(int)
+    rows = np.floor(((np.arange(ph) + 0.5) / s) / sy).astype(int)
+    mp, mo = class_map(parent[0])[rows][:, cols] == 1, class_map(opt[0])[rows][:, cols] == 1
+    differ = (left != right).any(axis=2)
+    check("visualize: the panels differ exactly where the two maps do", pic.shape[1] == 3 * 12 + 2 * pw and
+          np.array_equal(differ, mp ^ mo), f"{int(differ.sum())} pixels differ, maps differ at {int((mp ^ mo).sum())}")
+    color = np.array([60, 180, 75])  # palette colour 1
+    only = mp & ~mo
+    blended = np.floor(right[only] * 0.5 + color * 0.5 + 0.5)
+    check("visualize: overlay = image and class colour half and half", only.any() and
+          np.abs(left[only] - blended).max() <= 1, f"{only.sum()} pixels")
+    r = subprocess.run([a.qcal, "visualize", rep, "--image", "nope.jpg", "-o", png + ".bad"], capture_output=True,
+                       text=True)
+    check("visualize: an image not in the report fails with one line, no picture",
+          r.returncode != 0 and len([x for x in r.stderr.splitlines() if x.startswith("qcal")]) == 1 and
+          "nope.jpg" in r.stderr and not os.path.exists(png + ".bad"), r.stderr)
+
+
 def masks_accuracy(a, check, name, job, val, int8, parent, opt):
     """Annotated masks made from the parent's maps (a rectangle repainted, a border of 255):
     mean IoU and pixel accuracy of both models = numpy's, mapping each mask pixel's centre
@@ -218,6 +252,8 @@ def segmentation(a, check, sets, evaluate):
         got = [float(g["mean_iou"]) for g in csv.DictReader(io.StringIO(r.stdout))]
         check(f"{name}: qcal report --only-differences --sort mean_iou: the maps not identical, ascending",
               r.returncode == 0 and got == sorted(v for v in rows["mean_iou"] if v < 1.0), got)
+        if name == "ppocr_det":
+            visualize(a, check, rep, val, names, parent, opt)
         if name == "deeplabv3":
             masks_accuracy(a, check, name, job, val, int8, parent, opt)
             p2 = os.path.join(a.work, f"{name}_2.h5")

@@ -45,6 +45,8 @@ enum qcal_status qcal_image_load(const char *path, int channels, struct qcal_ima
  * photos, and what the first resize needs. 0 x 0 decodes at full size. */
 enum qcal_status qcal_image_load_scaled(const char *path, int channels, int min_width, int min_height,
                                         struct qcal_image *out);
+/* Writes an RGB or gray image as PNG (a temporary file renamed when complete). */
+enum qcal_status qcal_png_write(const char *path, const struct qcal_image *im);
 enum qcal_status qcal_image_decode_scaled(const void *data, size_t size, const char *name, int channels,
                                           int min_width, int min_height, struct qcal_image *out);
 

@@ -65,6 +65,15 @@ enum qcal_status cli_agree(enum qcal_status st);
 /* A point of the model input in the image file's pixels (undoes the preprocessing and a
  * JPEG's scaled decoding). */
 void cli_point_to_file(const struct qcal_job *job, const struct cli_image_geometry *geo, float *x, float *y);
+/* The inverse, per axis: model input x = (file x - ox) / sx (the preprocessing is an affine
+ * map per axis: resizes, crops and pads). */
+struct cli_axes {
+    double ox, oy, sx, sy;
+};
+struct cli_axes cli_file_to_model(const struct qcal_job *job, const struct cli_image_geometry *geo);
+/* The name an image has in reports: its path relative to the dataset folder root (the last
+ * cap - 1 bytes of a longer one). */
+void cli_image_name(const char *path, const char *root, char *out, size_t cap);
 /* A labels file: one class name per line (path NULL: none, n = 0). */
 struct cli_labels {
     int n;
@@ -86,6 +95,8 @@ int cli_calibrate(int argc, char **argv);
 /* `qcal report REPORT.h5`: an evaluation report in the terminal, as CSV or JSON. */
 int cli_report(int argc, char **argv);
 /* `qcal run JOB.yml -o OUTDIR`: calibrate, evaluate, bench. */
+/* `qcal visualize REPORT.h5 --image NAME -o OUT.png`. */
+int cli_visualize(int argc, char **argv);
 int cli_run(int argc, char **argv);
 /* `qcal evaluate JOB.yml --optimized MODEL.int8.onnx -o REPORT.h5`. */
 int cli_evaluate(int argc, char **argv);

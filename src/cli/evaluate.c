@@ -137,14 +137,6 @@ static bool is_detection(int kind)
     return kind == QCAL_ADAPTER_SSD || kind == QCAL_ADAPTER_YOLO || kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION;
 }
 
-static void image_name(const char *path, const char *root, char *out)
-{
-    size_t n = root ? strlen(root) : 0;
-    const char *p = n && strncmp(path, root, n) == 0 && path[n] == '/' ? path + n + 1 : path;
-    size_t len = strlen(p);
-    if (len >= NAME_LEN) p += len - (NAME_LEN - 1); /* the end of a long path says most */
-    snprintf(out, NAME_LEN, "%s", p);
-}
 
 /* A segmentation output's class map: argmax over C > 1 channels, else score > 0.5. */
 static void class_map(const struct qcal_tensor *t, int64_t plane, int32_t *map)
@@ -214,19 +206,16 @@ static int64_t file_mask_overlaps(const struct setup *s, const struct cli_image_
                                   int64_t *inter)
 {
     const int w = s->in_w, h = s->in_h;
-    float ox = 0, oy = 0, ux = 1, uy = 1;
-    cli_point_to_file(s->job, geo, &ox, &oy);
-    cli_point_to_file(s->job, geo, &ux, &uy);
-    const float sx = ux - ox, sy = uy - oy;
+    const struct cli_axes ax = cli_file_to_model(s->job, geo);
     int x0 = (int)fmaxf(0, floorf(r->x0)), y0 = (int)fmaxf(0, floorf(r->y0));
     int x1 = (int)fminf((float)W, ceilf(r->x1)), y1 = (int)fminf((float)H, ceilf(r->y1));
     int64_t area = 0;
     for (int g = 0; g < ng; g++) inter[g] = 0;
     for (int y = y0; y < y1; y++) {
-        int my = (int)floorf((y + 0.5f - oy) / sy);
+        int my = (int)floor((y + 0.5 - ax.oy) / ax.sy);
         if (my < 0 || my >= h) continue;
         for (int x = x0; x < x1; x++) {
-            int mx = (int)floorf((x + 0.5f - ox) / sx);
+            int mx = (int)floor((x + 0.5 - ax.ox) / ax.sx);
             if (mx < 0 || mx >= w || !mask[(size_t)my * w + mx]) continue;
             area++;
             for (int g = 0; g < ng; g++) inter[g] += gt[obj[g]][(size_t)y * W + x];
@@ -448,17 +437,14 @@ static enum qcal_status compare_masks(const struct setup *s, int64_t k, const st
     struct qcal_mask m;
     enum qcal_status st = qcal_mask_load(s->ds->mask_paths[k], &m);
     if (st != QCAL_OK) return st;
-    float ox = 0, oy = 0, ux = 1, uy = 1;
-    cli_point_to_file(s->job, geo, &ox, &oy);
-    cli_point_to_file(s->job, geo, &ux, &uy);
-    const double sx = (double)ux - ox, sy = (double)uy - oy;
+    const struct cli_axes ax = cli_file_to_model(s->job, geo);
     const int64_t mh = out->dims[2], mw = out->dims[3], C = s->classes;
     for (int y = 0; y < m.height; y++) {
-        const int64_t my = (int64_t)floor((y + 0.5 - oy) / sy * (double)mh / s->in_h);
+        const int64_t my = (int64_t)floor((y + 0.5 - ax.oy) / ax.sy * (double)mh / s->in_h);
         for (int x = 0; x < m.width; x++) {
             const int g = m.pixels[(size_t)y * m.width + x];
             if (g == 255 || g >= C) continue;
-            const int64_t mx = (int64_t)floor((x + 0.5 - ox) / sx * (double)mw / s->in_w);
+            const int64_t mx = (int64_t)floor((x + 0.5 - ax.ox) / ax.sx * (double)mw / s->in_w);
             const bool inside = mx >= 0 && mx < mw && my >= 0 && my < mh;
             for (int model = 0; model < 2; model++) {
                 int64_t *c = seg_gt_counts(s, rec, model);
@@ -481,7 +467,7 @@ static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *c
     struct image_row *r = (struct image_row *)rec;
     memset(rec, 0, s->record);
     r->index = s->ds->index ? s->ds->index[k] : k;
-    image_name(s->ds->paths[k], s->job->validation_data.source, r->name);
+    cli_image_name(s->ds->paths[k], s->job->validation_data.source, r->name, NAME_LEN);
     r->label = s->ds->labels ? (int32_t)s->ds->labels[k] : -1;
     r->mean_iou = NAN;
     const struct qcal_tensor *a = qcal_exec_output(ex[0], s->out), *b = qcal_exec_output(ex[1], s->out);

@@ -235,3 +235,20 @@ void cli_point_to_file(const struct qcal_job *job, const struct cli_image_geomet
     const float s = geo->scale > 0 ? geo->scale : 1;
     *x /= s, *y /= s;
 }
+
+struct cli_axes cli_file_to_model(const struct qcal_job *job, const struct cli_image_geometry *geo)
+{
+    float ox = 0, oy = 0, ux = 1, uy = 1;
+    cli_point_to_file(job, geo, &ox, &oy);
+    cli_point_to_file(job, geo, &ux, &uy);
+    return (struct cli_axes){ox, oy, (double)ux - ox, (double)uy - oy};
+}
+
+void cli_image_name(const char *path, const char *root, char *out, size_t cap)
+{
+    size_t n = root ? strlen(root) : 0;
+    const char *p = n && strncmp(path, root, n) == 0 && path[n] == '/' ? path + n + 1 : path;
+    size_t len = strlen(p);
+    if (len >= cap) p += len - (cap - 1); /* the end of a long path says most */
+    snprintf(out, cap, "%s", p);
+}

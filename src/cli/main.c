@@ -21,6 +21,7 @@ static const char usage_main[] =
     "  calibrate gather activation statistics (MPI ranks x threads) and write an INT8 model\n"
     "  run       the main job: calibrate, evaluate, bench (OUTDIR/model.int8.onnx, report.h5)\n"
     "  evaluate  compare an optimized model with its parent on the job's validation images\n"
+    "  visualize both models' predictions on one image of a report, side by side (PNG)\n"
     "            (MPI ranks x threads) and write an HDF5 report\n"
     "  report    show an evaluation report (summary, tables; --csv, --json)\n"
     "  bench     latency and throughput of a model and its INT8 model (per node under MPI)\n"
@@ -354,6 +355,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "infer") == 0) return cmd_infer(argc - 1, argv + 1);
     if (strcmp(cmd, "dataset") == 0) return cli_dataset(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0) return cli_report(argc - 1, argv + 1);
+    if (strcmp(cmd, "visualize") == 0) return cli_visualize(argc - 1, argv + 1);
     if (strcmp(cmd, "calibrate") == 0 || strcmp(cmd, "bench") == 0 || strcmp(cmd, "evaluate") == 0 ||
         strcmp(cmd, "run") == 0) {
         if (qcal_par_init(&argc, &argv) != QCAL_OK) return qcal_status_exit_code(QCAL_BACKEND_ERROR);

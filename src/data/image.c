@@ -1,8 +1,11 @@
 /* JPEG (TurboJPEG) and PNG (libpng) decoding into 8-bit RGB or gray, upright. */
+#include <errno.h>
 #include <png.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "qcal/data.h"
 
@@ -208,4 +211,28 @@ enum qcal_status qcal_image_load_scaled(const char *path, int channels, int min_
     if (st == QCAL_OK) st = qcal_image_decode_scaled(buf, size, path, channels, min_w, min_h, out);
     free(buf);
     return st;
+}
+
+enum qcal_status qcal_png_write(const char *path, const struct qcal_image *im)
+{
+    if (im->channels != 3 && im->channels != 1)
+        return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: PNGs are written from RGB or gray images", path);
+    char tmp[4096];
+    qcal_temp_name(path, tmp, sizeof tmp);
+    png_image png;
+    memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    png.width = (png_uint_32)im->width, png.height = (png_uint_32)im->height;
+    png.format = im->channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+    if (!png_image_write_to_file(&png, tmp, 0, im->pixels, 0, NULL)) {
+        enum qcal_status st = QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write the PNG (%s)", path, png.message);
+        unlink(tmp);
+        return st;
+    }
+    if (rename(tmp, path) != 0) {
+        enum qcal_status st = QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write: %s", path, strerror(errno));
+        unlink(tmp);
+        return st;
+    }
+    return QCAL_OK;
 }
