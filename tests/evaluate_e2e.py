@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import h5py
@@ -369,6 +370,14 @@ def main():
         r = evaluate(p, ranks, threads)
         ok = r.returncode == 0 and same(base, results(p))
         check(f"{ranks or 1} rank(s) x {threads} thread(s): the same results", ok, r.stderr[-300:])
+        if ok and ranks == 4:
+            with h5py.File(p, "r") as g:
+                hosts = [h.decode() for h in g["provenance/run/hosts"][()]]
+                commit = g["provenance"].attrs["git_commit"].decode()
+            git = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip()
+            check("provenance: every rank's host, the build's commit",
+                  hosts == [socket.gethostname()[:63]] * 4 and (commit.split("-")[0] == git or not git), (hosts, commit))
 
     # qcal run = calibrate + evaluate + bench: the same INT8 model and report results
     run_dir = os.path.join(a.work, "run")

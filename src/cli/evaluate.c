@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "git_commit.h"
 #include "qcal/data.h"
 #include "qcal/eval.h"
 #include "qcal/job.h"
@@ -48,7 +49,7 @@ static const char usage[] =
     "  --quiet            no summary table\n"
     "  -h, --help         this help\n";
 
-enum { NAME_LEN = 192, MAX_OUT = 16 };
+enum { NAME_LEN = 192, MAX_OUT = 16, HOST_LEN = 64 };
 
 /* The fixed part of an image's record (the segmentation counts and the output distances
  * follow it). */
@@ -858,6 +859,7 @@ static double ratio(int64_t a, int64_t b) { return b ? (double)a / (double)b : N
 /* Files whose contents the report takes in: qcal calibrate's calibration.h5, qcal bench -o. */
 struct extras {
     const char *calibration, *bench;
+    char **hosts;        /* per rank */
 };
 
 struct det_row {
@@ -1060,18 +1062,19 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
         if (i + 1 < argc) strncat(cmd, " ", sizeof cmd - strlen(cmd) - 1);
     }
     st = qcal_h5_attr_string(f, "/provenance", "qcal_version", QCAL_VERSION);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "git_commit", QCAL_GIT_COMMIT);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "job_file", s->job->path);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "job_text", s->job->text ? s->job->text : "");
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "parent_model", s->job->model);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "optimized_model", opt_path);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance", "adapter", kind);
     /* what differs from run to run, apart from the results */
-    char host[256] = "";
-    gethostname(host, sizeof host - 1);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance/run", "command_line", cmd);
     if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/provenance/run", "ranks", qcal_par_size());
     if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/provenance/run", "threads_per_rank", omp_get_max_threads());
-    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance/run", "host_rank0", host);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance/run", "host_rank0", extra->hosts[0]);
+    if (st == QCAL_OK) /* every rank's host, in rank order */
+        st = qcal_h5_write_strings(f, "/provenance/run/hosts", qcal_par_size(), (const char *const *)extra->hosts);
     iso_time(start, when, sizeof when);
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/provenance/run", "start", when);
     iso_time(time(NULL), when, sizeof when);
@@ -1221,7 +1224,7 @@ int cli_evaluate(int argc, char **argv)
     struct cli_labels lb = {0};
     struct det_summary dm = {0};
     int32_t *to_model = NULL;
-    char *mine = NULL, *all = NULL;
+    char *mine = NULL, *all = NULL, *hosts = NULL, **host_ptr = NULL;
     optind = 1;
     opterr = 0;
     cli_hold_errors();
@@ -1297,6 +1300,15 @@ int cli_evaluate(int argc, char **argv)
     AGREE(mine && all ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory"));
     AGREE(run_images(&s, begin, end, mine));
     AGREE(qcal_par_allgather_bytes(mine, (int)((size_t)block * s.record), all));
+    /* every rank's host name, for the provenance */
+    char host[HOST_LEN] = "";
+    gethostname(host, sizeof host - 1);
+    hosts = calloc((size_t)size, HOST_LEN);
+    host_ptr = calloc((size_t)size, sizeof *host_ptr);
+    AGREE(hosts && host_ptr ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory"));
+    AGREE(qcal_par_allgather_bytes(host, HOST_LEN, hosts));
+    for (int r = 0; r < size; r++) host_ptr[r] = hosts + (size_t)r * HOST_LEN;
+    extra.hosts = host_ptr;
     if (rank == 0) { /* close the gaps of short blocks */
         int64_t at = 0;
         for (int r = 0; r < size; r++) {
@@ -1341,6 +1353,8 @@ int cli_evaluate(int argc, char **argv)
 cleanup:
     free(mine);
     free(all);
+    free(hosts);
+    free(host_ptr);
     free(to_model);
     det_summary_free(&dm);
     cli_labels_free(&lb);
