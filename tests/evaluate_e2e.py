@@ -433,6 +433,20 @@ def main():
     check("a corrupt JPEG on rank 1 of 2: exit 8, one line naming it, no report",
           r.returncode == 8 and len(errs) == 1 and os.path.basename(victim) in errs[0] and not os.path.exists(bad),
           r.stderr)
+    # the same set with skip_bad_images: the other images' rows as before, the bad one named
+    skip_job = os.path.join(a.work, "skip_job.yml")
+    open(skip_job, "w").write(open(bad_job).read().replace(f"source: {corrupt}\n",
+                                                           f"source: {corrupt}\n    skip_bad_images: true\n"))
+    skip_rep = os.path.join(a.work, "skip.h5")
+    r = evaluate(skip_rep, 2, 1, j=skip_job)
+    if check("skip_bad_images: evaluate succeeds (2 ranks)", r.returncode == 0, r.stderr[-300:]):
+        with h5py.File(skip_rep, "r") as g, h5py.File(rep, "r") as full:
+            got, ref = g["comparison/images"][()], full["comparison/images"][()]
+            vname = os.path.relpath(victim, corrupt).encode()
+            keep = ref[ref["name"] != vname]
+            check("skip_bad_images: the unreadable image is named in /comparison/skipped, the other rows unchanged",
+                  [x for x in g["comparison/skipped"][()]] == [vname] and g["summary"].attrs["skipped_images"] == 1 and
+                  got.tobytes() == keep.tobytes() and g["summary"].attrs["images"] == len(ref) - 1)
     return check.report()
 
 

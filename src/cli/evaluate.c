@@ -63,6 +63,7 @@ struct image_row {
     double mean_iou;                     /* segmentation: optimized vs parent class maps */
     int32_t n_optimized, n_parent;       /* detection: A and B */
     int32_t matches;                     /* same class, IoU >= 0.5, greedy by score */
+    int32_t skipped;                     /* unreadable, skipped (skip_bad_images): not reported */
 };
 
 /* One detection in a record. */
@@ -530,6 +531,7 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
             qcal_log_capture(err, sizeof err);
             struct cli_image_geometry geo = {0};
             enum qcal_status st = cli_image_tensor(s->job, s->in, s->ds->paths[begin + k], &x, &geo, NULL);
+            const bool bad = st != QCAL_OK; /* an image that cannot be read */
             for (int m = 0; m < 2 && st == QCAL_OK; m++) {
                 st = qcal_exec_set_input(ex[m], 0, &x);
                 if (st == QCAL_OK) st = qcal_exec_run(ex[m]);
@@ -537,7 +539,15 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
             if (st == QCAL_OK) st = compare_image(s, ex, begin + k, &geo, recs + (size_t)k * s->record, maps);
             qcal_log_capture(NULL, 0);
             status[k] = st;
-            if (st != QCAL_OK) {
+            if (st != QCAL_OK && bad && s->job->validation_data.skip_bad_images) {
+                errors[k] = strdup(err[0] ? err : qcal_status_str(st));
+                status[k] = CLI_SKIPPED; /* left out of the report, named in /comparison/skipped */
+                struct image_row *r = (struct image_row *)(recs + (size_t)k * s->record);
+                memset(r, 0, s->record);
+                r->index = s->ds->index ? s->ds->index[begin + k] : begin + k;
+                cli_image_name(s->ds->paths[begin + k], s->job->validation_data.source, r->name, NAME_LEN);
+                r->skipped = 1;
+            } else if (st != QCAL_OK) {
                 errors[k] = strdup(err[0] ? err : qcal_status_str(st));
 #pragma omp atomic write
                 failed = 1;
@@ -860,6 +870,8 @@ static double ratio(int64_t a, int64_t b) { return b ? (double)a / (double)b : N
 struct extras {
     const char *calibration, *bench;
     char **hosts;        /* per rank */
+    char **skipped;      /* the names of the images skipped */
+    int n_skipped;
 };
 
 struct det_row {
@@ -1144,6 +1156,11 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
     for (int o = 0; o < s->n_out; o++) names[o] = g0->values[g0->outputs[o]].name;
     if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/comparison/output_names", s->n_out, names);
     if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/summary", "images", n);
+    if (st == QCAL_OK && extra->n_skipped) {
+        st = qcal_h5_attr_i64(f, "/summary", "skipped_images", extra->n_skipped);
+        if (st == QCAL_OK)
+            st = qcal_h5_write_strings(f, "/comparison/skipped", extra->n_skipped, (const char *const *)extra->skipped);
+    }
     if (st == QCAL_OK && is_cls) {
         st = qcal_h5_attr_f64(f, "/summary", "top1_agreement", ratio(m->agree, n));
         if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/summary", "labelled_images", m->labelled);
@@ -1224,7 +1241,8 @@ int cli_evaluate(int argc, char **argv)
     struct cli_labels lb = {0};
     struct det_summary dm = {0};
     int32_t *to_model = NULL;
-    char *mine = NULL, *all = NULL, *hosts = NULL, **host_ptr = NULL;
+    char *mine = NULL, *all = NULL, *hosts = NULL, **host_ptr = NULL, **skipped = NULL;
+    int n_skipped = 0;
     optind = 1;
     opterr = 0;
     cli_hold_errors();
@@ -1318,13 +1336,35 @@ int cli_evaluate(int argc, char **argv)
             at += e - b;
         }
     }
-    const struct summary m = summarize(&s, all, ds.count);
-    if (rank == 0 && is_detection(s.kind)) st = det_summarize(&s, all, ds.count, &dm);
-    if (rank == 0 && st == QCAL_OK) st = write_report(out, &s, g[0], opt_path, all, ds.count, &m, &dm, &lb, &extra, argc, argv, start);
+    /* skipped images leave the tables; their names go to /comparison/skipped */
+    int64_t n_img = 0;
+    for (int64_t k = 0; rank == 0 && k < ds.count; k++) {
+        const struct image_row *r = (const struct image_row *)(all + (size_t)k * s.record);
+        if (r->skipped) {
+            char **nn = realloc(skipped, sizeof *nn * (size_t)(n_skipped + 1));
+            if (!nn || !(nn[n_skipped] = strdup(r->name))) {
+                if (nn) skipped = nn;
+                st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+                break;
+            }
+            skipped = nn, n_skipped++;
+            continue;
+        }
+        if (n_img != k) memmove(all + (size_t)n_img * s.record, all + (size_t)k * s.record, s.record);
+        n_img++;
+    }
+    if (rank == 0 && st == QCAL_OK && n_img == 0)
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: every validation image was skipped", job->path);
+    AGREE(st);
+    extra.skipped = skipped, extra.n_skipped = n_skipped;
+    const struct summary m = summarize(&s, all, n_img);
+    if (rank == 0 && is_detection(s.kind)) st = det_summarize(&s, all, n_img, &dm);
+    if (rank == 0 && st == QCAL_OK) st = write_report(out, &s, g[0], opt_path, all, n_img, &m, &dm, &lb, &extra, argc, argv, start);
     AGREE(st);
     if (rank == 0 && !quiet) {
-        printf("evaluated %lld images (%d ranks x %d threads): %s vs %s\n", (long long)ds.count, size,
+        printf("evaluated %lld images (%d ranks x %d threads): %s vs %s\n", (long long)n_img, size,
                omp_get_max_threads(), job->model, opt_path);
+        if (n_skipped) printf("  %d unreadable images skipped (in /comparison/skipped)\n", n_skipped);
         if (s.kind == QCAL_ADAPTER_CLASSIFICATION) {
             printf("  top-1 agreement with the parent: %.4f (%lld of %lld)\n", ratio(m.agree, m.images),
                    (long long)m.agree, (long long)m.images);
@@ -1355,6 +1395,8 @@ cleanup:
     free(all);
     free(hosts);
     free(host_ptr);
+    for (int i = 0; i < n_skipped; i++) free(skipped[i]);
+    free(skipped);
     free(to_model);
     det_summary_free(&dm);
     cli_labels_free(&lb);
