@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""qcal evaluate on detection (SSDlite320-MobileNetV3, ssd adapter) and instance segmentation
-(a YOLOv8-seg head, instance_segmentation adapter), both calibrated to INT8 by qcal, on real
-photos annotated in COCO format.
+"""qcal evaluate on detection (SSDlite320-MobileNetV3, ssd adapter; a YOLOv8-style head, yolo
+adapter) and instance segmentation (a YOLOv8-seg head, instance_segmentation adapter), all
+calibrated to INT8 by qcal, on real photos annotated in COCO format.
 
 The annotations are made from the parent's own detections (moved by varying amounts, some
 dropped, crowds and a class the model never finds added), so every metric is far from 0 and
@@ -264,7 +264,8 @@ def main():
             cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), *cmd]
         return subprocess.run(cmd, capture_output=True, text=True, env=MPI_ENV, timeout=900)
 
-    for name, template, thr in (("ssdlite_mnv3", "ssdlite.yml", 0.0125), ("yoloseg_mnv3", "yoloseg.yml", 0.5)):
+    for name, template, thr in (("ssdlite_mnv3", "ssdlite.yml", 0.0125), ("yolo_mnv3", "yolo.yml", 0.5),
+                                ("yoloseg_mnv3", "yoloseg.yml", 0.5)):
         job = write_job(a.work, a.jobs, a.models, name, template, thr, img)
         cal = os.path.join(a.work, f"cal_{name}")
         r = run([a.qcal, "calibrate", job, "-o", cal, "--quiet"])

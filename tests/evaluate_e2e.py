@@ -353,6 +353,15 @@ def main():
           and np.allclose(t["cosine"], cos, rtol=1e-12) and np.allclose(t["snr_db"], snr, rtol=1e-9),
           (t["mse"][:2], mse[:2]))
     check("output names", [n.decode() for n in f["comparison/output_names"][()]] == ["softmax_0.tmp_0"])
+    st = f["summary/tensors"][()]
+    snr, cs = np.sort(t["snr_db"]), np.sort(t["cosine"])
+    n = len(snr)
+    nr = lambda v, q: v[max(int(np.ceil(q * n)), 1) - 1]  # noqa: E731  nearest rank
+    check("summary: distribution of the output distances (min, p05, median SNR; cosine; max |diff|; mean MSE)",
+          len(st) == 1 and st["snr_db_min"][0] == snr[0] and st["snr_db_p05"][0] == nr(snr, 0.05) and
+          st["snr_db_median"][0] == nr(snr, 0.5) and st["cosine_min"][0] == cs[0] and
+          st["cosine_median"][0] == nr(cs, 0.5) and st["max_abs_max"][0] == t["max_abs"].max() and
+          abs(st["mse_mean"][0] - t["mse"].mean()) <= 1e-12 * max(t["mse"].mean(), 1e-30), st)
     prov = {k: v.decode() if isinstance(v, bytes) else v for k, v in f["provenance"].attrs.items()}
     check("provenance: job text, models, run facts", prov["job_text"] == open(job).read() and
           prov["optimized_model"] == int8 and prov["parent_model"] == model and
@@ -362,6 +371,22 @@ def main():
     check("h5dump reads the report", r.returncode == 0 and "COMPOUND" in r.stdout, r.stderr[-200:])
 
     report_command(a, check, rep)
+
+    # a background class at 0: classes and labels counted without it
+    bg_job = os.path.join(a.work, "bg_job.yml")
+    open(bg_job, "w").write(open(job).read().replace("adapter:\n", "adapter:\n  background_class: 0\n"))
+    bg = os.path.join(a.work, "bg.h5")
+    r = evaluate(bg, 0, 2, j=bg_job)
+    if check("background_class 0: evaluate runs", r.returncode == 0, r.stderr[-300:]):
+        with h5py.File(bg, "r") as g:
+            b, acc = g["comparison/images"][()], dict(g["accuracy"].attrs)
+        pc = np.where(rows["parent_class"] == 0, -1, rows["parent_class"] - 1)
+        check("background_class 0: classes shift down, the background is -1, the labels stay",
+              np.array_equal(b["parent_class"], pc) and np.array_equal(b["label"], rows["label"]) and
+              np.array_equal(b["parent_conf"], rows["parent_conf"]))
+        check("background_class 0: top-1 accuracy counts the shifted classes",
+              abs(acc["parent_top1"] - np.mean(pc == rows["label"])) < 1e-12 and
+              np.array_equal(b["parent_top5"], (rows["label"] == 0).astype(np.int32)), acc)
 
     # the same results at any scale
     base = results(rep)

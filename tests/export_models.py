@@ -4,7 +4,7 @@
 
     export_models.py OUTDIR [NAME...]   NAME in mobilenet_v2, mobilenet_v2_opset9,
                                         mobilenet_v3_opset17, resnet50, deeplabv3_mnv3,
-                                        ssdlite_mnv3, yoloseg_mnv3
+                                        ssdlite_mnv3, yoloseg_mnv3, yolo_mnv3
 
 Each lands as OUTDIR/NAME/model.onnx and OUTDIR/NAME/input_0.npy. Existing exports are
 kept (the export is slow and deterministic).
@@ -31,6 +31,7 @@ MODELS = {
     "ssdlite_mnv3": (lambda: SSDDecoded(torchvision.models.detection.ssdlite320_mobilenet_v3_large(
         weights=None, weights_backbone=None)), (1, 3, 320, 320), 13, ["boxes", "scores"]),
     "yoloseg_mnv3": (lambda: YoloSeg(), (1, 3, 320, 320), 13, ["output0", "output1"]),
+    "yolo_mnv3": (lambda: YoloSeg(nm=0), (1, 3, 320, 320), 13, ["output0"]),
 }
 
 
@@ -71,7 +72,8 @@ class YoloSeg(torch.nn.Module):
         self.features = torchvision.models.mobilenet_v3_large(weights=None).features[:13]  # 112 ch, stride 16
         self.pred = torch.nn.Conv2d(112, 4 + nc + nm, 1)
         self.proto = torch.nn.Sequential(torch.nn.Conv2d(112, 64, 3, padding=1), torch.nn.ReLU(),
-                                         torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.Conv2d(64, nm, 1))
+                                         torch.nn.Upsample(scale_factor=2, mode="nearest"),
+                                         torch.nn.Conv2d(64, nm, 1)) if nm else None
         gy, gx = torch.meshgrid(torch.arange(20.0), torch.arange(20.0), indexing="ij")
         self.register_buffer("grid", torch.stack([gx, gy]).reshape(1, 2, 400))
         self.nc = nc
@@ -83,6 +85,8 @@ class YoloSeg(torch.nn.Module):
         wh = torch.sigmoid(p[:, 2:4]) * 2
         wh = wh * wh * 48
         cls = torch.sigmoid(p[:, 4:4 + self.nc])
+        if self.proto is None:  # YOLOv8 detection: [1, 4 + nc, N]
+            return torch.cat([xy, wh, cls], dim=1)
         return torch.cat([xy, wh, cls, p[:, 4 + self.nc:]], dim=1), self.proto(f)
 
 
@@ -130,7 +134,7 @@ def main():
         outs = MODELS[name][3] if len(MODELS[name]) > 3 else ["output"]
         with torch.no_grad():
             torch.onnx.export(model, x, tmp, opset_version=opset, input_names=["input"], output_names=outs,
-                              dynamic_axes=None if len(outs) > 1 else {"input": {0: "batch"}, "output": {0: "batch"}})
+                              dynamic_axes=None if outs != ["output"] else {"input": {0: "batch"}, "output": {0: "batch"}})
         np.save(os.path.join(d, "input_0.npy"), x.numpy())
         os.replace(tmp, path)
         print(f"export_models: {name} -> {path}")

