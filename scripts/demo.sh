@@ -73,3 +73,6 @@ for c in cls cls_rot; do
   echo "== the INT8 model (QDQ, run by qcal) on the title line$([ $c = cls_rot ] && echo ', turned 180 degrees')"
   build/qcal infer "$out/run/model.int8.onnx" --raw-input "$out/ppocr_$c/input_0.npy" --top 2
 done
+echo "== the report, and one turned line drawn with both models' top classes"
+build/qcal report "$out/run/report.h5" --top 4
+build/qcal visualize "$out/run/report.h5" --image 180/line001.jpg -o "$out/run/line001.png"
