@@ -65,6 +65,13 @@ struct qcal_job_metric {
 };
 
 #define QCAL_JOB_MAX_IGNORED 64
+#define QCAL_JOB_MAX_SWEEP 16
+/* A calibration setting given as a list: the values of one axis of a sweep (qcal sweep). */
+struct qcal_job_sweep_dim {
+    const char *key;         /* subset | preset | method | percentile | bias_correction */
+    int n;
+    char *values[QCAL_JOB_MAX_SWEEP]; /* as written in the job */
+};
 struct qcal_job_calibration {
     char *preset;            /* performance | mixed */
     char *method;            /* minmax | mean_minmax | percentile | entropy | mse */
@@ -73,12 +80,27 @@ struct qcal_job_calibration {
     bool bias_correction;
     int n_ignored_names, n_ignored_types;
     char *ignored_names[QCAL_JOB_MAX_IGNORED], *ignored_types[QCAL_JOB_MAX_IGNORED];
+    /* sweep axes, outermost first (subset, preset, method, percentile, bias_correction); the
+     * fields above hold each list's first value */
+    int n_sweep;
+    struct qcal_job_sweep_dim sweep[5];
 };
 
 struct qcal_job_benchmark {
     int batch, streams, threads; /* streams/threads 0: automatic */
     double time;             /* seconds; 0 with iterations set */
     int64_t iterations;
+};
+
+/* accuracy_aware: the accuracy budget of an INT8 model (POT's AccuracyAwareQuantization). */
+enum qcal_drop_type { QCAL_DROP_ABSOLUTE, QCAL_DROP_RELATIVE };
+struct qcal_job_accuracy_aware {
+    bool present;
+    float max_drop;          /* default 0.01 */
+    int drop_type;           /* enum qcal_drop_type */
+    int64_t ranking_subset;  /* default 300 */
+    int metric;              /* -1: the annotated metric of the adapter, else agreement; or accuracy, top5,
+                                voc_map, coco_map, coco_segm_map, mean_iou, pixel_accuracy, agreement */
 };
 
 struct qcal_job {
@@ -94,6 +116,7 @@ struct qcal_job {
     struct qcal_job_metric metrics[QCAL_JOB_MAX_METRICS];
     struct qcal_job_calibration calibration;
     struct qcal_job_benchmark benchmark;
+    struct qcal_job_accuracy_aware accuracy_aware;
 };
 
 /* Loads and validates `path`; *job_out owned by the caller (qcal_job_destroy, NULL-safe).

@@ -410,34 +410,63 @@ static enum qcal_status read_names(const struct reader *r, const struct ynode *n
     return QCAL_OK;
 }
 
+/* One value of a calibration setting, checked and stored in c. */
+static enum qcal_status read_setting(const struct reader *r, const struct ynode *v, const char *key,
+                                     struct qcal_job_calibration *c)
+{
+    static const char *const presets[] = {"performance", "mixed", NULL};
+    static const char *const methods[] = {"minmax", "mean_minmax", "percentile", "entropy", "mse", NULL};
+    enum qcal_status st;
+    int k;
+    if (strcmp(key, "preset") == 0 || strcmp(key, "method") == 0) {
+        const bool preset = key[0] == 'p';
+        if ((st = get_enum(r, v, key, preset ? presets : methods, &k)) != QCAL_OK) return st;
+        char **field = preset ? &c->preset : &c->method;
+        free(*field);
+        *field = strdup((preset ? presets : methods)[k]);
+        return *field ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    if (strcmp(key, "subset") == 0) return get_int(r, v, "subset", 1, INT64_MAX, &c->subset);
+    if (strcmp(key, "percentile") == 0) {
+        if ((st = get_float(r, v, "percentile", &c->percentile)) != QCAL_OK) return st;
+        if (c->percentile <= 0.0f || c->percentile > 100.0f)
+            return JERR(r, v, "'percentile' must be in (0, 100], not %g", c->percentile);
+        return QCAL_OK;
+    }
+    return get_bool(r, v, "bias_correction", &c->bias_correction);
+}
+
 static enum qcal_status read_calibration(const struct reader *r, const struct ynode *n, struct qcal_job_calibration *c)
 {
     static const char *const keys[] = {"preset", "method", "subset", "percentile", "bias_correction", "ignored", NULL};
-    static const char *const presets[] = {"performance", "mixed", NULL};
-    static const char *const methods[] = {"minmax", "mean_minmax", "percentile", "entropy", "mse", NULL};
+    /* the settings a sweep may list, outermost first: configurations sharing a subset are
+     * neighbours (they share one statistics pass) */
+    static const char *const sweepable[] = {"subset", "preset", "method", "percentile", "bias_correction"};
     enum qcal_status st = want(r, n, YNODE_MAPPING, "calibration");
     if (st == QCAL_OK) st = check_keys(r, n, keys, "calibration");
     if (st != QCAL_OK) return st;
     const struct ynode *v;
-    int k;
-    if ((v = get(n, "preset"))) {
-        if ((st = get_enum(r, v, "preset", presets, &k)) != QCAL_OK) return st;
-        free(c->preset);
-        c->preset = strdup(presets[k]);
+    c->n_sweep = 0;
+    for (int i = 0; i < (int)(sizeof sweepable / sizeof *sweepable); i++) {
+        if (!(v = get(n, sweepable[i]))) continue;
+        if (v->kind != YNODE_SEQUENCE) {
+            if ((st = read_setting(r, v, sweepable[i], c)) != QCAL_OK) return st;
+            continue;
+        }
+        /* a list: a sweep dimension; each value checked, the first one the job's own */
+        if (v->n < 1 || v->n > QCAL_JOB_MAX_SWEEP)
+            return JERR(r, v, "'%s' lists %d values: a sweep takes 1 to %d", sweepable[i], v->n, QCAL_JOB_MAX_SWEEP);
+        struct qcal_job_sweep_dim *d = &c->sweep[c->n_sweep++];
+        d->key = sweepable[i];
+        for (int j = v->n - 1; j >= 0; j--) {
+            if ((st = read_setting(r, v->items[j], sweepable[i], c)) != QCAL_OK) return st;
+            for (int q = j + 1; q < v->n; q++)
+                if (strcmp(v->items[q]->value, v->items[j]->value) == 0)
+                    return JERR(r, v->items[q], "'%s' lists '%s' twice", sweepable[i], v->items[j]->value);
+            if (!(d->values[j] = strdup(v->items[j]->value))) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        }
+        d->n = v->n;
     }
-    if ((v = get(n, "method"))) {
-        if ((st = get_enum(r, v, "method", methods, &k)) != QCAL_OK) return st;
-        free(c->method);
-        c->method = strdup(methods[k]);
-    }
-    if ((v = get(n, "subset")) && (st = get_int(r, v, "subset", 1, INT64_MAX, &c->subset)) != QCAL_OK) return st;
-    if ((v = get(n, "percentile"))) {
-        if ((st = get_float(r, v, "percentile", &c->percentile)) != QCAL_OK) return st;
-        if (c->percentile <= 0.0f || c->percentile > 100.0f)
-            return JERR(r, v, "'percentile' must be in (0, 100], not %g", c->percentile);
-    }
-    if ((v = get(n, "bias_correction")) && (st = get_bool(r, v, "bias_correction", &c->bias_correction)) != QCAL_OK)
-        return st;
     if ((v = get(n, "ignored"))) {
         static const char *const ikeys[] = {"names", "types", NULL};
         if ((st = want(r, v, YNODE_MAPPING, "ignored")) != QCAL_OK) return st;
@@ -449,6 +478,33 @@ static enum qcal_status read_calibration(const struct reader *r, const struct yn
             return st;
     }
     return (c->preset && c->method) ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+}
+
+static enum qcal_status read_accuracy_aware(const struct reader *r, const struct ynode *n,
+                                           struct qcal_job_accuracy_aware *a)
+{
+    static const char *const keys[] = {"max_drop", "drop_type", "ranking_subset", "metric", NULL};
+    static const char *const drops[] = {"absolute", "relative", NULL};
+    static const char *const metrics[] = {"accuracy", "top5", "voc_map", "coco_map", "coco_segm_map", "mean_iou",
+                                          "pixel_accuracy", "agreement", NULL};
+    enum qcal_status st = want(r, n, YNODE_MAPPING, "accuracy_aware");
+    if (st == QCAL_OK) st = check_keys(r, n, keys, "accuracy_aware");
+    if (st != QCAL_OK) return st;
+    a->present = true;
+    const struct ynode *v;
+    if ((v = get(n, "max_drop"))) {
+        float d;
+        if ((st = get_float(r, v, "max_drop", &d)) != QCAL_OK) return st;
+        if (!(d >= 0.0f && d < 1.0f)) return JERR(r, v, "'max_drop' must be in [0, 1), not %g", d);
+        a->max_drop = d;
+    }
+    if ((v = get(n, "drop_type")) && (st = get_enum(r, v, "drop_type", drops, &a->drop_type)) != QCAL_OK) return st;
+    if ((v = get(n, "ranking_subset")) &&
+        (st = get_int(r, v, "ranking_subset", 1, INT64_MAX, &a->ranking_subset)) != QCAL_OK)
+        return st;
+    a->metric = -1;
+    if ((v = get(n, "metric")) && (st = get_enum(r, v, "metric", metrics, &a->metric)) != QCAL_OK) return st;
+    return QCAL_OK;
 }
 
 static enum qcal_status read_benchmark(const struct reader *r, const struct ynode *n, struct qcal_job_benchmark *b)
@@ -475,7 +531,7 @@ static enum qcal_status read_benchmark(const struct reader *r, const struct ynod
 static enum qcal_status read_job(const struct reader *r, const struct ynode *root, struct qcal_job *j)
 {
     static const char *const keys[] = {"model", "inputs", "input", "preprocessing", "datasets", "adapter",
-                                       "metrics", "calibration", "benchmark", NULL};
+                                       "metrics", "calibration", "benchmark", "accuracy_aware", NULL};
     enum qcal_status st = want(r, root, YNODE_MAPPING, "the job");
     if (st == QCAL_OK) st = check_keys(r, root, keys, "the job");
     if (st != QCAL_OK) return st;
@@ -524,6 +580,8 @@ static enum qcal_status read_job(const struct reader *r, const struct ynode *roo
     }
     if ((v = get(root, "calibration")) && (st = read_calibration(r, v, &j->calibration)) != QCAL_OK) return st;
     if ((v = get(root, "benchmark")) && (st = read_benchmark(r, v, &j->benchmark)) != QCAL_OK) return st;
+    if ((v = get(root, "accuracy_aware")) && (st = read_accuracy_aware(r, v, &j->accuracy_aware)) != QCAL_OK)
+        return st;
     return QCAL_OK;
 }
 
@@ -541,6 +599,9 @@ static void set_defaults(struct qcal_job *j)
     j->calibration.bias_correction = true;
     j->benchmark.batch = 1;
     j->benchmark.time = 10.0;
+    j->accuracy_aware.max_drop = 0.01; /* POT's defaults */
+    j->accuracy_aware.ranking_subset = 300;
+    j->accuracy_aware.metric = -1;
 }
 
 enum qcal_status qcal_job_load_string(const char *text, size_t size, const char *path, struct qcal_job **job_out)
@@ -609,5 +670,7 @@ void qcal_job_destroy(struct qcal_job *j)
         free(j->calibration.ignored_names[i]);
         free(j->calibration.ignored_types[i]);
     }
+    for (int i = 0; i < j->calibration.n_sweep; i++)
+        for (int k = 0; k < j->calibration.sweep[i].n; k++) free(j->calibration.sweep[i].values[k]);
     free(j);
 }
