@@ -37,6 +37,7 @@ static const char usage[] =
     "  --config K        only configuration K (a Slurm array task), after its subset's statistics\n"
     "  --stats-only      only the configurations that collect statistics (one per subset), calibrated\n"
     "  --calibrate-only  calibrate the configurations, no benchmark or evaluation\n"
+    "  --list            write the manifest, print the configurations and stop\n"
     "  --summarize       DIR/sweep.h5 and a table of every configuration: the metric and its drop,\n"
     "                    INT8 latency and throughput, speed-up, the Pareto front (metric vs latency)\n"
     "                    and the fastest configuration within the job's accuracy_aware.max_drop\n"
@@ -422,16 +423,17 @@ static int summarize(const char *dir)
 
 int cli_sweep(int argc, char **argv)
 {
-    enum { O_CONFIG = 1000, O_STATS, O_SUMMARIZE, O_BENCH_TIME, O_THREADS, O_CAL_ONLY };
+    enum { O_CONFIG = 1000, O_STATS, O_SUMMARIZE, O_BENCH_TIME, O_THREADS, O_CAL_ONLY, O_LIST };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'},     {"config", required_argument, 0, O_CONFIG},
         {"stats-only", no_argument, 0, O_STATS},       {"summarize", no_argument, 0, O_SUMMARIZE},
         {"bench-time", required_argument, 0, O_BENCH_TIME}, {"threads", required_argument, 0, O_THREADS},
-        {"calibrate-only", no_argument, 0, O_CAL_ONLY}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"calibrate-only", no_argument, 0, O_CAL_ONLY}, {"list", no_argument, 0, O_LIST},
+        {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     const char *out = NULL;
     struct run_opts o = {0};
     int only = -1;
-    bool stats_only = false, summary = false;
+    bool stats_only = false, summary = false, list = false;
     enum qcal_status st = QCAL_OK;
     optind = 1;
     opterr = 0;
@@ -443,6 +445,7 @@ int cli_sweep(int argc, char **argv)
         case O_CONFIG: only = atoi(optarg) >= 0 ? atoi(optarg) : -2; break;
         case O_STATS: stats_only = true; break;
         case O_CAL_ONLY: o.calibrate_only = true; break;
+        case O_LIST: list = true; break;
         case O_SUMMARIZE: summary = true; break;
         case O_BENCH_TIME: o.bench_time = optarg; break;
         case O_THREADS: o.threads = optarg; break;
@@ -476,6 +479,22 @@ int cli_sweep(int argc, char **argv)
         if (st == QCAL_OK) st = write_manifest(job, out, cf, n);
     }
     st = cli_agree(st);
+    if (st == QCAL_OK && list) { /* the manifest, and the configurations in a few words */
+        if (qcal_par_rank() == 0) {
+            printf("%d configurations (%s/manifest.json)\n", n, out);
+            for (int k = 0; k < n; k++) {
+                printf("c%03d", k);
+                for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+                    char buf[64];
+                    printf(" %s=%s", keys[i], axis_value(job, &cf[k], keys[i], buf, sizeof buf));
+                }
+                printf("%s\n", exists(cf[k].dir, "report.h5") ? " (complete)" : "");
+            }
+        }
+        free(cf);
+        qcal_job_destroy(job);
+        return 0;
+    }
     int rc = qcal_status_exit_code(st), failed = 0;
     o.job_path = argv[optind];
     for (int k = 0; st == QCAL_OK && k < n; k++) {
