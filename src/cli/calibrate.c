@@ -42,6 +42,9 @@ static const char usage[] =
     "  --from-stats FILE.h5     reuse the statistics of an earlier run (one inference pass\n"
     "                           instead of three: the error pass below)\n"
     "  --no-bias-correction     keep the biases (the job's calibration.bias_correction: false)\n"
+    "  --ignore NODE            keep this node in FP32 too (repeatable; after the job's ignored names)\n"
+    "  --reuse-errors           with --from-stats: take the error pass's results from that run too and\n"
+    "                           make no pass over the images (a model with fewer quantized layers)\n"
     "  --threads N              OpenMP threads per rank\n"
     "  --kernels dnnl|blas|ref  force a kernel family\n"
     "  --quiet                  no progress line\n"
@@ -324,6 +327,65 @@ done:
     return st;
 }
 
+/* --reuse-errors: the error pass's per-channel means of each quantized layer, read back from
+ * the calibration.h5 of the run whose statistics (and so scales) these are. */
+static enum qcal_status reuse_errors(const char *path, const struct qcal_job *job, const struct qcal_quant_options *qo,
+                                     int n_selected, const struct qcal_calib *c, struct qcal_graph **tg,
+                                     struct qcal_quant_twins *tw, struct qcal_calib_error **out)
+{
+    struct qcal_quant_sel sel = {0};
+    struct qcal_h5 *f = NULL;
+    char **outputs = NULL;
+    int n_saved = 0;
+    struct qcal_tensor off = {0}, chans = {0}, means = {0};
+    double images = 0;
+    enum qcal_status st = cli_job_model(job, false, tg);
+    if (st == QCAL_OK) st = qcal_quant_select(*tg, qo, &sel);
+    if (st == QCAL_OK && sel.n_nodes != n_selected)
+        st = QCAL_ERR(QCAL_INVALID_MODEL, "%s: the model selected differently on a second load", job->model);
+    if (st == QCAL_OK) st = qcal_quant_add_twins(*tg, &sel, c, tw);
+    if (st == QCAL_OK) st = qcal_h5_open(path, &f);
+    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/layers/output", &n_saved, &outputs);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/layers/channel_offset", QCAL_I64, &off);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/layers/channels", QCAL_I64, &chans);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/layers/channel_means", QCAL_F64, &means);
+    if (st == QCAL_OK) st = qcal_h5_read_attr_f64(f, "/layers", "images", &images);
+    struct qcal_calib_error *e = st == QCAL_OK ? calloc(1, sizeof *e) : NULL;
+    if (st == QCAL_OK && (!e || !(e->layers = calloc((size_t)tw->n + 1, sizeof *e->layers))))
+        st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    if (st == QCAL_OK) e->n = tw->n, e->images = (int64_t)images;
+    const int64_t total = st == QCAL_OK ? qcal_tensor_numel(&means) / 4 : 0;
+    for (int j = 0; st == QCAL_OK && j < tw->n; j++) {
+        const struct qcal_quant_layer *l = &tw->layers[j];
+        int k = 0;
+        while (k < n_saved && strcmp(outputs[k], l->output) != 0) k++;
+        const int64_t o = k < n_saved ? ((int64_t *)off.data)[k] : 0;
+        if (k == n_saved || ((int64_t *)chans.data)[k] != l->channels || o < 0 || o + l->channels > total) {
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no error pass results for layer '%s' (%s) with %lld channels "
+                          "(another model's or another selection's statistics?)", path, l->name, l->output,
+                          (long long)l->channels);
+            break;
+        }
+        struct qcal_error_layer *el = &e->layers[j];
+        *el = (struct qcal_error_layer){.y = l->y, .error = l->error, .axis = l->axis, .channels = l->channels,
+                                        .bound = l->bound, .offset = e->total_channels};
+        if (!(el->mean = malloc(sizeof *el->mean * 4 * (size_t)l->channels))) {
+            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            break;
+        }
+        memcpy(el->mean, (double *)means.data + 4 * o, sizeof *el->mean * 4 * (size_t)l->channels);
+        e->total_channels += l->channels;
+    }
+    if (st == QCAL_OK) *out = e;
+    else qcal_error_destroy(e);
+    for (int k = 0; outputs && k < n_saved; k++) free(outputs[k]);
+    free(outputs);
+    free(off.data), free(chans.data), free(means.data);
+    qcal_h5_close(f, false);
+    qcal_quant_sel_free(&sel);
+    return st;
+}
+
 static enum qcal_status make_dir(const char *dir)
 {
     struct stat sb;
@@ -530,20 +592,24 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
 
 int cli_calibrate(int argc, char **argv)
 {
-    enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC };
+    enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC,
+           O_IGNORE, O_REUSE };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
         {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
         {"subset", required_argument, 0, O_SUBSET}, {"from-stats", required_argument, 0, O_FROM},
         {"threads", required_argument, 0, O_THREADS}, {"kernels", required_argument, 0, O_KERNELS},
         {"quiet", no_argument, 0, O_QUIET}, {"no-bias-correction", no_argument, 0, O_NO_BC},
+        {"ignore", required_argument, 0, O_IGNORE}, {"reuse-errors", no_argument, 0, O_REUSE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
     double percentile = -1;
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
-    bool quiet = false, no_bc = false;
+    bool quiet = false, no_bc = false, reuse = false;
+    const char *ignore[QCAL_JOB_MAX_IGNORED];
+    int n_ignore = 0;
     double seconds[N_STAGES] = {0};
     struct qcal_graph *tg = NULL, *sg = NULL;
     struct qcal_quant_twins tw = {0};
@@ -583,6 +649,14 @@ int cli_calibrate(int argc, char **argv)
             break;
         case O_QUIET: quiet = true; break;
         case O_NO_BC: no_bc = true; break;
+        case O_REUSE: reuse = true; break;
+        case O_IGNORE:
+            if (n_ignore == QCAL_JOB_MAX_IGNORED) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore: at most %d nodes", QCAL_JOB_MAX_IGNORED);
+                AGREE(st);
+            }
+            ignore[n_ignore++] = optarg;
+            break;
         case 'h': fputs(usage, stdout); goto cleanup;
         default:
             st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: unknown option or missing value in '%s' (see qcal "
@@ -594,7 +668,25 @@ int cli_calibrate(int argc, char **argv)
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: expected JOB.yml and -o OUTDIR (see qcal calibrate --help)");
         AGREE(st);
     }
+    if (reuse && !from) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--reuse-errors needs --from-stats (the run whose errors to reuse)");
+        AGREE(st);
+    }
     AGREE(qcal_job_load(argv[optind], &job));
+    /* --ignore: more nodes kept in FP32, after the job's own */
+    for (int i = 0; i < n_ignore; i++) {
+        const int k = job->calibration.n_ignored_names;
+        if (k == QCAL_JOB_MAX_IGNORED) {
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore: the job and the options list more than %d nodes",
+                          QCAL_JOB_MAX_IGNORED);
+            AGREE(st);
+        }
+        if (!(job->calibration.ignored_names[k] = strdup(ignore[i]))) {
+            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            AGREE(st);
+        }
+        job->calibration.n_ignored_names = k + 1;
+    }
     const bool bias_correction = job->calibration.bias_correction && !no_bc;
     struct qcal_calib_options co = {
         .method = qcal_calib_method_parse(method_s ? method_s : job->calibration.method),
@@ -677,8 +769,12 @@ int cli_calibrate(int argc, char **argv)
     AGREE(qcal_calib_compute(c, &co));
     seconds[STAGE_SEARCH] += qcal_now() - t0;
 
-    /* the error pass: every quantized layer's INT8-simulated twin against its FP32 output */
-    {
+    /* the error pass: every quantized layer's INT8-simulated twin against its FP32 output
+     * (or, with --reuse-errors, its results from the run the statistics come from: each twin
+     * reads FP32 inputs, so a layer's error does not depend on which others are quantized) */
+    if (reuse) {
+        AGREE(reuse_errors(from, job, &qo, sel.n_nodes, c, &tg, &tw, &err));
+    } else {
         const struct error_pass ep = {job, &ds, begin, end, &in, &qo, sel.n_nodes, &plo, d->skip_bad_images,
                                       passes, quiet};
         AGREE(error_pass(&ep, c, seconds, &tg, &tw, &err));
