@@ -147,6 +147,19 @@ def main():
           list(rows["pareto"] == 1) == front and rec == best and list(rows["recommended"]) ==
           [int(k == best) for k in range(8)] and f"recommended: c{best:03d}" in r.stdout, (front, rec, best))
 
+    # a model with fewer quantized layers from a run's statistics and error pass, no images
+    c0 = os.path.join(out, "c000")
+    res = {}
+    for tag, extra in (("full", []), ("reuse", ["--from-stats", os.path.join(c0, "calibration.h5"), "--reuse-errors"])):
+        d = os.path.join(a.work, f"ignore_{tag}")
+        r = subprocess.run([a.qcal, "calibrate", job, "-o", d, "--quiet", "--subset", "12", "--preset", "performance",
+                            "--method", "minmax", "--ignore", "p2o.Conv.3", "--ignore", "p2o.Conv.5", *extra],
+                           capture_output=True, text=True)
+        res[tag] = open(os.path.join(d, "model.int8.onnx"), "rb").read() if r.returncode == 0 else r.stderr
+    check("calibrate --reuse-errors --ignore (no image pass) = a full calibration ignoring the same nodes",
+          isinstance(res["full"], bytes) and res["full"] == res["reuse"] and
+          res["full"] != open(os.path.join(c0, "model.int8.onnx"), "rb").read(), str(res.get("reuse"))[:300])
+
     # bad input
     bad = os.path.join(a.work, "bad.yml")
     for what, extra, where in (("a value listed twice", "  method: [minmax, minmax]\n", ":"),
