@@ -99,6 +99,8 @@ int cli_report(int argc, char **argv);
 int cli_visualize(int argc, char **argv);
 /* `qcal sweep JOB.yml -o DIR`, `qcal sweep --summarize DIR`. */
 int cli_sweep(int argc, char **argv);
+/* `qcal accuracy-aware JOB.yml -o OUTDIR`. */
+int cli_accuracy_aware(int argc, char **argv);
 int cli_run(int argc, char **argv);
 /* `qcal evaluate JOB.yml --optimized MODEL.int8.onnx -o REPORT.h5`. */
 int cli_evaluate(int argc, char **argv);

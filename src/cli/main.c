@@ -21,6 +21,7 @@ static const char usage_main[] =
     "  calibrate gather activation statistics (MPI ranks x threads) and write an INT8 model\n"
     "  run       the main job: calibrate, evaluate, bench (OUTDIR/model.int8.onnx, report.h5)\n"
     "  evaluate  compare an optimized model with its parent on the job's validation images\n"
+    "  accuracy-aware  the job's INT8 model within accuracy_aware.max_drop, reverting layers to FP32\n"
     "  sweep     every combination of the calibration settings a job lists, resumable; --summarize\n"
     "  visualize both models' predictions on one image of a report, side by side (PNG)\n"
     "            (MPI ranks x threads) and write an HDF5 report\n"
@@ -358,9 +359,10 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "report") == 0) return cli_report(argc - 1, argv + 1);
     if (strcmp(cmd, "visualize") == 0) return cli_visualize(argc - 1, argv + 1);
     if (strcmp(cmd, "calibrate") == 0 || strcmp(cmd, "bench") == 0 || strcmp(cmd, "evaluate") == 0 ||
-        strcmp(cmd, "run") == 0 || strcmp(cmd, "sweep") == 0) {
+        strcmp(cmd, "run") == 0 || strcmp(cmd, "sweep") == 0 || strcmp(cmd, "accuracy-aware") == 0) {
         if (qcal_par_init(&argc, &argv) != QCAL_OK) return qcal_status_exit_code(QCAL_BACKEND_ERROR);
-        int rc = cmd[0] == 'c'   ? cli_calibrate(argc - 1, argv + 1)
+        int rc = cmd[0] == 'a'   ? cli_accuracy_aware(argc - 1, argv + 1)
+                 : cmd[0] == 'c' ? cli_calibrate(argc - 1, argv + 1)
                  : cmd[0] == 'e' ? cli_evaluate(argc - 1, argv + 1)
                  : cmd[0] == 'r' ? cli_run(argc - 1, argv + 1)
                  : cmd[0] == 's' ? cli_sweep(argc - 1, argv + 1)
