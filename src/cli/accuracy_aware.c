@@ -72,43 +72,6 @@ static int quietly(int (*fn)(int, char **), int argc, char **argv)
     return rc;
 }
 
-/* The report's metric and its drop (as qcal sweep --summarize reads them). */
-static enum qcal_status report_metric(const struct qcal_job *job, const char *path, double *metric, double *parent,
-                                      char *name, size_t cap)
-{
-    static const char *const names[] = {"top1", "top5", "voc_map", "coco_map", "coco_segm_map", "mean_iou",
-                                        "pixel_accuracy"};
-    struct qcal_h5 *f = NULL;
-    enum qcal_status st = qcal_h5_open(path, &f);
-    if (st != QCAL_OK) return st;
-    const int want = job->accuracy_aware.metric;
-    bool found = false;
-    qcal_log_capture((char[1]){0}, 1);
-    for (int m = 0; m < 7 && !found; m++) {
-        if (want >= 0 && want != m) continue;
-        char p[64], o[64];
-        snprintf(p, sizeof p, "parent_%s", names[m]);
-        snprintf(o, sizeof o, "optimized_%s", names[m]);
-        found = qcal_h5_read_attr_f64(f, "/accuracy", p, parent) == QCAL_OK &&
-                qcal_h5_read_attr_f64(f, "/accuracy", o, metric) == QCAL_OK;
-        if (found) snprintf(name, cap, "%s", names[m]);
-    }
-    static const char *const agree[] = {"top1_agreement", "mean_iou_agreement", "map_vs_parent"};
-    for (int m = 0; m < 3 && !found && (want < 0 || want == 7); m++) {
-        found = qcal_h5_read_attr_f64(f, "/summary", agree[m], metric) == QCAL_OK;
-        if (found) *parent = 1, snprintf(name, cap, "%s", agree[m]);
-    }
-    qcal_log_capture(NULL, 0);
-    qcal_h5_close(f, false);
-    return found ? QCAL_OK : QCAL_ERR(QCAL_INVALID_DATA, "%s: the report has no metric to keep within max_drop", path);
-}
-
-static double drop_of(const struct qcal_job *job, double parent, double metric)
-{
-    const double d = parent - metric;
-    return job->accuracy_aware.drop_type == QCAL_DROP_RELATIVE ? (parent != 0 ? d / parent : INFINITY) : d;
-}
-
 /* ---- scoring on the ranking subset (rank-local, no collectives) ---- */
 
 struct scorer {
@@ -389,8 +352,8 @@ int cli_accuracy_aware(int argc, char **argv)
     }
     char metric_name[64];
     double parent = 0, metric = 0;
-    AGREE(report_metric(job, rep, &metric, &parent, metric_name, sizeof metric_name));
-    double drop = drop_of(job, parent, metric);
+    AGREE(cli_report_metric(job, rep, &parent, &metric, metric_name, sizeof metric_name));
+    double drop = cli_metric_drop(job, parent, metric);
     const double budget = job->accuracy_aware.max_drop;
     /* the quantized layers: the calibration's /layers */
     AGREE(qcal_h5_open(base_stats, &f));
@@ -468,8 +431,8 @@ int cli_accuracy_aware(int argc, char **argv)
                          (char *)threads};
             STEP(quietly(cli_evaluate, threads ? 9 : 7, a));
             double p2 = 0, m2 = 0;
-            AGREE(report_metric(job, trial, &m2, &p2, metric_name, sizeof metric_name));
-            const double d2 = drop_of(job, p2, m2);
+            AGREE(cli_report_metric(job, trial, &p2, &m2, metric_name, sizeof metric_name));
+            const double d2 = cli_metric_drop(job, p2, m2);
             gone[best] = true;
             accepted = d2 <= drop;
             if (accepted) {

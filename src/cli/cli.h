@@ -90,6 +90,14 @@ int cli_output_index(const struct qcal_exec *ex, const char *name);
  * instance segmentation their masks (d->n x in_h x in_w bytes, malloc'd; else NULL). */
 enum qcal_status cli_detect(const struct qcal_job *job, const struct qcal_exec *ex, int in_w, int in_h, int max_det,
                             struct qcal_detections *d, uint8_t **masks);
+/* The metric the job's accuracy budget is about, from an evaluation report: the job's
+ * accuracy_aware.metric, else the first annotated one (top1, top5, voc_map, coco_map,
+ * coco_segm_map, mean_iou, pixel_accuracy), else the agreement with the parent (whose value
+ * is then 1); name receives which. */
+enum qcal_status cli_report_metric(const struct qcal_job *job, const char *report, double *parent, double *optimized,
+                                   char *name, size_t cap);
+/* parent - optimized, or relative to parent (accuracy_aware.drop_type). */
+double cli_metric_drop(const struct qcal_job *job, double parent, double optimized);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
 /* `qcal report REPORT.h5`: an evaluation report in the terminal, as CSV or JSON. */

@@ -1,5 +1,6 @@
 /* What the job subcommands share: the job's model prepared with its input shapes, and one
  * image decoded and preprocessed into the model's input tensor. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "qcal/par.h"
 #include "qcal/job.h"
 #include "qcal/onnx.h"
+#include "qcal/report.h"
 #include "qcal/runtime.h"
 
 enum qcal_status cli_job_model(const struct qcal_job *job, bool fuse, struct qcal_graph **g_out)
@@ -251,4 +253,40 @@ void cli_image_name(const char *path, const char *root, char *out, size_t cap)
     size_t len = strlen(p);
     if (len >= cap) p += len - (cap - 1); /* the end of a long path says most */
     snprintf(out, cap, "%s", p);
+}
+
+enum qcal_status cli_report_metric(const struct qcal_job *job, const char *path, double *parent, double *metric,
+                                   char *name, size_t cap)
+{
+    static const char *const names[] = {"top1", "top5", "voc_map", "coco_map", "coco_segm_map", "mean_iou",
+                                        "pixel_accuracy"};
+    struct qcal_h5 *f = NULL;
+    enum qcal_status st = qcal_h5_open(path, &f);
+    if (st != QCAL_OK) return st;
+    const int want = job->accuracy_aware.metric;
+    bool found = false;
+    qcal_log_capture((char[1]){0}, 1);
+    for (int m = 0; m < 7 && !found; m++) {
+        if (want >= 0 && want != m) continue;
+        char p[64], o[64];
+        snprintf(p, sizeof p, "parent_%s", names[m]);
+        snprintf(o, sizeof o, "optimized_%s", names[m]);
+        found = qcal_h5_read_attr_f64(f, "/accuracy", p, parent) == QCAL_OK &&
+                qcal_h5_read_attr_f64(f, "/accuracy", o, metric) == QCAL_OK;
+        if (found) snprintf(name, cap, "%s", names[m]);
+    }
+    static const char *const agree[] = {"top1_agreement", "mean_iou_agreement", "map_vs_parent"};
+    for (int m = 0; m < 3 && !found && (want < 0 || want == 7); m++) {
+        found = qcal_h5_read_attr_f64(f, "/summary", agree[m], metric) == QCAL_OK;
+        if (found) *parent = 1, snprintf(name, cap, "%s", agree[m]);
+    }
+    qcal_log_capture(NULL, 0);
+    qcal_h5_close(f, false);
+    return found ? QCAL_OK : QCAL_ERR(QCAL_INVALID_DATA, "%s: the report has no metric to keep within max_drop", path);
+}
+
+double cli_metric_drop(const struct qcal_job *job, double parent, double metric)
+{
+    const double d = parent - metric;
+    return job->accuracy_aware.drop_type == QCAL_DROP_RELATIVE ? (parent != 0 ? d / parent : INFINITY) : d;
 }

@@ -258,42 +258,6 @@ struct row {
     int32_t complete, pareto, recommended;
 };
 
-static bool attr(struct qcal_h5 *f, const char *obj, const char *name, double *v)
-{
-    qcal_log_capture((char[1]){0}, 1);
-    const bool ok = qcal_h5_read_attr_f64(f, obj, name, v) == QCAL_OK;
-    qcal_log_capture(NULL, 0);
-    return ok;
-}
-
-/* The configuration's metric: the job's choice, else the adapter's annotated metric, else
- * agreement with the parent (the parent's value is then 1). */
-static void read_metric(const struct qcal_job *job, struct qcal_h5 *f, struct row *r)
-{
-    static const char *const names[] = {"top1", "top5", "voc_map", "coco_map", "coco_segm_map", "mean_iou",
-                                        "pixel_accuracy", "agreement"};
-    const int want = job->accuracy_aware.metric;
-    r->parent = r->optimized = NAN;
-    for (int m = 0; m < 7; m++) {
-        if (want >= 0 && want != m) continue;
-        char p[64], o[64];
-        snprintf(p, sizeof p, "parent_%s", names[m]);
-        snprintf(o, sizeof o, "optimized_%s", names[m]);
-        if (attr(f, "/accuracy", p, &r->parent) && attr(f, "/accuracy", o, &r->optimized)) {
-            snprintf(r->metric, sizeof r->metric, "%s", names[m]);
-            return;
-        }
-    }
-    static const char *const agree[] = {"top1_agreement", "mean_iou_agreement", "map_vs_parent"};
-    for (int m = 0; m < 3; m++)
-        if (attr(f, "/summary", agree[m], &r->optimized)) {
-            r->parent = 1;
-            snprintf(r->metric, sizeof r->metric, "%s", agree[m]);
-            return;
-        }
-    snprintf(r->metric, sizeof r->metric, "none");
-}
-
 static int summarize(const char *dir)
 {
     char manifest[4352];
@@ -333,9 +297,11 @@ static int summarize(const char *dir)
         snprintf(rp, sizeof rp, "%s/report.h5", cf[k].dir);
         struct qcal_h5 *f = NULL;
         if (access(rp, F_OK) != 0 || qcal_h5_open(rp, &f) != QCAL_OK) continue;
-        read_metric(job, f, r);
-        r->drop = r->parent - r->optimized;
-        if (aa->drop_type == QCAL_DROP_RELATIVE) r->drop = r->parent != 0 ? r->drop / r->parent : NAN;
+        qcal_log_capture((char[1]){0}, 1);
+        if (cli_report_metric(job, rp, &r->parent, &r->optimized, r->metric, sizeof r->metric) != QCAL_OK)
+            snprintf(r->metric, sizeof r->metric, "none");
+        qcal_log_capture(NULL, 0);
+        r->drop = cli_metric_drop(job, r->parent, r->optimized);
         double *lat = NULL, *fps = NULL, *ls = NULL, *ts = NULL;
         int64_t m = 0;
         qcal_log_capture((char[1]){0}, 1);
