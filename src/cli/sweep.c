@@ -180,7 +180,7 @@ static int calibrate_config(const struct qcal_job *job, const struct config *cf,
     const char *pct = axis_value(job, &cf[k], "percentile", v[3], sizeof v[3]);
     const bool bc = strcmp(axis_value(job, &cf[k], "bias_correction", v[4], sizeof v[4]), "true") == 0;
     snprintf(from, sizeof from, "%s/calibration.h5", cf[cf[k].leader].dir);
-    char *argv[16] = {"calibrate", (char *)o->job_path, "-o", (char *)cf[k].dir, "--quiet", "--subset", (char *)subset,
+    char *argv[24] = {"calibrate", (char *)o->job_path, "-o", (char *)cf[k].dir, "--quiet", "--subset", (char *)subset,
                       "--preset", (char *)preset, "--method", (char *)method, "--percentile", (char *)pct};
     int argc = 13;
     if (!bc) argv[argc++] = "--no-bias-correction";
