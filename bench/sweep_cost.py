@@ -3,12 +3,16 @@
 
   /usr/bin/python3 bench/sweep_cost.py [--images 300] [--rounds 3]
 
-The sweep lists preset [performance, mixed] x method [minmax, mean_minmax, percentile,
-entropy] x bias_correction [true, false] on one subset: `qcal sweep --calibrate-only`
-collects the statistics once (its first configuration) and the other 15 recompute their
-scales from them and run the error pass. Prints, as medians over rounds measured side by
-side: the wall time of one `qcal calibrate` (the job's defaults), of the sweep, and the
-ratio (the issue's target: < 1.5x), plus the sweep's per-configuration stage times.
+Two sweeps of 16 configurations on one subset, `qcal sweep --calibrate-only`, statistics
+collected once (by the first configuration), the other 15 computing their scales from them:
+- exact: preset [performance, mixed] x method [minmax, mean_minmax, percentile, entropy] x
+  bias_correction [true, false]; every configuration runs its error pass (bias correction and
+  the per-layer SQNR table depend on its scales), so each model equals a standalone run;
+- fast: preset x method x percentile [99.99, 99.999], bias_correction false, `--fast`: no
+  error pass (no SQNR table), each model the same bytes as a standalone --no-bias-correction run.
+Prints, as medians over rounds measured side by side: one `qcal calibrate` with the job's
+defaults, both sweeps and their ratios to it (the issue's target: < 1.5x), and the exact
+sweep's per-configuration stage times.
 """
 import argparse
 import os
@@ -40,25 +44,36 @@ def main():
                                        "  method: [minmax, mean_minmax, percentile, entropy]\n"
                                        "  bias_correction: [true, false]\n")
     open(sweep, "w").write(text)
+    fast = single.replace(".yml", "-sweep-fast.yml")
+    open(fast, "w").write(open(single).read().replace(
+        "  preset: performance\n  method: mean_minmax\n",
+        "  preset: [performance, mixed]\n  method: [minmax, mean_minmax, percentile, entropy]\n"
+        "  percentile: [99.99, 99.999]\n  bias_correction: false\n"))
     out1, out16 = os.path.join(a.build, "bench-sweep-single"), os.path.join(a.build, "bench-sweep-16")
+    outf = os.path.join(a.build, "bench-sweep-16-fast")
     rows = []
     for _ in range(a.rounds):
         shutil.rmtree(out16, ignore_errors=True)
+        shutil.rmtree(outf, ignore_errors=True)
         t1, _ = run([qcal, "calibrate", single, "-o", out1, "--threads", "2", "--quiet"])
         t16, _ = run([qcal, "sweep", sweep, "-o", out16, "--calibrate-only", "--threads", "2"])
-        rows.append((t1, t16, t16 / t1))
-    t1, t16, ratio = (statistics.median(c) for c in zip(*rows))
+        tf, _ = run([qcal, "sweep", fast, "-o", outf, "--calibrate-only", "--fast", "--threads", "2"])
+        t1f, _ = run([qcal, "calibrate", single, "-o", out1, "--threads", "2", "--quiet", "--no-bias-correction",
+                      "--no-error-pass"])
+        rows.append((t1, t16, t16 / t1, tf, tf / t1, t1f, tf / t1f))
+    t1, t16, ratio, tf, rf, t1f, rff = (statistics.median(c) for c in zip(*rows))
     print(f"MobileNetV2, {a.images} images, 1 rank x 2 threads, medians of {a.rounds} rounds")
-    print(f"  one calibration            {t1:8.2f} s")
-    print(f"  16-configuration sweep     {t16:8.2f} s   ({t16 / 16:.2f} s per configuration)")
-    print(f"  sweep / one calibration    {ratio:8.2f} x   (target < 1.5x)")
+    print(f"  one calibration (job defaults: bias correction on)   {t1:8.2f} s")
+    print(f"  exact 16-configuration sweep                        {t16:8.2f} s  {ratio:6.2f} x  (target < 1.5x)")
+    print(f"  --fast 16-configuration sweep (no bias correction)  {tf:8.2f} s  {rf:6.2f} x  (target < 1.5x)")
+    print(f"  one calibration without bias correction / SQNR      {t1f:8.2f} s  (--fast sweep / it: {rff:.2f} x)")
     stages = {}
     for k in range(16):
         with h5py.File(os.path.join(out16, f"c{k:03d}", "timing.h5"), "r") as t:
             names = [n.decode() for n in t["stages/name"][()]]
             for n, v in zip(names, t["stages/seconds_min_mean_max"][()][:, 1]):
                 stages.setdefault(n, []).append(float(v))
-    print("  stage seconds (summed over threads): first configuration / mean of the other 15")
+    print("  exact sweep, stage seconds (summed over threads): first configuration / mean of the other 15")
     for n, v in stages.items():
         print(f"    {n:16s} {v[0]:7.3f} / {statistics.mean(v[1:]):7.3f}")
 

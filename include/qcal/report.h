@@ -48,6 +48,8 @@ enum qcal_status qcal_h5_attr_i64(struct qcal_h5 *f, const char *obj, const char
 /* Copies src_obj of the HDF5 file src_path (a group with all it holds, or a dataset) to
  * dst_obj of f. */
 enum qcal_status qcal_h5_copy(struct qcal_h5 *f, const char *dst_obj, const char *src_path, const char *src_obj);
+/* Whether the HDF5 file at path has an object at obj (false for a missing or non-HDF5 file). */
+bool qcal_h5_file_has(const char *path, const char *obj);
 
 /* Reads a numeric dataset converted to `dtype`: *data_out (malloc'd, caller frees), its
  * shape in t (t->data = *data_out). */

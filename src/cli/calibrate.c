@@ -43,6 +43,7 @@ static const char usage[] =
     "                           instead of three: the error pass below)\n"
     "  --no-bias-correction     keep the biases (the job's calibration.bias_correction: false)\n"
     "  --ignore NODE            keep this node in FP32 too (repeatable; after the job's ignored names)\n"
+    "  --no-error-pass          no error pass: no per-layer SQNR table (needs --no-bias-correction)\n"
     "  --reuse-errors           with --from-stats: take the error pass's results from that run too and\n"
     "                           make no pass over the images (a model with fewer quantized layers)\n"
     "  --threads N              OpenMP threads per rank\n"
@@ -489,9 +490,11 @@ static enum qcal_status write_stats(const char *path, const struct qcal_job *job
     COLUMN("/scales/zero_point", QCAL_I32, &dn, 1, i32, c->stats[i].q.zero_point);
     COLUMN("/scales/dtype", QCAL_I32, &dn, 1, i32, c->stats[i].q.dtype);
 #undef COLUMN
-    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "bias_correction", bias_correction);
-    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "images", err->images);
-    if (st == QCAL_OK) st = write_layers(f, tw, err, lr);
+    if (st == QCAL_OK && err) { /* the error pass's results (none with --no-error-pass) */
+        st = qcal_h5_attr_i64(f, "/layers", "bias_correction", bias_correction);
+        if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "images", err->images);
+        if (st == QCAL_OK) st = write_layers(f, tw, err, lr);
+    }
 done:
     free(names), free(f32), free(f64), free(u64), free(i32);
     enum qcal_status cst = qcal_h5_close(f, st == QCAL_OK);
@@ -593,7 +596,7 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
 int cli_calibrate(int argc, char **argv)
 {
     enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC,
-           O_IGNORE, O_REUSE };
+           O_IGNORE, O_REUSE, O_NO_ERROR };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
         {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
@@ -601,13 +604,14 @@ int cli_calibrate(int argc, char **argv)
         {"threads", required_argument, 0, O_THREADS}, {"kernels", required_argument, 0, O_KERNELS},
         {"quiet", no_argument, 0, O_QUIET}, {"no-bias-correction", no_argument, 0, O_NO_BC},
         {"ignore", required_argument, 0, O_IGNORE}, {"reuse-errors", no_argument, 0, O_REUSE},
+        {"no-error-pass", no_argument, 0, O_NO_ERROR},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
     double percentile = -1;
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
-    bool quiet = false, no_bc = false, reuse = false;
+    bool quiet = false, no_bc = false, reuse = false, no_error = false;
     const char *ignore[QCAL_JOB_MAX_IGNORED];
     int n_ignore = 0;
     double seconds[N_STAGES] = {0};
@@ -650,6 +654,7 @@ int cli_calibrate(int argc, char **argv)
         case O_QUIET: quiet = true; break;
         case O_NO_BC: no_bc = true; break;
         case O_REUSE: reuse = true; break;
+        case O_NO_ERROR: no_error = true; break;
         case O_IGNORE:
             if (n_ignore == QCAL_JOB_MAX_IGNORED) {
                 st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore: at most %d nodes", QCAL_JOB_MAX_IGNORED);
@@ -688,6 +693,11 @@ int cli_calibrate(int argc, char **argv)
         job->calibration.n_ignored_names = k + 1;
     }
     const bool bias_correction = job->calibration.bias_correction && !no_bc;
+    if (no_error && (bias_correction || reuse)) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--no-error-pass: bias correction comes from the error pass; give "
+                      "--no-bias-correction (or bias_correction: false) and no --reuse-errors");
+        AGREE(st);
+    }
     struct qcal_calib_options co = {
         .method = qcal_calib_method_parse(method_s ? method_s : job->calibration.method),
         .preset = qcal_calib_preset_parse(preset_s ? preset_s : job->calibration.preset),
@@ -772,7 +782,9 @@ int cli_calibrate(int argc, char **argv)
     /* the error pass: every quantized layer's INT8-simulated twin against its FP32 output
      * (or, with --reuse-errors, its results from the run the statistics come from: each twin
      * reads FP32 inputs, so a layer's error does not depend on which others are quantized) */
-    if (reuse) {
+    if (no_error) {
+        /* no SQNR table, no bias correction: the model from the scales alone */
+    } else if (reuse) {
         AGREE(reuse_errors(from, job, &qo, sel.n_nodes, c, &tg, &tw, &err));
     } else {
         const struct error_pass ep = {job, &ds, begin, end, &in, &qo, sel.n_nodes, &plo, d->skip_bad_images,

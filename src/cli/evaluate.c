@@ -1231,7 +1231,8 @@ static enum qcal_status write_report(const char *path, const struct setup *s, co
     if (st == QCAL_OK && extra->calibration) { /* the calibration summary: scales, per layer SQNR */
         st = qcal_h5_copy(f, "/calibration/scales", extra->calibration, "/scales");
         if (st == QCAL_OK) st = qcal_h5_copy(f, "/calibration/scales/tensor", extra->calibration, "/tensors/name");
-        if (st == QCAL_OK) st = qcal_h5_copy(f, "/calibration/layers", extra->calibration, "/layers");
+        if (st == QCAL_OK && qcal_h5_file_has(extra->calibration, "/layers")) /* not with --no-error-pass */
+            st = qcal_h5_copy(f, "/calibration/layers", extra->calibration, "/layers");
     }
     if (st == QCAL_OK && extra->bench) st = qcal_h5_copy(f, "/performance", extra->bench, "/performance");
     free(rows);

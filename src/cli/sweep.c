@@ -38,6 +38,8 @@ static const char usage[] =
     "  --stats-only      only the configurations that collect statistics (one per subset), calibrated\n"
     "  --calibrate-only  calibrate the configurations, no benchmark or evaluation\n"
     "  --list            write the manifest, print the configurations and stop\n"
+    "  --fast            configurations without bias correction skip the error pass (no per-layer\n"
+    "                    SQNR table): their calibration is the scales from the shared statistics\n"
     "  --summarize       DIR/sweep.h5 and a table of every configuration: the metric and its drop,\n"
     "                    INT8 latency and throughput, speed-up, the Pareto front (metric vs latency)\n"
     "                    and the fastest configuration within the job's accuracy_aware.max_drop\n"
@@ -168,6 +170,7 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
 struct run_opts {
     const char *job_path, *threads, *bench_time;
     bool calibrate_only;    /* no bench, no evaluation (measuring the calibration part) */
+    bool fast;              /* configurations without bias correction skip the error pass */
 };
 
 /* Calibrates configuration k (from its leader's statistics unless it is the leader). */
@@ -184,6 +187,7 @@ static int calibrate_config(const struct qcal_job *job, const struct config *cf,
                       "--preset", (char *)preset, "--method", (char *)method, "--percentile", (char *)pct};
     int argc = 13;
     if (!bc) argv[argc++] = "--no-bias-correction";
+    if (!bc && o->fast) argv[argc++] = "--no-error-pass";
     if (cf[k].leader != k) argv[argc++] = "--from-stats", argv[argc++] = from;
     if (o->threads) argv[argc++] = "--threads", argv[argc++] = (char *)o->threads;
     /* a new model makes the config's bench and report stale */
@@ -389,12 +393,13 @@ static int summarize(const char *dir)
 
 int cli_sweep(int argc, char **argv)
 {
-    enum { O_CONFIG = 1000, O_STATS, O_SUMMARIZE, O_BENCH_TIME, O_THREADS, O_CAL_ONLY, O_LIST };
+    enum { O_CONFIG = 1000, O_STATS, O_SUMMARIZE, O_BENCH_TIME, O_THREADS, O_CAL_ONLY, O_LIST, O_FAST };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'},     {"config", required_argument, 0, O_CONFIG},
         {"stats-only", no_argument, 0, O_STATS},       {"summarize", no_argument, 0, O_SUMMARIZE},
         {"bench-time", required_argument, 0, O_BENCH_TIME}, {"threads", required_argument, 0, O_THREADS},
         {"calibrate-only", no_argument, 0, O_CAL_ONLY}, {"list", no_argument, 0, O_LIST},
+        {"fast", no_argument, 0, O_FAST},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     const char *out = NULL;
     struct run_opts o = {0};
@@ -412,6 +417,7 @@ int cli_sweep(int argc, char **argv)
         case O_STATS: stats_only = true; break;
         case O_CAL_ONLY: o.calibrate_only = true; break;
         case O_LIST: list = true; break;
+        case O_FAST: o.fast = true; break;
         case O_SUMMARIZE: summary = true; break;
         case O_BENCH_TIME: o.bench_time = optarg; break;
         case O_THREADS: o.threads = optarg; break;

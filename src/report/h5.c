@@ -207,6 +207,16 @@ enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_
     return st;
 }
 
+bool qcal_h5_file_has(const char *path, const char *obj)
+{
+    quiet();
+    hid_t f = access(path, R_OK) == 0 && H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (f < 0) return false;
+    const bool has = H5Lexists(f, obj, H5P_DEFAULT) > 0;
+    H5Fclose(f);
+    return has;
+}
+
 enum qcal_status qcal_h5_copy(struct qcal_h5 *f, const char *dst_obj, const char *src_path, const char *src_obj)
 {
     if (access(src_path, R_OK) != 0) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", src_path, strerror(errno));
