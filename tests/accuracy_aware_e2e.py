@@ -177,6 +177,18 @@ accuracy_aware:
         same = all(its[c].tobytes() == its2[c].tobytes() for c in cols)
         same_model = open(final, "rb").read() == open(os.path.join(outs[2], "model.int8.onnx"), "rb").read()
         check("2 ranks: the same iterations (layers, scores, metrics) and the same model bytes", same and same_model)
+    # a budget out of reach within one validation: the best model so far, marked not within
+    tight = os.path.join(w, "tight.yml")
+    open(tight, "w").write(job_text.replace("max_drop: 0.05", "max_drop: 0.0"))
+    out = os.path.join(w, "aa_tight")
+    r = subprocess.run([a.qcal, "accuracy-aware", tight, "-o", out, "--max-iterations", "1"], capture_output=True,
+                       text=True)
+    ok = r.returncode == 0 and "NOT within" in r.stdout and os.path.exists(os.path.join(out, "model.int8.onnx"))
+    if ok:
+        with h5py.File(os.path.join(out, "accuracy_aware.h5"), "r") as f:
+            ok = int(f.attrs["within_budget"]) == 0 and len(f["iterations"]) == 2
+    check("--max-iterations 1 with an unreachable budget: the best model, within_budget 0, exit 0", ok,
+          r.stdout[-300:] + r.stderr[-300:])
     return check.report("accuracy-aware checks")
 
 
