@@ -134,8 +134,8 @@ accuracy_aware:
     if 1 not in outs:
         return check.report("accuracy-aware checks")
     with h5py.File(os.path.join(outs[1], "accuracy_aware.h5"), "r") as f:
-        its = f["iterations"][()]
-        within = int(f.attrs["within_budget"])
+        its = f["accuracy_aware/iterations"][()]
+        within = int(f["accuracy_aware"].attrs["within_budget"])
     check("the full INT8 model is outside the budget (drop > 0.05)", its["drop"][0] > 0.05, its["drop"][0])
     accepted = [r for r in its[1:] if r["accepted"]]
     check("the first layer reverted is conv2", accepted and accepted[0]["layer"] == b"conv2",
@@ -144,6 +144,9 @@ accuracy_aware:
         [i for i in range(len(its)) if its["accepted"][i]][-1]] <= 0.05, its["drop"])
     with h5py.File(os.path.join(outs[1], "report.h5"), "r") as f:
         agree = float(f["summary"].attrs["top1_agreement"])
+        in_report = f["accuracy_aware/iterations"][()].tobytes() == its.tobytes() and \
+            f["accuracy_aware"].attrs["within_budget"] == within and "comparison/images" in f
+    check("the final report holds the iterations (/accuracy_aware) beside the final model's evaluation", in_report)
     last = its[[i for i in range(len(its)) if its["accepted"][i]][-1]]
     check("the final report's agreement = 1 - the last accepted drop", abs((1 - agree) - last["drop"]) < 1e-12,
           (agree, last["drop"]))
@@ -172,7 +175,7 @@ accuracy_aware:
     check("ONNX Runtime runs the final model", ok, r.stderr[-300:])
     if 2 in outs:
         with h5py.File(os.path.join(outs[2], "accuracy_aware.h5"), "r") as f:
-            its2 = f["iterations"][()]
+            its2 = f["accuracy_aware/iterations"][()]
         cols = ["iteration", "layer", "score", "metric", "drop", "accepted", "reverted"]
         same = all(its[c].tobytes() == its2[c].tobytes() for c in cols)
         same_model = open(final, "rb").read() == open(os.path.join(outs[2], "model.int8.onnx"), "rb").read()
@@ -186,7 +189,7 @@ accuracy_aware:
     ok = r.returncode == 0 and "NOT within" in r.stdout and os.path.exists(os.path.join(out, "model.int8.onnx"))
     if ok:
         with h5py.File(os.path.join(out, "accuracy_aware.h5"), "r") as f:
-            ok = int(f.attrs["within_budget"]) == 0 and len(f["iterations"]) == 2
+            ok = int(f["accuracy_aware"].attrs["within_budget"]) == 0 and len(f["accuracy_aware/iterations"]) == 2
     check("--max-iterations 1 with an unreachable budget: the best model, within_budget 0, exit 0", ok,
           r.stdout[-300:] + r.stderr[-300:])
     return check.report("accuracy-aware checks")

@@ -48,6 +48,8 @@ enum qcal_status qcal_h5_attr_i64(struct qcal_h5 *f, const char *obj, const char
 /* Copies src_obj of the HDF5 file src_path (a group with all it holds, or a dataset) to
  * dst_obj of f. */
 enum qcal_status qcal_h5_copy(struct qcal_h5 *f, const char *dst_obj, const char *src_path, const char *src_obj);
+/* Copies every member of the root group of the HDF5 file src_path into f's root. */
+enum qcal_status qcal_h5_copy_all(struct qcal_h5 *f, const char *src_path);
 /* Whether the HDF5 file at path has an object at obj (false for a missing or non-HDF5 file). */
 bool qcal_h5_file_has(const char *path, const char *obj);
 

@@ -41,7 +41,8 @@ static const char usage[] =
     "ranking subset (the images with the largest FP32-vs-INT8 error), the best is reverted and\n"
     "validated on all validation images, a revert that makes things worse is undone. The\n"
     "candidates are scored in parallel over the MPI ranks. Writes OUTDIR/model.int8.onnx,\n"
-    "OUTDIR/report.h5 and OUTDIR/accuracy_aware.h5 (every iteration). When no set of reverted\n"
+    "OUTDIR/report.h5 (its evaluation, and /accuracy_aware: every iteration; also alone in\n"
+    "OUTDIR/accuracy_aware.h5). When no set of reverted\n"
     "layers reaches the budget, the best model found is written, the summary says NOT within the\n"
     "budget and accuracy_aware.h5's within_budget is 0 (the exit status is still 0).\n"
     "\n"
@@ -242,13 +243,14 @@ static enum qcal_status write_iterations(const char *path, const struct qcal_job
 #undef C
     struct qcal_h5 *f = NULL;
     enum qcal_status st = qcal_h5_create(path, &f);
-    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/", "metric", metric);
-    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/", "parent_metric", parent);
-    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, "/", "max_drop", job->accuracy_aware.max_drop);
+    const char *g = "/accuracy_aware";
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, g, "metric", metric);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, g, "parent_metric", parent);
+    if (st == QCAL_OK) st = qcal_h5_attr_f64(f, g, "max_drop", job->accuracy_aware.max_drop);
     if (st == QCAL_OK)
-        st = qcal_h5_attr_string(f, "/", "drop_type", job->accuracy_aware.drop_type ? "relative" : "absolute");
-    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "within_budget", within);
-    if (st == QCAL_OK) st = qcal_h5_write_table(f, "/iterations", 8, cols, n, sizeof *it, it);
+        st = qcal_h5_attr_string(f, g, "drop_type", job->accuracy_aware.drop_type ? "relative" : "absolute");
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, g, "within_budget", within);
+    if (st == QCAL_OK) st = qcal_h5_write_table(f, "/accuracy_aware/iterations", 8, cols, n, sizeof *it, it);
     if (f) {
         enum qcal_status cst = qcal_h5_close(f, st == QCAL_OK);
         if (st == QCAL_OK) st = cst;
@@ -459,10 +461,17 @@ int cli_accuracy_aware(int argc, char **argv)
     snprintf(final_model, sizeof final_model, "%s/model.int8.onnx", out);
     snprintf(final_report, sizeof final_report, "%s/report.h5", out);
     snprintf(aa, sizeof aa, "%s/accuracy_aware.h5", out);
-    if (root) {
+    if (root) { /* the final report: the chosen model's evaluation and the iterations */
         st = copy_file(best_model, final_model);
-        if (st == QCAL_OK) st = copy_file(best_report, final_report);
         if (st == QCAL_OK) st = write_iterations(aa, job, metric_name, parent, it, n_it, drop <= budget);
+        struct qcal_h5 *r = NULL;
+        if (st == QCAL_OK) st = qcal_h5_create(final_report, &r);
+        if (st == QCAL_OK) st = qcal_h5_copy_all(r, best_report);
+        if (st == QCAL_OK) st = qcal_h5_copy(r, "/accuracy_aware", aa, "/accuracy_aware");
+        if (r) {
+            enum qcal_status cst = qcal_h5_close(r, st == QCAL_OK);
+            if (st == QCAL_OK) st = cst;
+        }
     }
     AGREE(st);
     if (root) {

@@ -207,6 +207,25 @@ enum qcal_status qcal_h5_write_table(struct qcal_h5 *f, const char *path, int n_
     return st;
 }
 
+static herr_t copy_member(hid_t src, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)info;
+    struct qcal_h5 *f = data;
+    return H5Ocopy(src, name, f->file, name, H5P_DEFAULT, f->lcpl) < 0 ? -1 : 0;
+}
+
+enum qcal_status qcal_h5_copy_all(struct qcal_h5 *f, const char *src_path)
+{
+    if (access(src_path, R_OK) != 0) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot open: %s", src_path, strerror(errno));
+    hid_t src = H5Fis_hdf5(src_path) > 0 ? H5Fopen(src_path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (src < 0) return QCAL_ERR(QCAL_INVALID_DATA, "%s: not an HDF5 file", src_path);
+    /* members in creation order where tracked, else by name: the same order as the source's */
+    hsize_t idx = 0;
+    const herr_t rc = H5Literate(src, H5_INDEX_NAME, H5_ITER_INC, &idx, copy_member, f);
+    H5Fclose(src);
+    return rc < 0 ? QCAL_ERR(QCAL_IO_ERROR, "%s: cannot copy the contents of %s", f->path, src_path) : QCAL_OK;
+}
+
 bool qcal_h5_file_has(const char *path, const char *obj)
 {
     quiet();
