@@ -163,15 +163,20 @@ def main():
     # --fast: configurations without bias correction skip the error pass, same models
     fast_job = os.path.join(a.work, "fast.yml")
     open(fast_job, "w").write(text[:text.rindex("\ncalibration:\n") + 1] +
-                              "calibration:\n  subset: 12\n  method: [minmax, entropy]\n  bias_correction: false\n")
+                              "calibration:\n  subset: 12\n  method: [minmax, entropy]\n  bias_correction: false\n"
+                              "  ignored:\n    - {}\n    - {names: [p2o.Conv.3], types: [Add]}\n")
     fast = os.path.join(a.work, "fast")
     r = subprocess.run([a.qcal, "sweep", fast_job, "-o", fast, "--fast", "--calibrate-only", "--threads", "1"],
                        capture_output=True, text=True)
     ok = r.returncode == 0
-    for k, m in enumerate(("minmax", "entropy")):
-        solo = os.path.join(a.work, f"fast_solo_{m}")
-        r2 = subprocess.run([a.qcal, "calibrate", fast_job, "-o", solo, "--quiet", "--method", m, "--no-bias-correction"],
-                            capture_output=True, text=True)
+    fman = json.load(open(os.path.join(fast, "manifest.json"))) if ok else {"configurations": []}
+    ok = ok and [c["statistics_from"] for c in fman["configurations"]] == [0, 1, 0, 1] and \
+        fman["configurations"][1]["ignored"] == {"names": ["p2o.Conv.3"], "types": ["Add"]}
+    for k, (m, ig) in enumerate((("minmax", []), ("minmax", ["--ignore", "p2o.Conv.3", "--ignore-type", "Add"]),
+                                 ("entropy", []), ("entropy", ["--ignore", "p2o.Conv.3", "--ignore-type", "Add"]))):
+        solo = os.path.join(a.work, f"fast_solo_{k}")
+        r2 = subprocess.run([a.qcal, "calibrate", fast_job, "-o", solo, "--quiet", "--method", m, "--no-bias-correction",
+                             "--no-job-ignored", *ig], capture_output=True, text=True)
         d = os.path.join(fast, f"c{k:03d}")
         ok = ok and r2.returncode == 0 and open(os.path.join(d, "model.int8.onnx"), "rb").read() == \
             open(os.path.join(solo, "model.int8.onnx"), "rb").read()
@@ -180,8 +185,8 @@ def main():
                     h5py.File(os.path.join(d, "timing.h5"), "r") as t:
                 names = [n.decode() for n in t["stages/name"][()]]
                 ok = "layers" not in f and float(t["stages/seconds_min_mean_max"][()][names.index("error_pass"), 1]) == 0
-    check("--fast: no error pass, no /layers, each model = a standalone --no-bias-correction calibration", ok,
-          r.stderr[-300:])
+    check("--fast x an ignored-scope axis: statistics per scope, no error pass, no /layers, each model = a "
+          "standalone --no-bias-correction calibration with that scope", ok, r.stderr[-300:])
 
     # bad input
     bad = os.path.join(a.work, "bad.yml")

@@ -68,9 +68,9 @@ struct qcal_job_metric {
 #define QCAL_JOB_MAX_SWEEP 16
 /* A calibration setting given as a list: the values of one axis of a sweep (qcal sweep). */
 struct qcal_job_sweep_dim {
-    const char *key;         /* subset | preset | method | percentile | bias_correction */
+    const char *key;         /* subset | preset | method | percentile | bias_correction | ignored */
     int n;
-    char *values[QCAL_JOB_MAX_SWEEP]; /* as written in the job */
+    char *values[QCAL_JOB_MAX_SWEEP]; /* as written in the job; ignored: "N:name\n" and "T:type\n" lines */
 };
 struct qcal_job_calibration {
     char *preset;            /* performance | mixed */
@@ -80,10 +80,10 @@ struct qcal_job_calibration {
     bool bias_correction;
     int n_ignored_names, n_ignored_types;
     char *ignored_names[QCAL_JOB_MAX_IGNORED], *ignored_types[QCAL_JOB_MAX_IGNORED];
-    /* sweep axes, outermost first (subset, preset, method, percentile, bias_correction); the
-     * fields above hold each list's first value */
+    /* sweep axes, outermost first (subset, preset, method, percentile, bias_correction,
+     * ignored); the fields above hold each list's first value */
     int n_sweep;
-    struct qcal_job_sweep_dim sweep[5];
+    struct qcal_job_sweep_dim sweep[6];
 };
 
 struct qcal_job_benchmark {

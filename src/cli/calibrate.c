@@ -43,6 +43,8 @@ static const char usage[] =
     "                           instead of three: the error pass below)\n"
     "  --no-bias-correction     keep the biases (the job's calibration.bias_correction: false)\n"
     "  --ignore NODE            keep this node in FP32 too (repeatable; after the job's ignored names)\n"
+    "  --ignore-type OP         keep every node of this op type in FP32 too (repeatable)\n"
+    "  --no-job-ignored         drop the job's ignored scope (before --ignore / --ignore-type)\n"
     "  --no-error-pass          no error pass: no per-layer SQNR table (needs --no-bias-correction)\n"
     "  --reuse-errors           with --from-stats: take the error pass's results from that run too and\n"
     "                           make no pass over the images (a model with fewer quantized layers)\n"
@@ -596,7 +598,7 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
 int cli_calibrate(int argc, char **argv)
 {
     enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC,
-           O_IGNORE, O_REUSE, O_NO_ERROR };
+           O_IGNORE, O_REUSE, O_NO_ERROR, O_IGNORE_TYPE, O_NO_JOB_IGNORED };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
         {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
@@ -604,16 +606,17 @@ int cli_calibrate(int argc, char **argv)
         {"threads", required_argument, 0, O_THREADS}, {"kernels", required_argument, 0, O_KERNELS},
         {"quiet", no_argument, 0, O_QUIET}, {"no-bias-correction", no_argument, 0, O_NO_BC},
         {"ignore", required_argument, 0, O_IGNORE}, {"reuse-errors", no_argument, 0, O_REUSE},
-        {"no-error-pass", no_argument, 0, O_NO_ERROR},
+        {"no-error-pass", no_argument, 0, O_NO_ERROR}, {"ignore-type", required_argument, 0, O_IGNORE_TYPE},
+        {"no-job-ignored", no_argument, 0, O_NO_JOB_IGNORED},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
     double percentile = -1;
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
-    bool quiet = false, no_bc = false, reuse = false, no_error = false;
-    const char *ignore[QCAL_JOB_MAX_IGNORED];
-    int n_ignore = 0;
+    bool quiet = false, no_bc = false, reuse = false, no_error = false, no_job_ignored = false;
+    const char *ignore[QCAL_JOB_MAX_IGNORED], *ignore_type[QCAL_JOB_MAX_IGNORED];
+    int n_ignore = 0, n_ignore_type = 0;
     double seconds[N_STAGES] = {0};
     struct qcal_graph *tg = NULL, *sg = NULL;
     struct qcal_quant_twins tw = {0};
@@ -655,6 +658,14 @@ int cli_calibrate(int argc, char **argv)
         case O_NO_BC: no_bc = true; break;
         case O_REUSE: reuse = true; break;
         case O_NO_ERROR: no_error = true; break;
+        case O_NO_JOB_IGNORED: no_job_ignored = true; break;
+        case O_IGNORE_TYPE:
+            if (n_ignore_type == QCAL_JOB_MAX_IGNORED) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore-type: at most %d op types", QCAL_JOB_MAX_IGNORED);
+                AGREE(st);
+            }
+            ignore_type[n_ignore_type++] = optarg;
+            break;
         case O_IGNORE:
             if (n_ignore == QCAL_JOB_MAX_IGNORED) {
                 st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore: at most %d nodes", QCAL_JOB_MAX_IGNORED);
@@ -678,7 +689,27 @@ int cli_calibrate(int argc, char **argv)
         AGREE(st);
     }
     AGREE(qcal_job_load(argv[optind], &job));
-    /* --ignore: more nodes kept in FP32, after the job's own */
+    /* --no-job-ignored, --ignore, --ignore-type: the ignored scope replaced or extended */
+    if (no_job_ignored) {
+        for (int i = 0; i < QCAL_JOB_MAX_IGNORED; i++) {
+            free(job->calibration.ignored_names[i]), free(job->calibration.ignored_types[i]);
+            job->calibration.ignored_names[i] = job->calibration.ignored_types[i] = NULL;
+        }
+        job->calibration.n_ignored_names = job->calibration.n_ignored_types = 0;
+    }
+    for (int i = 0; i < n_ignore_type; i++) {
+        const int k = job->calibration.n_ignored_types;
+        if (k == QCAL_JOB_MAX_IGNORED) {
+            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore-type: the job and the options list more than %d op types",
+                          QCAL_JOB_MAX_IGNORED);
+            AGREE(st);
+        }
+        if (!(job->calibration.ignored_types[k] = strdup(ignore_type[i]))) {
+            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            AGREE(st);
+        }
+        job->calibration.n_ignored_types = k + 1;
+    }
     for (int i = 0; i < n_ignore; i++) {
         const int k = job->calibration.n_ignored_names;
         if (k == QCAL_JOB_MAX_IGNORED) {

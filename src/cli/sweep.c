@@ -1,5 +1,5 @@
 /* qcal sweep JOB.yml -o DIR: every combination of the calibration settings the job lists
- * (subset, preset, method, percentile, bias_correction), each calibrated, benchmarked and
+ * (subset, preset, method, percentile, bias_correction, ignored scopes), each calibrated, benchmarked and
  * evaluated into DIR/cNNN/. The statistics passes run once per distinct subset: the first
  * configuration of a subset calibrates in full, the others recompute their scales from its
  * saved statistics (qcal calibrate --from-stats) and run only the error pass. Configurations
@@ -24,8 +24,8 @@ static const char usage[] =
     "usage: qcal sweep JOB.yml -o DIR [options]     (under mpirun/srun: each configuration uses every rank)\n"
     "       qcal sweep --summarize DIR\n"
     "\n"
-    "The job's calibration section may list values for subset, preset, method, percentile and\n"
-    "bias_correction; the sweep is every combination, numbered in a fixed order (the lists in\n"
+    "The job's calibration section may list values for subset, preset, method, percentile,\n"
+    "bias_correction and ignored scopes; the sweep is every combination, numbered in a fixed order (the lists in\n"
     "that key order, the last one fastest) and described in DIR/manifest.json. Configuration K\n"
     "goes to DIR/cKKK/: model.int8.onnx and calibration.h5 (qcal calibrate), bench.h5 (qcal\n"
     "bench) and report.h5 (qcal evaluate, holding both). Statistics are collected once per\n"
@@ -53,7 +53,7 @@ struct config {
     int id;
     char dir[4096];
     int leader;             /* the configuration whose statistics this one reuses (itself: it collects them) */
-    const char *value[5];   /* per sweep axis of the job (index into calibration.sweep) */
+    const char *value[6];   /* per sweep axis of the job (index into calibration.sweep) */
 };
 
 /* Configuration k's value on each axis: mixed radix, the last axis fastest. */
@@ -76,7 +76,8 @@ static const char *axis_value(const struct qcal_job *job, const struct config *c
     else if (strcmp(key, "preset") == 0) snprintf(buf, cap, "%s", c->preset);
     else if (strcmp(key, "method") == 0) snprintf(buf, cap, "%s", c->method);
     else if (strcmp(key, "percentile") == 0) snprintf(buf, cap, "%g", (double)c->percentile);
-    else snprintf(buf, cap, "%s", c->bias_correction ? "true" : "false");
+    else if (strcmp(key, "bias_correction") == 0) snprintf(buf, cap, "%s", c->bias_correction ? "true" : "false");
+    else snprintf(buf, cap, "%s", ""); /* ignored, not swept: the job's own scope applies */
     return buf;
 }
 
@@ -108,8 +109,10 @@ static enum qcal_status configs_make(const struct qcal_job *job, const char *dir
         config_values(&job->calibration, k, cf[k].value);
         char a[32], b[32];
         cf[k].leader = k;
+        /* statistics are shared by the configurations of one subset and one ignored scope */
         for (int j = 0; j < k && cf[k].leader == k; j++)
-            if (strcmp(axis_value(job, &cf[j], "subset", a, sizeof a), axis_value(job, &cf[k], "subset", b, sizeof b)) == 0)
+            if (strcmp(axis_value(job, &cf[j], "subset", a, sizeof a), axis_value(job, &cf[k], "subset", b, sizeof b)) == 0 &&
+                strcmp(axis_value(job, &cf[j], "ignored", a, sizeof a), axis_value(job, &cf[k], "ignored", b, sizeof b)) == 0)
                 cf[k].leader = j;
     }
     *out = cf, *n_out = n;
@@ -127,7 +130,41 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static const char *const keys[] = {"subset", "preset", "method", "percentile", "bias_correction"};
+static const char *const keys[] = {"subset", "preset", "method", "percentile", "bias_correction", "ignored"};
+
+static bool swept(const struct qcal_job *job, const char *key)
+{
+    for (int a = 0; a < job->calibration.n_sweep; a++)
+        if (strcmp(job->calibration.sweep[a].key, key) == 0) return true;
+    return false;
+}
+
+/* An ignored scope ("N:name" / "T:type" lines) as JSON {"names": [...], "types": [...]} or,
+ * with json false, as "names a,b types c". */
+static void scope_print(FILE *f, const char *scope, bool json)
+{
+    static const char *const what[2] = {"names", "types"};
+    bool any = false;
+    if (json) fputc('{', f);
+    for (int pass = 0; pass < 2; pass++) {
+        const char tag = pass ? 'T' : 'N';
+        if (json) fprintf(f, "%s\"%s\": [", pass ? ", " : "", what[pass]);
+        int n = 0;
+        for (const char *l = scope; *l;) {
+            const char *e = strchr(l, '\n');
+            const size_t len = e ? (size_t)(e - l) : strlen(l);
+            if (len > 2 && l[0] == tag) {
+                if (json) fprintf(f, "%s\"%.*s\"", n ? ", " : "", (int)len - 2, l + 2);
+                else if (n) fprintf(f, ",%.*s", (int)len - 2, l + 2);
+                else fprintf(f, "%s%s %.*s", any ? " " : "", what[pass], (int)len - 2, l + 2);
+                n++, any = true;
+            }
+            l += len + (e ? 1 : 0);
+        }
+        if (json) fputc(']', f);
+    }
+    if (json) fputc('}', f);
+}
 
 /* DIR/manifest.json: the job and every configuration (the same bytes on every run). */
 static enum qcal_status write_manifest(const struct qcal_job *job, const char *dir, const struct config *cf, int n)
@@ -154,6 +191,7 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
             fprintf(f, ", \"%s\": ", keys[i]);
             const char *v = axis_value(job, &cf[k], keys[i], buf, sizeof buf);
             if (strcmp(keys[i], "preset") == 0 || strcmp(keys[i], "method") == 0) json_str(f, v);
+            else if (strcmp(keys[i], "ignored") == 0) scope_print(f, swept(job, "ignored") ? v : "", true);
             else fputs(v, f);
         }
         fputc('}', f);
@@ -183,9 +221,22 @@ static int calibrate_config(const struct qcal_job *job, const struct config *cf,
     const char *pct = axis_value(job, &cf[k], "percentile", v[3], sizeof v[3]);
     const bool bc = strcmp(axis_value(job, &cf[k], "bias_correction", v[4], sizeof v[4]), "true") == 0;
     snprintf(from, sizeof from, "%s/calibration.h5", cf[cf[k].leader].dir);
-    char *argv[24] = {"calibrate", (char *)o->job_path, "-o", (char *)cf[k].dir, "--quiet", "--subset", (char *)subset,
-                      "--preset", (char *)preset, "--method", (char *)method, "--percentile", (char *)pct};
+    char *argv[24 + 4 * QCAL_JOB_MAX_IGNORED] = {"calibrate", (char *)o->job_path, "-o", (char *)cf[k].dir, "--quiet",
+                                                "--subset", (char *)subset, "--preset", (char *)preset, "--method",
+                                                (char *)method, "--percentile", (char *)pct};
     int argc = 13;
+    char *scope = NULL; /* the ignored scope, as options */
+    if (swept(job, "ignored")) {
+        char buf[8];
+        if (!(scope = strdup(axis_value(job, &cf[k], "ignored", buf, sizeof buf)))) return qcal_status_exit_code(QCAL_OUT_OF_MEMORY);
+        argv[argc++] = "--no-job-ignored";
+        for (char *l = scope; *l && argc < 20 + 4 * QCAL_JOB_MAX_IGNORED;) {
+            char *e = strchr(l, '\n');
+            if (e) *e = '\0';
+            argv[argc++] = l[0] == 'T' ? "--ignore-type" : "--ignore", argv[argc++] = l + 2;
+            l = e ? e + 1 : l + strlen(l);
+        }
+    }
     if (!bc) argv[argc++] = "--no-bias-correction";
     if (!bc && o->fast) argv[argc++] = "--no-error-pass";
     if (cf[k].leader != k) argv[argc++] = "--from-stats", argv[argc++] = from;
@@ -198,7 +249,9 @@ static int calibrate_config(const struct qcal_job *job, const struct config *cf,
         snprintf(p, sizeof p, "%s/report.h5", cf[k].dir);
         unlink(p);
     }
-    return cli_calibrate(argc, argv);
+    const int rc = cli_calibrate(argc, argv);
+    free(scope);
+    return rc;
 }
 
 /* Configuration k end to end, each step skipped when its output is there. */
@@ -256,6 +309,7 @@ struct row {
     char preset[16], method[16];
     double percentile;
     int32_t bias_correction;
+    char ignored[128];       /* the ignored scope when swept ("names a,b types c") */
     char metric[32];
     double parent, optimized, drop;
     double int8_latency_ms, int8_fps, latency_speedup, throughput_speedup;
@@ -294,6 +348,10 @@ static int summarize(const char *dir)
         snprintf(r->method, sizeof r->method, "%s", axis_value(job, &cf[k], "method", v[2], sizeof v[2]));
         r->percentile = atof(axis_value(job, &cf[k], "percentile", v[3], sizeof v[3]));
         r->bias_correction = strcmp(axis_value(job, &cf[k], "bias_correction", v[4], sizeof v[4]), "true") == 0;
+        if (swept(job, "ignored")) {
+            FILE *m = fmemopen(r->ignored, sizeof r->ignored - 1, "w");
+            if (m) scope_print(m, axis_value(job, &cf[k], "ignored", v[0], sizeof v[0]), false), fclose(m);
+        }
         r->parent = r->optimized = r->drop = r->int8_latency_ms = r->int8_fps = NAN;
         r->latency_speedup = r->throughput_speedup = NAN;
         snprintf(r->metric, sizeof r->metric, "-");
@@ -343,7 +401,7 @@ static int summarize(const char *dir)
 #define S(f) {#f, QCAL_H5_STRING, offsetof(struct row, f), sizeof(((struct row *)0)->f)}
     const struct qcal_h5_column cols[] = {
         C(id, QCAL_I32),         S(dir),  C(subset, QCAL_I64), S(preset), S(method), C(percentile, QCAL_F64),
-        C(bias_correction, QCAL_I32), S(metric), C(parent, QCAL_F64), C(optimized, QCAL_F64), C(drop, QCAL_F64),
+        C(bias_correction, QCAL_I32), S(ignored), S(metric), C(parent, QCAL_F64), C(optimized, QCAL_F64), C(drop, QCAL_F64),
         C(int8_latency_ms, QCAL_F64), C(int8_fps, QCAL_F64), C(latency_speedup, QCAL_F64),
         C(throughput_speedup, QCAL_F64), C(complete, QCAL_I32), C(pareto, QCAL_I32), C(recommended, QCAL_I32)};
 #undef C
@@ -374,9 +432,10 @@ static int summarize(const char *dir)
                 printf(" (not complete)\n");
                 continue;
             }
-            printf(" %9.4f %9.4f %9.4f %10.3f %9.1f %7.2fx %s%s\n", r->parent, r->optimized, r->drop,
+            printf(" %9.4f %9.4f %9.4f %10.3f %9.1f %7.2fx %s%s%s%s%s\n", r->parent, r->optimized, r->drop,
                    r->int8_latency_ms, r->int8_fps, r->latency_speedup, r->pareto ? "pareto" : "",
-                   r->recommended ? " RECOMMENDED" : "");
+                   r->recommended ? " RECOMMENDED" : "", r->ignored[0] ? " (FP32: " : "", r->ignored,
+                   r->ignored[0] ? ")" : "");
         }
         if (best >= 0)
             printf("recommended: c%03d, the fastest INT8 model within a %s drop of %g\n", best,
@@ -458,7 +517,9 @@ int cli_sweep(int argc, char **argv)
                 printf("c%03d", k);
                 for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
                     char buf[64];
-                    printf(" %s=%s", keys[i], axis_value(job, &cf[k], keys[i], buf, sizeof buf));
+                    const char *v = axis_value(job, &cf[k], keys[i], buf, sizeof buf);
+                    if (strcmp(keys[i], "ignored") != 0) printf(" %s=%s", keys[i], v);
+                    else if (swept(job, "ignored")) printf(" ignored=["), scope_print(stdout, v, false), printf("]");
                 }
                 printf("%s\n", exists(cf[k].dir, "report.h5") ? " (complete)" : "");
             }

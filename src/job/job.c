@@ -468,14 +468,39 @@ static enum qcal_status read_calibration(const struct reader *r, const struct yn
         d->n = v->n;
     }
     if ((v = get(n, "ignored"))) {
-        static const char *const ikeys[] = {"names", "types", NULL};
-        if ((st = want(r, v, YNODE_MAPPING, "ignored")) != QCAL_OK) return st;
-        if ((st = check_keys(r, v, ikeys, "ignored")) != QCAL_OK) return st;
-        const struct ynode *w;
-        if ((w = get(v, "names")) && (st = read_names(r, w, "names", c->ignored_names, &c->n_ignored_names)) != QCAL_OK)
-            return st;
-        if ((w = get(v, "types")) && (st = read_names(r, w, "types", c->ignored_types, &c->n_ignored_types)) != QCAL_OK)
-            return st;
+        /* one scope (a mapping), or a list of scopes: a sweep axis, the first one the job's own */
+        const bool axis = v->kind == YNODE_SEQUENCE;
+        if (axis && (v->n < 1 || v->n > QCAL_JOB_MAX_SWEEP))
+            return JERR(r, v, "'ignored' lists %d scopes: a sweep takes 1 to %d", v->n, QCAL_JOB_MAX_SWEEP);
+        struct qcal_job_sweep_dim *d = axis ? &c->sweep[c->n_sweep++] : NULL;
+        if (d) d->key = "ignored", d->n = v->n;
+        for (int j = 0; j < (axis ? v->n : 1); j++) {
+            const struct ynode *sc = axis ? v->items[j] : v;
+            static const char *const ikeys[] = {"names", "types", NULL};
+            if ((st = want(r, sc, YNODE_MAPPING, "ignored")) != QCAL_OK) return st;
+            if ((st = check_keys(r, sc, ikeys, "ignored")) != QCAL_OK) return st;
+            char *names[QCAL_JOB_MAX_IGNORED] = {0}, *types[QCAL_JOB_MAX_IGNORED] = {0};
+            int nn = 0, nt = 0;
+            const struct ynode *w;
+            if ((w = get(sc, "names"))) st = read_names(r, w, "names", names, &nn);
+            if (st == QCAL_OK && (w = get(sc, "types"))) st = read_names(r, w, "types", types, &nt);
+            /* as a sweep value: "N:name" and "T:type" lines */
+            size_t len = 1;
+            for (int i = 0; i < nn; i++) len += strlen(names[i]) + 3;
+            for (int i = 0; i < nt; i++) len += strlen(types[i]) + 3;
+            char *text = st == QCAL_OK && d ? calloc(1, len) : NULL;
+            if (st == QCAL_OK && d && !text) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            for (int i = 0; text && i < nn; i++) strcat(strcat(strcat(text, "N:"), names[i]), "\n");
+            for (int i = 0; text && i < nt; i++) strcat(strcat(strcat(text, "T:"), types[i]), "\n");
+            if (d) d->values[j] = text;
+            if (st == QCAL_OK && j == 0) { /* the job's own scope */
+                memcpy(c->ignored_names, names, sizeof names), c->n_ignored_names = nn;
+                memcpy(c->ignored_types, types, sizeof types), c->n_ignored_types = nt;
+            } else {
+                for (int i = 0; i < QCAL_JOB_MAX_IGNORED; i++) free(names[i]), free(types[i]);
+            }
+            if (st != QCAL_OK) return st;
+        }
     }
     return (c->preset && c->method) ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
 }
