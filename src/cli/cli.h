@@ -2,10 +2,14 @@
 #ifndef QCAL_CLI_H
 #define QCAL_CLI_H
 
+#include <stdio.h>
+
 #include "qcal/tensor.h"
 
 /* Prints an output: top-k classes for 2-D float outputs, shape/min/max/mean otherwise. */
 void cli_summarize(const char *name, const struct qcal_tensor *t, int top);
+/* A JSON string: quotes, backslashes and control bytes escaped (NULL: ""). */
+void cli_json_string(FILE *f, const char *s);
 /* Indices of the k largest of row[0..n) in descending order (ties: the lower index),
  * k <= n and k <= 64; returns k. */
 int cli_top_k(const float *row, int64_t n, int k, int64_t *out);

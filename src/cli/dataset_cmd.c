@@ -19,18 +19,6 @@ enum qcal_status cli_load_dataset(const struct qcal_job *job, const struct qcal_
     return st;
 }
 
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; s && *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 static const char *const format_names[] = {"none", "imagenet", "subfolders", "voc", "coco", "masks"};
 
 static void print_json(const struct qcal_dataset *ds, int64_t begin, int64_t end)
@@ -38,18 +26,18 @@ static void print_json(const struct qcal_dataset *ds, int64_t begin, int64_t end
     printf("{\"format\": \"%s\", \"count\": %lld, \"classes\": [", format_names[ds->format], (long long)ds->count);
     for (int c = 0; c < ds->n_classes; c++) {
         if (c) printf(", ");
-        json_string(ds->classes[c]);
+        cli_json_string(stdout, ds->classes[c]);
     }
     printf("],\n \"class_ids\": [");
     for (int c = 0; ds->class_ids && c < ds->n_classes; c++) printf("%s%d", c ? ", " : "", ds->class_ids[c]);
     printf("],\n \"images\": [\n");
     for (int64_t i = begin; i < end; i++) {
         printf("  {\"index\": %lld, \"path\": ", (long long)ds->index[i]);
-        json_string(ds->paths[i]);
+        cli_json_string(stdout, ds->paths[i]);
         printf(", \"label\": %lld", (long long)ds->labels[i]);
         if (ds->mask_paths) {
             printf(", \"mask\": ");
-            json_string(ds->mask_paths[i]);
+            cli_json_string(stdout, ds->mask_paths[i]);
         }
         if (ds->obj_begin) {
             printf(", \"objects\": [");

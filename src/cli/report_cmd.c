@@ -98,18 +98,6 @@ static void print_value(const struct table *t, int c, int64_t r, bool full)
     else printf(full ? "%.17g" : "%.6g", v);
 }
 
-/* A JSON string (the names are file paths: quotes, backslashes and control bytes escaped). */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
-}
-
 static void json_number(double v)
 {
     if (isnan(v) || isinf(v)) printf("null");
@@ -248,11 +236,11 @@ int cli_report(int argc, char **argv)
     }
     if (json) {
         printf("{\"adapter\": ");
-        json_string(adapter);
+        cli_json_string(stdout, adapter);
         printf(", \"parent_model\": ");
-        json_string(parent);
+        cli_json_string(stdout, parent);
         printf(", \"optimized_model\": ");
-        json_string(optimized);
+        cli_json_string(stdout, optimized);
         printf(", \"summary\": ");
         json_attrs(f, "/summary", summary_keys, sizeof summary_keys / sizeof *summary_keys);
         printf(", \"accuracy\": ");
@@ -262,7 +250,7 @@ int cli_report(int argc, char **argv)
             printf("%s{", k ? ", " : "");
             for (int c = 0; c < t.cols; c++) {
                 printf("%s\"%s\": ", c ? ", " : "", t.names[c]);
-                if (t.is_string[c]) json_string(t.str[c][order[k]]);
+                if (t.is_string[c]) cli_json_string(stdout, t.str[c][order[k]]);
                 else json_number(t.num[c][order[k]]);
             }
             putchar('}');

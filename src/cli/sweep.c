@@ -119,17 +119,6 @@ static enum qcal_status configs_make(const struct qcal_job *job, const char *dir
     return QCAL_OK;
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
-        else fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static const char *const keys[] = {"subset", "preset", "method", "percentile", "bias_correction", "ignored"};
 
 static bool swept(const struct qcal_job *job, const char *key)
@@ -176,12 +165,12 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
     if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write: %s", path, strerror(errno));
     char *abs = realpath(job->path, NULL); /* --summarize may run from elsewhere */
     fprintf(f, "{\"job\": ");
-    json_str(f, abs ? abs : job->path);
+    cli_json_string(f, abs ? abs : job->path);
     free(abs);
     fprintf(f, ", \"axes\": [");
     for (int a = 0; a < job->calibration.n_sweep; a++) {
         fprintf(f, "%s", a ? ", " : "");
-        json_str(f, job->calibration.sweep[a].key);
+        cli_json_string(f, job->calibration.sweep[a].key);
     }
     fprintf(f, "], \"configurations\": [");
     for (int k = 0; k < n; k++) {
@@ -190,7 +179,7 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
             char buf[64];
             fprintf(f, ", \"%s\": ", keys[i]);
             const char *v = axis_value(job, &cf[k], keys[i], buf, sizeof buf);
-            if (strcmp(keys[i], "preset") == 0 || strcmp(keys[i], "method") == 0) json_str(f, v);
+            if (strcmp(keys[i], "preset") == 0 || strcmp(keys[i], "method") == 0) cli_json_string(f, v);
             else if (strcmp(keys[i], "ignored") == 0) scope_print(f, swept(job, "ignored") ? v : "", true);
             else fputs(v, f);
         }
