@@ -260,28 +260,17 @@ static enum qcal_status write_iterations(const char *path, const struct qcal_job
 
 static enum qcal_status copy_file(const char *from, const char *to)
 {
-    char tmp[4400];
-    qcal_temp_name(to, tmp, sizeof tmp);
-    FILE *a = fopen(from, "rb"), *b = a ? fopen(tmp, "wb") : NULL;
-    enum qcal_status st = a && b ? QCAL_OK : QCAL_ERR(QCAL_IO_ERROR, "%s: cannot copy to %s: %s", from, to, strerror(errno));
-    char buf[65536];
-    size_t n;
-    while (st == QCAL_OK && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        if (fwrite(buf, 1, n, b) != n) st = QCAL_ERR(QCAL_IO_ERROR, "%s: write failed", to);
-    if (a) fclose(a);
-    if (b && fclose(b) != 0 && st == QCAL_OK) st = QCAL_ERR(QCAL_IO_ERROR, "%s: write failed", to);
-    if (st == QCAL_OK && rename(tmp, to) != 0) st = QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write: %s", to, strerror(errno));
-    if (st != QCAL_OK) unlink(tmp);
+    void *data = NULL;
+    size_t size = 0;
+    enum qcal_status st = qcal_read_file(from, 0, &data, &size);
+    if (st == QCAL_OK) st = qcal_write_file(to, data, size);
+    free(data);
     return st;
 }
 
-#define AGREE(expr)                                                                                                \
-    do {                                                                                                           \
-        if ((st = cli_agree(expr)) != QCAL_OK) goto done;                                                          \
-    } while (0)
 #define STEP(expr)                                                                                                 \
     do {                                                                                                           \
-        if ((rc = (expr)) != 0) goto done;                                                                         \
+        if ((rc = (expr)) != 0) goto cleanup;                                                                         \
     } while (0)
 
 int cli_accuracy_aware(int argc, char **argv)
@@ -318,7 +307,7 @@ int cli_accuracy_aware(int argc, char **argv)
             break;
         case 'h':
             if (qcal_par_rank() == 0) fputs(usage, stdout);
-            goto done;
+            goto cleanup;
         default:
             AGREE(QCAL_ERR(QCAL_INVALID_ARGUMENT, "accuracy-aware: unknown option or missing value in '%s' (see qcal "
                            "accuracy-aware --help)", argv[optind - 1]));
@@ -481,7 +470,7 @@ int cli_accuracy_aware(int argc, char **argv)
         for (int r = 0; r < n_reverted; r++) printf("  FP32: %s\n", reverted[r]);
         printf("wrote %s\nwrote %s\nwrote %s\n", final_model, final_report, aa);
     }
-done:
+cleanup:
     if (!rc && st != QCAL_OK) rc = qcal_status_exit_code(st);
     scorer_free(&sc);
     for (int k = 0; paths && k < n_paths; k++) free(paths[k]);

@@ -389,6 +389,20 @@ static enum qcal_status reuse_errors(const char *path, const struct qcal_job *jo
     return st;
 }
 
+/* Appends the option's values to one of the job's ignored lists. */
+static enum qcal_status add_ignored(char **list, int *n, const char *const *add, int n_add, const char *option,
+                                    const char *what)
+{
+    for (int i = 0; i < n_add; i++) {
+        if (*n == QCAL_JOB_MAX_IGNORED)
+            return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: the job and the options list more than %d %s", option,
+                            QCAL_JOB_MAX_IGNORED, what);
+        if (!(list[*n] = strdup(add[i]))) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        ++*n;
+    }
+    return QCAL_OK;
+}
+
 static enum qcal_status make_dir(const char *dir)
 {
     struct stat sb;
@@ -590,11 +604,6 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
     return st;
 }
 
-#define AGREE(expr)                                     \
-    do {                                                \
-        if ((st = cli_agree(expr)) != QCAL_OK) goto cleanup; \
-    } while (0)
-
 int cli_calibrate(int argc, char **argv)
 {
     enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC,
@@ -615,7 +624,8 @@ int cli_calibrate(int argc, char **argv)
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
     bool quiet = false, no_bc = false, reuse = false, no_error = false, no_job_ignored = false;
-    const char *ignore[QCAL_JOB_MAX_IGNORED], *ignore_type[QCAL_JOB_MAX_IGNORED];
+    /* --ignore / --ignore-type values, at most one per argument (add_ignored checks the limit) */
+    const char **ignore = calloc((size_t)argc + 1, sizeof *ignore), **ignore_type = calloc((size_t)argc + 1, sizeof *ignore);
     int n_ignore = 0, n_ignore_type = 0;
     double seconds[N_STAGES] = {0};
     struct qcal_graph *tg = NULL, *sg = NULL;
@@ -632,6 +642,7 @@ int cli_calibrate(int argc, char **argv)
     optind = 1;
     opterr = 0;
     cli_hold_errors();
+    if (!ignore || !ignore_type) AGREE(QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory"));
     int ch;
     while ((ch = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (ch) {
@@ -659,20 +670,8 @@ int cli_calibrate(int argc, char **argv)
         case O_REUSE: reuse = true; break;
         case O_NO_ERROR: no_error = true; break;
         case O_NO_JOB_IGNORED: no_job_ignored = true; break;
-        case O_IGNORE_TYPE:
-            if (n_ignore_type == QCAL_JOB_MAX_IGNORED) {
-                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore-type: at most %d op types", QCAL_JOB_MAX_IGNORED);
-                AGREE(st);
-            }
-            ignore_type[n_ignore_type++] = optarg;
-            break;
-        case O_IGNORE:
-            if (n_ignore == QCAL_JOB_MAX_IGNORED) {
-                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore: at most %d nodes", QCAL_JOB_MAX_IGNORED);
-                AGREE(st);
-            }
-            ignore[n_ignore++] = optarg;
-            break;
+        case O_IGNORE_TYPE: ignore_type[n_ignore_type++] = optarg; break;
+        case O_IGNORE: ignore[n_ignore++] = optarg; break;
         case 'h': fputs(usage, stdout); goto cleanup;
         default:
             st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: unknown option or missing value in '%s' (see qcal "
@@ -697,32 +696,10 @@ int cli_calibrate(int argc, char **argv)
         }
         job->calibration.n_ignored_names = job->calibration.n_ignored_types = 0;
     }
-    for (int i = 0; i < n_ignore_type; i++) {
-        const int k = job->calibration.n_ignored_types;
-        if (k == QCAL_JOB_MAX_IGNORED) {
-            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore-type: the job and the options list more than %d op types",
-                          QCAL_JOB_MAX_IGNORED);
-            AGREE(st);
-        }
-        if (!(job->calibration.ignored_types[k] = strdup(ignore_type[i]))) {
-            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-            AGREE(st);
-        }
-        job->calibration.n_ignored_types = k + 1;
-    }
-    for (int i = 0; i < n_ignore; i++) {
-        const int k = job->calibration.n_ignored_names;
-        if (k == QCAL_JOB_MAX_IGNORED) {
-            st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--ignore: the job and the options list more than %d nodes",
-                          QCAL_JOB_MAX_IGNORED);
-            AGREE(st);
-        }
-        if (!(job->calibration.ignored_names[k] = strdup(ignore[i]))) {
-            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-            AGREE(st);
-        }
-        job->calibration.n_ignored_names = k + 1;
-    }
+    AGREE(add_ignored(job->calibration.ignored_types, &job->calibration.n_ignored_types, ignore_type, n_ignore_type,
+                      "--ignore-type", "op types"));
+    AGREE(add_ignored(job->calibration.ignored_names, &job->calibration.n_ignored_names, ignore, n_ignore, "--ignore",
+                      "nodes"));
     const bool bias_correction = job->calibration.bias_correction && !no_bc;
     if (no_error && (bias_correction || reuse)) {
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--no-error-pass: bias correction comes from the error pass; give "
@@ -848,6 +825,7 @@ int cli_calibrate(int argc, char **argv)
     if (qcal_par_rank() == 0) print_worst_layers(&tw, lr, bias_correction);
     st = cli_agree(write_timing(timing_path, seconds));
 cleanup:
+    free(ignore), free(ignore_type);
     qcal_log_capture(NULL, 0);
     qcal_plan_destroy(plan); /* before the graph it was made from */
     plan = NULL;

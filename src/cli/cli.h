@@ -66,6 +66,12 @@ enum qcal_status cli_image_outcome_new(int64_t n, enum qcal_status **status, cha
  * status. Collective. */
 void cli_hold_errors(void);
 enum qcal_status cli_agree(enum qcal_status st);
+/* In a subcommand with an `enum qcal_status st` and a `cleanup:` label: agree on expr's
+ * status and leave on a failure. */
+#define AGREE(expr)                                                                                                \
+    do {                                                                                                           \
+        if ((st = cli_agree(expr)) != QCAL_OK) goto cleanup;                                                       \
+    } while (0)
 /* A point of the model input in the image file's pixels (undoes the preprocessing and a
  * JPEG's scaled decoding). */
 void cli_point_to_file(const struct qcal_job *job, const struct cli_image_geometry *geo, float *x, float *y);

@@ -139,7 +139,6 @@ static bool is_detection(int kind)
     return kind == QCAL_ADAPTER_SSD || kind == QCAL_ADAPTER_YOLO || kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION;
 }
 
-
 /* A segmentation output's class map: argmax over C > 1 channels, else score > 0.5. */
 static void class_map(const struct qcal_tensor *t, int64_t plane, int32_t *map)
 {
@@ -203,21 +202,20 @@ struct det_work {
 /* Detection i's mask at the annotation's size (W x H), counted against each object of the
  * class in obj[0..ng): intersections into inter[], its area returned. The annotation grid's
  * pixel centres are mapped into the model input (an affine map per axis). */
-static int64_t file_mask_overlaps(const struct setup *s, const struct cli_image_geometry *geo, const uint8_t *mask,
+static int64_t file_mask_overlaps(const struct setup *s, const struct cli_axes *ax, const uint8_t *mask,
                                   const struct det_rec *r, uint8_t *const *gt, const int *obj, int ng, int W, int H,
                                   int64_t *inter)
 {
     const int w = s->in_w, h = s->in_h;
-    const struct cli_axes ax = cli_file_to_model(s->job, geo);
     int x0 = (int)fmaxf(0, floorf(r->x0)), y0 = (int)fmaxf(0, floorf(r->y0));
     int x1 = (int)fminf((float)W, ceilf(r->x1)), y1 = (int)fminf((float)H, ceilf(r->y1));
     int64_t area = 0;
     for (int g = 0; g < ng; g++) inter[g] = 0;
     for (int y = y0; y < y1; y++) {
-        int my = (int)floor((y + 0.5 - ax.oy) / ax.sy);
+        int my = (int)floor((y + 0.5 - ax->oy) / ax->sy);
         if (my < 0 || my >= h) continue;
         for (int x = x0; x < x1; x++) {
-            int mx = (int)floor((x + 0.5 - ax.ox) / ax.sx);
+            int mx = (int)floor((x + 0.5 - ax->ox) / ax->sx);
             if (mx < 0 || mx >= w || !mask[(size_t)my * w + mx]) continue;
             area++;
             for (int g = 0; g < ng; g++) inter[g] += gt[obj[g]][(size_t)y * W + x];
@@ -234,6 +232,7 @@ static enum qcal_status match_annotations(const struct setup *s, int64_t k, cons
     const struct qcal_dataset *ds = s->ds;
     const int64_t first = ds->obj_begin[k];
     int W = 0, H = 0;
+    const struct cli_axes ax = cli_file_to_model(s->job, geo); /* annotation pixels -> model input */
     for (int i = 0; i < nd; i++) {
         const int32_t c = dr[i].cls;
         bool seen = false; /* one pass per class, at its first detection */
@@ -275,7 +274,7 @@ static enum qcal_status match_annotations(const struct setup *s, int64_t k, cons
             int64_t area = 0;
             for (int g0 = 0; g0 < ng; g0 += 64) { /* objects in groups of 64 */
                 const int m = ng - g0 < 64 ? ng - g0 : 64;
-                area = file_mask_overlaps(s, geo, masks + (size_t)w->det[a] * s->in_w * s->in_h, &dr[w->det[a]],
+                area = file_mask_overlaps(s, &ax, masks + (size_t)w->det[a] * s->in_w * s->in_h, &dr[w->det[a]],
                                           w->gt_mask, w->obj + g0, m, W, H, inter);
                 for (int g = 0; g < m; g++) {
                     const int64_t ga = w->area[s->max_det + w->obj[g0 + g]];
@@ -1265,11 +1264,6 @@ static enum qcal_status class_mapping(const struct qcal_job *job, const struct q
     *out = map;
     return QCAL_OK;
 }
-
-#define AGREE(expr)                                                                                                \
-    do {                                                                                                           \
-        if ((st = cli_agree(expr)) != QCAL_OK) goto cleanup;                                                       \
-    } while (0)
 
 int cli_evaluate(int argc, char **argv)
 {

@@ -158,11 +158,12 @@ static void scope_print(FILE *f, const char *scope, bool json)
 /* DIR/manifest.json: the job and every configuration (the same bytes on every run). */
 static enum qcal_status write_manifest(const struct qcal_job *job, const char *dir, const struct config *cf, int n)
 {
-    char path[4352], tmp[4400];
+    char path[4352];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
-    qcal_temp_name(path, tmp, sizeof tmp);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size); /* written whole (qcal_write_file: temp + rename) */
+    if (!f) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     char *abs = realpath(job->path, NULL); /* --summarize may run from elsewhere */
     fprintf(f, "{\"job\": ");
     cli_json_string(f, abs ? abs : job->path);
@@ -187,11 +188,10 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
     }
     fprintf(f, "\n]}\n");
     const bool ok = !ferror(f);
-    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write", path);
-    }
-    return QCAL_OK;
+    enum qcal_status st = fclose(f) == 0 && ok ? qcal_write_file(path, text, size)
+                                               : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    free(text);
+    return st;
 }
 
 struct run_opts {
