@@ -152,7 +152,7 @@ static enum qcal_status inputs_decode(const struct bench_opts *o, const struct q
         cli_hold_errors();
         if (st == QCAL_OK) {
             got++;
-        } else if (in->data->skip_bad_images && (st == QCAL_INVALID_DATA || st == QCAL_IO_ERROR)) {
+        } else if (in->data->skip_bad_images && cli_image_unreadable(st)) {
             in->skipped++;
             QCAL_LOGW("skipped: %s", err);
         } else {

@@ -152,7 +152,7 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
             double t0 = qcal_now();
             enum qcal_status s = cli_image_tensor(job, in, path, &x, NULL, NULL);
             double t1 = qcal_now();
-            bool bad = s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR;
+            bool bad = cli_image_unreadable(s);
             if (s == QCAL_OK) {
                 const double ti = qcal_now();
                 if (h->input) h->input(ct, input_value, &x);

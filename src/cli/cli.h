@@ -52,6 +52,12 @@ struct cli_image_geometry {
  * decoding time to *decode_seconds when not NULL. */
 enum qcal_status cli_image_tensor(const struct qcal_job *job, const struct cli_image_input *in, const char *path,
                                   struct qcal_tensor *x, struct cli_image_geometry *geo, double *decode_seconds);
+/* Whether cli_image_tensor's failure is the image's (unreadable: what skip_bad_images skips),
+ * not the model's or the machine's. */
+static inline bool cli_image_unreadable(enum qcal_status st)
+{
+    return st == QCAL_INVALID_DATA || st == QCAL_IO_ERROR;
+}
 /* The outcome of one image of a pass run over OpenMP threads: a status, or one of these. */
 #define CLI_NOT_RUN QCAL_STATUS_COUNT       /* another image failed first */
 #define CLI_SKIPPED (QCAL_STATUS_COUNT + 1) /* a bad image the dataset skips (errors[k] says why) */

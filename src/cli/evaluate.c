@@ -536,7 +536,7 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
             qcal_log_capture(err, sizeof err);
             struct cli_image_geometry geo = {0};
             enum qcal_status st = cli_image_tensor(s->job, s->in, s->ds->paths[begin + k], &x, &geo, NULL);
-            const bool bad = st != QCAL_OK; /* an image that cannot be read */
+            const bool bad = cli_image_unreadable(st);
             for (int m = 0; m < 2 && st == QCAL_OK; m++) {
                 st = qcal_exec_set_input(ex[m], 0, &x);
                 if (st == QCAL_OK) st = qcal_exec_run(ex[m]);

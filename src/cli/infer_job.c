@@ -281,7 +281,7 @@ int cli_infer_job(int argc, char **argv)
             struct cli_image_geometry geo = {0};
             enum qcal_status s = cli_image_tensor(job, &in, list.paths[i], &x, &geo, &decode_seconds);
             double t1 = qcal_now();
-            if (s == QCAL_INVALID_DATA || s == QCAL_IO_ERROR) bad = true; /* the image, not the model */
+            if (cli_image_unreadable(s)) bad = true;
             if (s == QCAL_OK) s = qcal_exec_set_input(ex, 0, &x);
             if (s == QCAL_OK) s = qcal_exec_run(ex);
             data_seconds += t1 - t0;
