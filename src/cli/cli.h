@@ -101,6 +101,11 @@ struct qcal_exec;
 struct qcal_detections;
 /* The index of the output called name (NULL: 0), -1 when there is none. */
 int cli_output_index(const struct qcal_exec *ex, const char *name);
+/* Which of n outputs the job's detection adapter reads (-1: none): SSD one DetectionOutput
+ * (a), or boxes [1, A, 4] (a) and scores [1, A, C] (b); YOLO predictions (a: the adapter's
+ * output, or the first 3-D one) and, for masks, prototypes (b: the first 4-D one). */
+void cli_detect_outputs(const struct qcal_job *job, int n, const struct qcal_tensor *const *t, const char *const *names,
+                        int *a, int *b);
 /* The job's detection adapter (ssd, yolo, instance_segmentation) on an execution's outputs:
  * at most max_det detections in model input pixels (in_w x in_h), best first, and for
  * instance segmentation their masks (d->n x in_h x in_w bytes, malloc'd; else NULL). */

@@ -568,22 +568,19 @@ static enum qcal_status run_images(const struct setup *s, int64_t begin, int64_t
 /* A detector's classes, from its outputs (as cli_detect reads them) or its labels. */
 static int64_t detection_classes(const struct setup *s, const struct qcal_graph *g)
 {
-    const struct qcal_tensor *a = NULL, *b = NULL;
-    for (int o = 0; o < g->n_outputs; o++) {
-        const struct qcal_tensor *t = &g->values[g->outputs[o]].t;
-        if (s->kind == QCAL_ADAPTER_SSD) {
-            if (t->ndim == 3 && t->dims[2] != 4 && !a) a = t; /* the class scores */
-        } else if (t->ndim == 3 && !a) {
-            a = t;
-        } else if (t->ndim == 4 && !b) {
-            b = t;
-        }
-    }
+    const struct qcal_tensor *outs[MAX_OUT];
+    const char *names[MAX_OUT];
+    const int n = g->n_outputs < MAX_OUT ? g->n_outputs : MAX_OUT;
+    for (int o = 0; o < n; o++) outs[o] = &g->values[g->outputs[o]].t, names[o] = g->values[g->outputs[o]].name;
+    int ia, ib;
+    cli_detect_outputs(s->job, n, outs, names, &ia, &ib);
+    /* SSD: the class scores (none with a DetectionOutput); YOLO: the predictions */
+    const struct qcal_tensor *c = s->kind == QCAL_ADAPTER_SSD ? (ib >= 0 ? outs[ib] : NULL) : (ia >= 0 ? outs[ia] : NULL);
+    const struct qcal_tensor *protos = s->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION && ib >= 0 ? outs[ib] : NULL;
     int64_t k = 1024; /* DetectionOutput: the labels say, else this many */
-    if (a && s->kind == QCAL_ADAPTER_SSD) k = a->dims[2] - (s->job->adapter.background_class >= 0);
-    else if (a) k = (a->dims[1] < a->dims[2] ? a->dims[1] : a->dims[2]) - 4 -
-                    (s->kind == QCAL_ADAPTER_INSTANCE_SEGMENTATION && b ? b->dims[1] : 0);
-    if (s->n_labels > 0 && (s->n_labels > k || !a)) k = s->n_labels;
+    if (c && s->kind == QCAL_ADAPTER_SSD) k = c->dims[2] - (s->job->adapter.background_class >= 0);
+    else if (c) k = (c->dims[1] < c->dims[2] ? c->dims[1] : c->dims[2]) - 4 - (protos ? protos->dims[1] : 0);
+    if (s->n_labels > 0 && (s->n_labels > k || !c)) k = s->n_labels;
     return k > 0 ? k : 1;
 }
 

@@ -152,6 +152,26 @@ int cli_output_index(const struct qcal_exec *ex, const char *name)
     return name ? -1 : 0;
 }
 
+void cli_detect_outputs(const struct qcal_job *job, int n, const struct qcal_tensor *const *t, const char *const *names,
+                        int *a_out, int *b_out)
+{
+    const struct qcal_job_adapter *ad = &job->adapter;
+    int a = -1, b = -1;
+    for (int i = 0; ad->output && i < n; i++)
+        if (strcmp(names[i], ad->output) == 0) a = i;
+    for (int i = 0; i < n; i++) {
+        if (ad->kind == QCAL_ADAPTER_SSD) {
+            if (n == 1) a = i;
+            else if (t[i]->ndim == 3 && t[i]->dims[2] == 4 && !ad->output) a = i;
+            else if (t[i]->ndim == 3 && i != a && b < 0) b = i;
+        } else {
+            if (t[i]->ndim == 3 && a < 0) a = i;
+            else if (t[i]->ndim == 4 && b < 0) b = i;
+        }
+    }
+    *a_out = a, *b_out = b;
+}
+
 enum qcal_status cli_detect(const struct qcal_job *job, const struct qcal_exec *ex, int in_w, int in_h, int max_det,
                             struct qcal_detections *d, uint8_t **masks)
 {
@@ -161,22 +181,18 @@ enum qcal_status cli_detect(const struct qcal_job *job, const struct qcal_exec *
                                             .input_width = in_w, .input_height = in_h};
     memset(d, 0, sizeof *d);
     *masks = NULL;
-    /* SSD: one DetectionOutput, or boxes [1, A, 4] + scores [1, A, C]; YOLO: predictions (the
-     * adapter's output, or the first 3-D one) and, for masks, prototypes (the 4-D one) */
-    const struct qcal_tensor *a = NULL, *b = NULL;
     const int n_out = qcal_exec_num_outputs(ex);
-    if (ad->output && cli_output_index(ex, ad->output) >= 0) a = qcal_exec_output(ex, cli_output_index(ex, ad->output));
-    for (int i = 0; i < n_out; i++) {
-        const struct qcal_tensor *t = qcal_exec_output(ex, i);
-        if (ad->kind == QCAL_ADAPTER_SSD) {
-            if (n_out == 1) a = t;
-            else if (t->ndim == 3 && t->dims[2] == 4 && !ad->output) a = t;
-            else if (t->ndim == 3 && t != a && !b) b = t;
-        } else {
-            if (t->ndim == 3 && !a) a = t;
-            else if (t->ndim == 4 && !b) b = t;
-        }
+    const struct qcal_tensor **outs = malloc(sizeof *outs * (size_t)(n_out + 1));
+    const char **names = malloc(sizeof *names * (size_t)(n_out + 1));
+    if (!outs || !names) {
+        free(outs), free(names);
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
     }
+    for (int i = 0; i < n_out; i++) outs[i] = qcal_exec_output(ex, i), names[i] = qcal_exec_output_name(ex, i);
+    int ia, ib;
+    cli_detect_outputs(job, n_out, outs, names, &ia, &ib);
+    const struct qcal_tensor *a = ia >= 0 ? outs[ia] : NULL, *b = ib >= 0 ? outs[ib] : NULL;
+    free(outs), free(names);
     if (!a || (ad->kind == QCAL_ADAPTER_SSD && n_out > 1 && !b))
         return QCAL_ERR(QCAL_INVALID_JOB, "%s: the model's outputs are not what the %s adapter reads", job->path,
                         ad->kind == QCAL_ADAPTER_SSD ? "ssd" : "yolo");
