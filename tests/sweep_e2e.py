@@ -20,6 +20,8 @@ import time
 
 import h5py
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from calibrate_e2e import MPI_ENV, make_images, ppocr_cls_labelled_job
 from checks import Checks, e2e_args
@@ -27,6 +29,34 @@ from checks import Checks, e2e_args
 
 def mtimes(root):
     return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
+
+
+def conv_biases(path):
+    """Each Conv's bias in a QDQ model by node name: int32 x scale through its DequantizeLinear."""
+    m = onnx.load(path)
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    prod = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        if n.op_type != "Conv" or len(n.input) < 3 or not n.input[2]:
+            continue
+        b = n.input[2]
+        if b in prod and prod[b].op_type == "DequantizeLinear":
+            q, sc = prod[b].input[:2]
+            out[n.name] = init[q].astype(np.float64) * init[sc].astype(np.float64)
+    return out
+
+
+def shift_errors(uncorrected, exact, shared, leader):
+    """Squared distance to the exact biases of the shared estimate's, of the leader's shifts
+    (the recording run's, unmoved) and of no correction."""
+    un, ex, sh, ld = (conv_biases(p) for p in (uncorrected, exact, shared, leader))
+    names = [k for k in ex if k in sh and k in ld]
+    un = {k: un.get(k, np.zeros_like(ex[k])) for k in names}  # a Conv without bias: correction adds one
+    e_sh = sum(float(np.sum((sh[k] - ex[k]) ** 2)) for k in names)
+    e_ld = sum(float(np.sum((ld[k] - ex[k]) ** 2)) for k in names)
+    e_none = sum(float(np.sum((un[k] - ex[k]) ** 2)) for k in names)
+    return e_sh, e_ld, e_none, len(names)
 
 
 def main():
@@ -180,6 +210,63 @@ def main():
                 ok = "layers" not in f and float(t["stages/seconds_min_mean_max"][()][names.index("error_pass"), 1]) == 0
     check("--fast x an ignored-scope axis: statistics per scope, no error pass, no /layers, each model = a "
           "standalone --no-bias-correction calibration with that scope", ok, r.stderr[-300:])
+
+    # --fast with bias correction: the leader records its layers' inputs, the others estimate
+    # their shifts from its measured ones (calibrate --shared-bias)
+    sb_job = os.path.join(a.work, "shared.yml")
+    open(sb_job, "w").write(text[:text.rindex("\ncalibration:\n") + 1] +
+                            "calibration:\n  subset: 24\n  method: [minmax, entropy, percentile]\n  percentile: 99.9\n"
+                            "  bias_correction: [true, false]\n")
+    sb = os.path.join(a.work, "shared")
+    shutil.rmtree(sb, ignore_errors=True)
+    r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", a.qcal, "sweep", sb_job, "-o", sb, "--fast",
+                        "--calibrate-only", "--threads", "1"], capture_output=True, text=True, env=MPI_ENV, timeout=900)
+    ok = r.returncode == 0
+    solo = {}
+    for m in ("minmax", "entropy", "percentile"):  # exact standalone runs at 1 rank (the job's bias correction: on)
+        for bc in (True, False):
+            d = os.path.join(a.work, f"sb_solo_{m}_{bc}")
+            extra = (["--record-inputs"] if m == "minmax" else []) if bc else ["--no-bias-correction"]
+            r2 = subprocess.run([a.qcal, "calibrate", sb_job, "-o", d, "--quiet", "--method", m, "--threads", "2",
+                                 *extra], capture_output=True, text=True)
+            ok = ok and r2.returncode == 0
+            solo[m, bc] = d
+
+    def rd(d, f="model.int8.onnx"):
+        return open(os.path.join(d, f), "rb").read() if os.path.exists(os.path.join(d, f)) else None
+    c = [os.path.join(sb, f"c{k:03d}") for k in range(6)]
+    if ok:
+        with h5py.File(os.path.join(c[0], "calibration.h5"), "r") as f0, \
+                h5py.File(os.path.join(c[2], "calibration.h5"), "r") as f2:
+            ok = "inputs/histogram" in f0 and f2.attrs["bias_correction"] in ("shared statistics", b"shared statistics") and "layers" not in f2
+    check("--fast with bias correction: the leader (2 ranks) records per-channel input histograms, its model and "
+          "calibration.h5 = a standalone 1-rank --record-inputs run byte for byte; the others carry no SQNR table",
+          ok and rd(c[0], "calibration.h5") == rd(solo["minmax", True], "calibration.h5") and
+          rd(c[0]) == rd(solo["minmax", True]), r.stderr[-400:])
+    check("--fast, a configuration without bias correction = the standalone --no-bias-correction run",
+          ok and rd(c[1]) is not None and rd(c[1]) == rd(solo["minmax", False]))
+    d = os.path.join(a.work, "sb_same_scales")
+    r2 = subprocess.run([a.qcal, "calibrate", sb_job, "-o", d, "--quiet", "--method", "minmax", "--shared-bias",
+                         "--from-stats", os.path.join(c[0], "calibration.h5")], capture_output=True, text=True)
+    check("--shared-bias at the recording run's own scales is exact: its model = that run's byte for byte",
+          ok and r2.returncode == 0 and rd(d) == rd(c[0]), r2.stderr[-300:])
+    for k, m in ((2, "entropy"), (4, "percentile")):
+        e = shift_errors(os.path.join(solo[m, False], "model.int8.onnx"), os.path.join(solo[m, True], "model.int8.onnx"), os.path.join(c[k], "model.int8.onnx"),
+                         os.path.join(solo["minmax", True], "model.int8.onnx")) if ok else (1, 0, 0, 0)
+        check(f"--shared-bias, {m}: the estimated bias shifts are nearer the exact ones than the leader's shifts "
+              f"and than no correction ({e[3]} convs; squared distance shared {e[0]:.3g}, leader's {e[1]:.3g}, "
+              f"none {e[2]:.3g})", ok and e[3] > 0 and e[0] < 0.5 * e[1] and e[0] < 0.1 * e[2], e)
+    r = subprocess.run([a.qcal, "sweep", sb_job, "-o", sb, "--calibrate-only"], capture_output=True, text=True)
+    lines = [x for x in r.stderr.splitlines() if x.startswith("qcal")]
+    check("a --fast sweep's folder resumed without --fast: non-zero, one line naming the manifest",
+          r.returncode != 0 and len(lines) == 1 and "manifest.json" in lines[0] and "--fast" in lines[0], r.stderr)
+    r = subprocess.run([a.qcal, "calibrate", sb_job, "-o", os.path.join(a.work, "sb_bad"), "--shared-bias",
+                        "--from-stats", os.path.join(solo["entropy", True], "calibration.h5")],
+                       capture_output=True, text=True)
+    lines = [x for x in r.stderr.splitlines() if x.startswith("qcal")]
+    check("--shared-bias from a run without --record-inputs: non-zero, one line naming its file",
+          r.returncode != 0 and len(lines) == 1 and "calibration.h5" in lines[0] and "--record-inputs" in lines[0] and
+          not os.path.exists(os.path.join(a.work, "sb_bad", "model.int8.onnx")), r.stderr)
 
     # bad input
     bad = os.path.join(a.work, "bad.yml")

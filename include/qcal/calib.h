@@ -134,6 +134,31 @@ struct qcal_error_layer {
     int64_t offset;
     double fx[2];
 };
+/* Per-channel histograms of quantized layers' FP32 inputs (shared bias correction: a
+ * configuration with other scales estimates how its input quantization moves each layer's
+ * mean output from them). Bins are logarithmic in |x| / m, m = max(|lo|, |hi|): per sign,
+ * QCAL_INPUT_OCTAVES octaves below m of QCAL_INPUT_SUB equal bins each, so values near zero,
+ * where rounding decides, are resolved as finely as the large ones relative to their size;
+ * each bin also keeps the least and largest value it saw (a constant channel is a point).
+ * Then three exact counters: values equal to 0 (or below the last octave), to lo and to hi
+ * (ReLU zeros, clipped values: point masses a bin would smear). Counts are integers: the
+ * same for any ranks, threads and order. */
+enum {
+    QCAL_INPUT_OCTAVES = 16,
+    QCAL_INPUT_SUB = 8,
+    QCAL_INPUT_BINS = 2 * QCAL_INPUT_OCTAVES * QCAL_INPUT_SUB, /* negative, then positive */
+    QCAL_INPUT_SLOTS = QCAL_INPUT_BINS + 3
+};
+struct qcal_error_input {
+    int value;             /* value id in the twin graph */
+    int axis;              /* channel axis (plain layout) */
+    int64_t channels;
+    float lo, hi;          /* the tensor's min and max over the calibration set */
+    uint64_t *hist;        /* after qcal_error_end: [channel][QCAL_INPUT_SLOTS] */
+    float *bin_min, *bin_max; /* [channel][QCAL_INPUT_BINS]: the values a bin saw (+inf/-inf: none) */
+    /* private */
+    int64_t offset;
+};
 struct qcal_error_thread;
 struct qcal_calib_error {
     int n;
@@ -144,6 +169,10 @@ struct qcal_calib_error {
     int n_values, n_threads;
     int *role;             /* value id -> 2 * layer (+1 for the error), -1 */
     int64_t total_channels;
+    int n_inputs;          /* qcal_error_add_inputs */
+    struct qcal_error_input *inputs;
+    int *input_role;       /* value id -> input index, -1 */
+    int64_t input_channels;
     struct qcal_error_thread *threads;
 };
 enum qcal_status qcal_error_create(const struct qcal_graph *g, const struct qcal_error_layer *layers, int n,
@@ -152,7 +181,18 @@ void qcal_error_destroy(struct qcal_calib_error *e);
 struct qcal_error_thread *qcal_error_thread(struct qcal_calib_error *e, int tid);
 void qcal_error_observer(void *ctx, const struct qcal_node *node, int n_out, struct qcal_tensor *const *outs,
                          const uint8_t *layouts);
+/* Also histograms these tensors per channel (before the first image). */
+enum qcal_status qcal_error_add_inputs(struct qcal_calib_error *e, const struct qcal_error_input *in, int n);
+/* A graph input (no node produces it, so the observer never sees it). */
+void qcal_error_observe_input(struct qcal_error_thread *th, int value, const struct qcal_tensor *x);
 /* Merges the threads and reduces over ranks. Collective. */
 enum qcal_status qcal_error_end(struct qcal_calib_error *e);
+
+/* E[Q(x)] over a channel's input histogram (hist: QCAL_INPUT_SLOTS counts, bin_min and
+ * bin_max: QCAL_INPUT_BINS each, range [lo, hi]), for the activation quantizer q
+ * (QuantizeLinear then DequantizeLinear): a bin's values taken as spread evenly between the
+ * least and the largest it saw, the three point masses exactly. 0 for an empty channel. */
+double qcal_input_mean_quantized(const uint64_t *hist, const float *bin_min, const float *bin_max, float lo, float hi,
+                                 const struct qcal_qparams *q);
 
 #endif

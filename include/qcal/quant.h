@@ -65,6 +65,9 @@ struct qcal_quant_layer {
     int64_t channels;
     double bound;          /* no |y| or |error| element can exceed it (from weights and ranges) */
     bool bias_correctable; /* Conv / ConvTranspose / Gemm whose 1-D bias is (or can be) added */
+    int input;             /* value id of its quantized activation input 0 (-1: none) */
+    int input_axis;        /* its channel axis (weighted layers: 1, Gemm: last) */
+    int64_t input_channels;
 };
 struct qcal_quant_twins {
     int n;
@@ -81,6 +84,13 @@ void qcal_quant_twins_free(struct qcal_quant_twins *tw);
  * none): fast bias correction, before qcal_quant_to_qdq. */
 enum qcal_status qcal_quant_correct_bias(struct qcal_graph *g, const char *output, const double *shift,
                                          int64_t channels);
+
+/* How the mean output of the weighted layer producing `output` moves when the means of its
+ * input channels move by d[i] and its input scale goes from sx0 to sx1: delta[c] =
+ * sum_i Wq[c, i] d[i] (Wq: the INT8 weight summed over its kernel; a ConvTranspose's scaled
+ * by input over output pixels) plus the change of the int32 bias. Conv, ConvTranspose, Gemm. */
+enum qcal_status qcal_quant_mean_effect(const struct qcal_graph *g, const char *output, const double *d,
+                                        int64_t in_channels, float sx0, float sx1, double *delta, int64_t channels);
 
 /* Symmetric per-channel int8 of w viewed as [outer, ch, inner] along ch: scale[c] =
  * max|w| / 127 (1 for an all-zero channel), q = round(w / scale) in [-127, 127]. */

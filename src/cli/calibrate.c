@@ -48,6 +48,12 @@ static const char usage[] =
     "  --no-error-pass          no error pass: no per-layer SQNR table (needs --no-bias-correction)\n"
     "  --reuse-errors           with --from-stats: take the error pass's results from that run too and\n"
     "                           make no pass over the images (a model with fewer quantized layers)\n"
+    "  --record-inputs          the error pass also histograms each bias-corrected layer's input\n"
+    "                           per channel (/inputs in calibration.h5, for --shared-bias)\n"
+    "  --shared-bias            with --from-stats of a --record-inputs run: bias correction without\n"
+    "                           a pass over the images, that run's measured shifts moved by what\n"
+    "                           these scales change in each layer's mean input (estimated from its\n"
+    "                           histograms; exact when the scales are that run's); no SQNR table\n"
     "  --threads N              OpenMP threads per rank\n"
     "  --kernels dnnl|blas|ref  force a kernel family\n"
     "  --quiet                  no progress line\n"
@@ -114,6 +120,7 @@ static void *calib_thread(void *c, int tid) { return qcal_calib_thread(c, tid); 
 static void calib_input(void *t, int v, const struct qcal_tensor *x) { qcal_calib_observe_value(t, v, x); }
 static void calib_done(void *t) { qcal_calib_image_done(t); }
 static void *error_thread(void *e, int tid) { return qcal_error_thread(e, tid); }
+static void error_input(void *t, int v, const struct qcal_tensor *x) { qcal_error_observe_input(t, v, x); }
 
 /* One pass over this rank's images [begin, end) with an observer. */
 static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_dataset *ds, int64_t begin,
@@ -287,7 +294,39 @@ struct error_pass {
     bool skip_bad;
     int passes;
     bool quiet;
+    bool record_inputs; /* histogram the bias-corrected layers' inputs per channel */
 };
+
+/* The distinct inputs of the bias-correctable twins, ranged by their statistics. */
+static enum qcal_status record_inputs(const struct qcal_graph *tg, const struct qcal_quant_twins *tw,
+                                      const struct qcal_calib *c, struct qcal_calib_error *err)
+{
+    struct qcal_error_input *in = calloc((size_t)tw->n + 1, sizeof *in);
+    if (!in) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    int n = 0;
+    enum qcal_status st = QCAL_OK;
+    for (int j = 0; j < tw->n; j++) {
+        const struct qcal_quant_layer *l = &tw->layers[j];
+        if (!l->bias_correctable || l->input < 0) continue;
+        int k = 0;
+        while (k < n && in[k].value != l->input) k++;
+        if (k < n) {
+            if (in[k].axis != l->input_axis || in[k].channels != l->input_channels)
+                st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: tensor '%s' feeds layers with different channel axes",
+                              tg->path, tg->values[l->input].name);
+            continue;
+        }
+        const struct qcal_calib_stat *s = NULL;
+        for (int i = 0; i < c->n && !s; i++)
+            if (strcmp(c->stats[i].name, tg->values[l->input].name) == 0) s = &c->stats[i];
+        if (!s) continue; /* every quantized input has statistics */
+        in[n++] = (struct qcal_error_input){.value = l->input, .axis = l->input_axis, .channels = l->input_channels,
+                                            .lo = s->min, .hi = s->max};
+    }
+    if (st == QCAL_OK) st = qcal_error_add_inputs(err, in, n);
+    free(in);
+    return st;
+}
 
 /* Loads a second copy of the model (*tg), adds each quantized layer's INT8-simulated twin
  * with the scales in c, and runs the images through it with the error observer: *err holds
@@ -312,9 +351,11 @@ static enum qcal_status error_pass(const struct error_pass *p, const struct qcal
                                          .axis = tw->layers[j].axis, .channels = tw->layers[j].channels,
                                          .bound = tw->layers[j].bound};
     if (st == QCAL_OK) st = qcal_error_create(*tg, el, tw->n, omp_get_max_threads(), p->ds->count, err);
+    if (st == QCAL_OK && p->record_inputs) st = record_inputs(*tg, tw, c, *err);
     /* agreement points (one error line, see agree) before each collective step */
     if ((st = cli_agree(st)) != QCAL_OK) goto done;
-    const struct pass_hooks hooks = {qcal_error_observer, error_thread, NULL, NULL, *err};
+    const struct pass_hooks hooks = {qcal_error_observer, error_thread, p->record_inputs ? error_input : NULL, NULL,
+                                     *err};
     int64_t total = 0;
     st = observe_pass(p->job, p->ds, p->begin, p->end, plan, p->in, (*tg)->inputs[0], &hooks, p->skip_bad, p->passes,
                       p->passes, p->quiet, seconds, STAGE_ERROR, &total);
@@ -389,6 +430,93 @@ static enum qcal_status reuse_errors(const char *path, const struct qcal_job *jo
     return st;
 }
 
+/* The index of name in names[n], -1 if absent. */
+static int find_name(char *const *names, int n, const char *name)
+{
+    for (int k = 0; k < n; k++)
+        if (strcmp(names[k], name) == 0) return k;
+    return -1;
+}
+
+/* --shared-bias: err holds the means of e measured in the run at `path` (reuse_errors), with
+ * that run's activation scales; each bias-corrected layer's mean of e is moved by what these
+ * scales (c) change in its mean output: d[i] = E[Q1(x_i)] - E[Q0(x_i)] over the run's
+ * histogram of input channel i, through the INT8 weight (qcal_quant_mean_effect). */
+static enum qcal_status shared_bias(const char *path, const struct qcal_graph *g, const struct qcal_graph *tg,
+                                    const struct qcal_quant_twins *tw, const struct qcal_calib *c,
+                                    struct qcal_calib_error *err)
+{
+    struct qcal_h5 *f = NULL;
+    char **in_names = NULL, **t_names = NULL;
+    int n_in = 0, n_t = 0;
+    struct qcal_tensor chans = {0}, off = {0}, range = {0}, hist = {0}, scale = {0}, zp = {0}, dtype = {0};
+    struct qcal_tensor bmin = {0}, bmax = {0};
+    double *d = NULL, *delta = NULL;
+    enum qcal_status st = qcal_h5_open(path, &f);
+    if (st == QCAL_OK && !qcal_h5_file_has(path, "/inputs/histogram"))
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no input histograms for --shared-bias (calibrate that run with "
+                      "--record-inputs)", path);
+    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/inputs/name", &n_in, &in_names);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/channels", QCAL_I64, &chans);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/channel_offset", QCAL_I64, &off);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/range", QCAL_F32, &range);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/histogram", QCAL_U64, &hist);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_min", QCAL_F32, &bmin);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_max", QCAL_F32, &bmax);
+    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/tensors/name", &n_t, &t_names);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/scale", QCAL_F32, &scale);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/zero_point", QCAL_I32, &zp);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/dtype", QCAL_I32, &dtype);
+    const int64_t slots = qcal_tensor_numel(&hist) / QCAL_INPUT_SLOTS;
+    if (st == QCAL_OK && (qcal_tensor_numel(&chans) != n_in || qcal_tensor_numel(&off) != n_in ||
+                          qcal_tensor_numel(&range) != 2 * (int64_t)n_in || qcal_tensor_numel(&scale) != n_t ||
+                          qcal_tensor_numel(&zp) != n_t || qcal_tensor_numel(&dtype) != n_t ||
+                          qcal_tensor_numel(&hist) % QCAL_INPUT_SLOTS != 0 ||
+                          qcal_tensor_numel(&bmin) != slots * QCAL_INPUT_BINS ||
+                          qcal_tensor_numel(&bmax) != slots * QCAL_INPUT_BINS))
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: /inputs or /scales tables of inconsistent sizes", path);
+    for (int j = 0; st == QCAL_OK && j < tw->n; j++) {
+        const struct qcal_quant_layer *l = &tw->layers[j];
+        if (!l->bias_correctable || l->input < 0) continue;
+        const char *name = tg->values[l->input].name;
+        const int k = find_name(in_names, n_in, name), t = find_name(t_names, n_t, name);
+        int s = 0;
+        while (s < c->n && strcmp(c->stats[s].name, name) != 0) s++;
+        const int64_t o = k >= 0 ? ((int64_t *)off.data)[k] : -1, ch = k >= 0 ? ((int64_t *)chans.data)[k] : -1;
+        if (k < 0 || t < 0 || s == c->n || ch != l->input_channels || o < 0 || o + ch > slots) {
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no input histogram for layer '%s' (%s) with %lld input channels "
+                          "(another model's or another selection's run?)", path, l->name, name,
+                          (long long)l->input_channels);
+            break;
+        }
+        const struct qcal_qparams q0 = {.scale = ((float *)scale.data)[t], .zero_point = ((int32_t *)zp.data)[t],
+                                        .dtype = ((int32_t *)dtype.data)[t]};
+        const struct qcal_qparams *q1 = &c->stats[s].q;
+        const float lo = ((float *)range.data)[2 * k], hi = ((float *)range.data)[2 * k + 1];
+        free(d), free(delta);
+        d = malloc(sizeof *d * ((size_t)ch + 1));
+        delta = malloc(sizeof *delta * ((size_t)l->channels + 1));
+        if (!d || !delta) {
+            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+            break;
+        }
+        for (int64_t i = 0; i < ch; i++) {
+            const uint64_t *h = (uint64_t *)hist.data + (o + i) * QCAL_INPUT_SLOTS;
+            const float *b0 = (float *)bmin.data + (o + i) * QCAL_INPUT_BINS, *b1 = (float *)bmax.data + (o + i) * QCAL_INPUT_BINS;
+            d[i] = qcal_input_mean_quantized(h, b0, b1, lo, hi, q1) - qcal_input_mean_quantized(h, b0, b1, lo, hi, &q0);
+        }
+        st = qcal_quant_mean_effect(g, l->output, d, ch, q0.scale, q1->scale, delta, l->channels);
+        for (int64_t i = 0; st == QCAL_OK && i < l->channels; i++) err->layers[j].mean[4 * i + 2] += delta[i];
+    }
+    for (int k = 0; in_names && k < n_in; k++) free(in_names[k]);
+    for (int k = 0; t_names && k < n_t; k++) free(t_names[k]);
+    free(in_names), free(t_names), free(d), free(delta);
+    free(chans.data), free(off.data), free(range.data), free(hist.data), free(scale.data), free(zp.data);
+    free(dtype.data), free(bmin.data), free(bmax.data);
+    qcal_h5_close(f, false);
+    return st;
+}
+
 /* Appends the option's values to one of the job's ignored lists. */
 static enum qcal_status add_ignored(char **list, int *n, const char *const *add, int n_add, const char *option,
                                     const char *what)
@@ -457,10 +585,51 @@ static enum qcal_status write_layers(struct qcal_h5 *f, const struct qcal_quant_
     return st;
 }
 
+/* /inputs: the per-channel histograms of the bias-corrected layers' inputs (--record-inputs). */
+static enum qcal_status write_inputs(struct qcal_h5 *f, const struct qcal_graph *tg, const struct qcal_calib_error *err)
+{
+    const int n = err->n_inputs;
+    const int64_t dn = n, dr[2] = {n, 2}, dh[2] = {err->input_channels, QCAL_INPUT_SLOTS},
+                  db[2] = {err->input_channels, QCAL_INPUT_BINS};
+    const char **names = malloc(sizeof(char *) * ((size_t)n + 1));
+    int64_t *i64 = malloc(sizeof(int64_t) * (2 * (size_t)n + 1));
+    float *f32 = malloc(sizeof(float) * (2 * (size_t)n + 1));
+    uint64_t *h = malloc(sizeof(uint64_t) * ((size_t)err->input_channels * QCAL_INPUT_SLOTS + 1));
+    float *bmin = malloc(sizeof(float) * ((size_t)err->input_channels * QCAL_INPUT_BINS + 1));
+    float *bmax = malloc(sizeof(float) * ((size_t)err->input_channels * QCAL_INPUT_BINS + 1));
+    enum qcal_status st = names && i64 && f32 && h && bmin && bmax ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    for (int k = 0; st == QCAL_OK && k < n; k++) {
+        const struct qcal_error_input *in = &err->inputs[k];
+        names[k] = tg->values[in->value].name;
+        f32[2 * k] = in->lo, f32[2 * k + 1] = in->hi;
+        memcpy(h + in->offset * QCAL_INPUT_SLOTS, in->hist, sizeof(uint64_t) * QCAL_INPUT_SLOTS * (size_t)in->channels);
+        memcpy(bmin + in->offset * QCAL_INPUT_BINS, in->bin_min, sizeof(float) * QCAL_INPUT_BINS * (size_t)in->channels);
+        memcpy(bmax + in->offset * QCAL_INPUT_BINS, in->bin_max, sizeof(float) * QCAL_INPUT_BINS * (size_t)in->channels);
+    }
+    if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/inputs/name", n, names);
+    if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/inputs", "bins", QCAL_INPUT_BINS);
+    for (int k = 0; k < n; k++) i64[k] = err->inputs[k].axis;
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/axis", QCAL_I64, 1, &dn, i64);
+    for (int k = 0; k < n; k++) i64[k] = err->inputs[k].channels;
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/channels", QCAL_I64, 1, &dn, i64);
+    for (int k = 0; k < n; k++) i64[k] = err->inputs[k].offset;
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/channel_offset", QCAL_I64, 1, &dn, i64);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/range", QCAL_F32, 2, dr, f32);
+    if (st == QCAL_OK) st = qcal_h5_write_compressed(f, "/inputs/histogram", QCAL_U64, 2, dh, h);
+    if (st == QCAL_OK) st = qcal_h5_write_compressed(f, "/inputs/bin_min", QCAL_F32, 2, db, bmin);
+    if (st == QCAL_OK) st = qcal_h5_write_compressed(f, "/inputs/bin_max", QCAL_F32, 2, db, bmax);
+    free(names), free(i64), free(f32), free(h), free(bmin), free(bmax);
+    return st;
+}
+
+/* What bias correction the model got: written at the root of calibration.h5. */
+static const char *const bias_modes[] = {"off", "error pass", "shared statistics"};
+enum { BIAS_OFF, BIAS_ERROR_PASS, BIAS_SHARED };
+
 static enum qcal_status write_stats(const char *path, const struct qcal_job *job, const struct qcal_calib *c,
-                                    const struct qcal_calib_options *o, const struct qcal_quant_twins *tw,
-                                    const struct qcal_calib_error *err, const struct layer_result *lr,
-                                    bool bias_correction)
+                                    const struct qcal_calib_options *o, const struct qcal_graph *tg,
+                                    const struct qcal_quant_twins *tw, const struct qcal_calib_error *err,
+                                    const struct layer_result *lr, int bias_mode)
 {
     struct qcal_h5 *f = NULL;
     enum qcal_status st = qcal_h5_create(path, &f);
@@ -487,6 +656,7 @@ static enum qcal_status write_stats(const char *path, const struct qcal_job *job
     if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/", "job", job->path);
     if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "images", c->images);
     if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/", "bins", QCAL_CALIB_BINS);
+    if (st == QCAL_OK) st = qcal_h5_attr_string(f, "/", "bias_correction", bias_modes[bias_mode]);
     if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/tensors/name", n, names);
     COLUMN("/tensors/min", QCAL_F32, &dn, 1, f32, c->stats[i].min);
     COLUMN("/tensors/max", QCAL_F32, &dn, 1, f32, c->stats[i].max);
@@ -506,10 +676,11 @@ static enum qcal_status write_stats(const char *path, const struct qcal_job *job
     COLUMN("/scales/zero_point", QCAL_I32, &dn, 1, i32, c->stats[i].q.zero_point);
     COLUMN("/scales/dtype", QCAL_I32, &dn, 1, i32, c->stats[i].q.dtype);
 #undef COLUMN
-    if (st == QCAL_OK && err) { /* the error pass's results (none with --no-error-pass) */
-        st = qcal_h5_attr_i64(f, "/layers", "bias_correction", bias_correction);
+    if (st == QCAL_OK && err) { /* the error pass's results (none with --no-error-pass or --shared-bias) */
+        st = qcal_h5_attr_i64(f, "/layers", "bias_correction", bias_mode != BIAS_OFF);
         if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "images", err->images);
         if (st == QCAL_OK) st = write_layers(f, tw, err, lr);
+        if (st == QCAL_OK && err->n_inputs) st = write_inputs(f, tg, err);
     }
 done:
     free(names), free(f32), free(f64), free(u64), free(i32);
@@ -607,7 +778,7 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
 int cli_calibrate(int argc, char **argv)
 {
     enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC,
-           O_IGNORE, O_REUSE, O_NO_ERROR, O_IGNORE_TYPE, O_NO_JOB_IGNORED };
+           O_IGNORE, O_REUSE, O_NO_ERROR, O_IGNORE_TYPE, O_NO_JOB_IGNORED, O_RECORD, O_SHARED };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
         {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
@@ -616,14 +787,16 @@ int cli_calibrate(int argc, char **argv)
         {"quiet", no_argument, 0, O_QUIET}, {"no-bias-correction", no_argument, 0, O_NO_BC},
         {"ignore", required_argument, 0, O_IGNORE}, {"reuse-errors", no_argument, 0, O_REUSE},
         {"no-error-pass", no_argument, 0, O_NO_ERROR}, {"ignore-type", required_argument, 0, O_IGNORE_TYPE},
-        {"no-job-ignored", no_argument, 0, O_NO_JOB_IGNORED},
+        {"no-job-ignored", no_argument, 0, O_NO_JOB_IGNORED}, {"record-inputs", no_argument, 0, O_RECORD},
+        {"shared-bias", no_argument, 0, O_SHARED},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
     double percentile = -1;
     int64_t subset = -1;
     int kernels = QCAL_KERNELS_AUTO;
-    bool quiet = false, no_bc = false, reuse = false, no_error = false, no_job_ignored = false;
+    bool quiet = false, no_bc = false, reuse = false, no_error = false, no_job_ignored = false, record = false,
+         shared = false;
     /* --ignore / --ignore-type values, at most one per argument (add_ignored checks the limit) */
     const char **ignore = calloc((size_t)argc + 1, sizeof *ignore), **ignore_type = calloc((size_t)argc + 1, sizeof *ignore);
     int n_ignore = 0, n_ignore_type = 0;
@@ -670,6 +843,8 @@ int cli_calibrate(int argc, char **argv)
         case O_REUSE: reuse = true; break;
         case O_NO_ERROR: no_error = true; break;
         case O_NO_JOB_IGNORED: no_job_ignored = true; break;
+        case O_RECORD: record = true; break;
+        case O_SHARED: shared = true; break;
         case O_IGNORE_TYPE: ignore_type[n_ignore_type++] = optarg; break;
         case O_IGNORE: ignore[n_ignore++] = optarg; break;
         case 'h': fputs(usage, stdout); goto cleanup;
@@ -683,8 +858,14 @@ int cli_calibrate(int argc, char **argv)
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "calibrate: expected JOB.yml and -o OUTDIR (see qcal calibrate --help)");
         AGREE(st);
     }
-    if (reuse && !from) {
-        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--reuse-errors needs --from-stats (the run whose errors to reuse)");
+    if ((reuse || shared) && !from) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s needs --from-stats (the run whose errors to reuse)",
+                      reuse ? "--reuse-errors" : "--shared-bias");
+        AGREE(st);
+    }
+    if ((record && (no_error || reuse || shared)) || (shared && (reuse || no_error))) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: no pass over the images to record inputs in",
+                      record ? "--record-inputs" : "--shared-bias with --reuse-errors or --no-error-pass");
         AGREE(st);
     }
     AGREE(qcal_job_load(argv[optind], &job));
@@ -701,6 +882,11 @@ int cli_calibrate(int argc, char **argv)
     AGREE(add_ignored(job->calibration.ignored_names, &job->calibration.n_ignored_names, ignore, n_ignore, "--ignore",
                       "nodes"));
     const bool bias_correction = job->calibration.bias_correction && !no_bc;
+    if (shared && !bias_correction) {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--shared-bias: bias correction is off (no-bias-correction or "
+                      "bias_correction: false)");
+        AGREE(st);
+    }
     if (no_error && (bias_correction || reuse)) {
         st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--no-error-pass: bias correction comes from the error pass; give "
                       "--no-bias-correction (or bias_correction: false) and no --reuse-errors");
@@ -792,11 +978,12 @@ int cli_calibrate(int argc, char **argv)
      * reads FP32 inputs, so a layer's error does not depend on which others are quantized) */
     if (no_error) {
         /* no SQNR table, no bias correction: the model from the scales alone */
-    } else if (reuse) {
+    } else if (reuse || shared) {
         AGREE(reuse_errors(from, job, &qo, sel.n_nodes, c, &tg, &tw, &err));
+        if (shared) AGREE(shared_bias(from, g, tg, &tw, c, err));
     } else {
         const struct error_pass ep = {job, &ds, begin, end, &in, &qo, sel.n_nodes, &plo, d->skip_bad_images,
-                                      passes, quiet};
+                                      passes, quiet, record};
         AGREE(error_pass(&ep, c, seconds, &tg, &tw, &err));
     }
     if (!(lr = calloc((size_t)tw.n + 1, sizeof *lr))) {
@@ -812,7 +999,9 @@ int cli_calibrate(int argc, char **argv)
         if (st == QCAL_OK) st = qcal_quant_to_qdq(g, &sel, c);
         if (st == QCAL_OK) st = qcal_quant_upgrade_opset(g, 13);
         if (st == QCAL_OK) st = qcal_onnx_save(g, model_path);
-        if (st == QCAL_OK) st = write_stats(stats_path, job, c, &co, &tw, err, lr, bias_correction);
+        const int mode = !bias_correction ? BIAS_OFF : shared ? BIAS_SHARED : BIAS_ERROR_PASS;
+        /* shared: the /layers table would be another run's errors */
+        if (st == QCAL_OK) st = write_stats(stats_path, job, c, &co, tg, &tw, shared ? NULL : err, lr, mode);
         if (st != QCAL_OK) unlink(model_path); /* never one output without the other */
     }
     AGREE(st);
@@ -822,7 +1011,7 @@ int cli_calibrate(int argc, char **argv)
                "method %s, preset %s\nwrote %s\nwrote %s\n",
                job->model, sel.n_nodes, sel.n_values, (long long)c->images, qcal_par_size(), omp_get_max_threads(),
                qcal_calib_method_name(co.method), qcal_calib_preset_name(co.preset), model_path, stats_path);
-    if (qcal_par_rank() == 0) print_worst_layers(&tw, lr, bias_correction);
+    if (qcal_par_rank() == 0 && !shared) print_worst_layers(&tw, lr, bias_correction);
     st = cli_agree(write_timing(timing_path, seconds));
 cleanup:
     free(ignore), free(ignore_type);

@@ -38,8 +38,12 @@ static const char usage[] =
     "  --stats-only      only the configurations that collect statistics (one per subset), calibrated\n"
     "  --calibrate-only  calibrate the configurations, no benchmark or evaluation\n"
     "  --list            write the manifest, print the configurations and stop\n"
-    "  --fast            configurations without bias correction skip the error pass (no per-layer\n"
-    "                    SQNR table): their calibration is the scales from the shared statistics\n"
+    "  --fast            no error pass after the first configuration of each subset: the others'\n"
+    "                    calibration is the scales from the shared statistics and, with bias\n"
+    "                    correction, that run's measured shifts moved to their scales through its\n"
+    "                    per-channel input histograms (calibrate --shared-bias: an estimate, exact\n"
+    "                    for the first configuration's scales); no per-layer SQNR table for them.\n"
+    "                    Recalibrate the chosen one without --fast for the exact model\n"
     "  --summarize       DIR/sweep.h5 and a table of every configuration: the metric and its drop,\n"
     "                    INT8 latency and throughput, speed-up, the Pareto front (metric vs latency)\n"
     "                    and the fastest configuration within the job's accuracy_aware.max_drop\n"
@@ -156,10 +160,21 @@ static void scope_print(FILE *f, const char *scope, bool json)
 }
 
 /* DIR/manifest.json: the job and every configuration (the same bytes on every run). */
-static enum qcal_status write_manifest(const struct qcal_job *job, const char *dir, const struct config *cf, int n)
+static enum qcal_status write_manifest(const struct qcal_job *job, const char *dir, const struct config *cf, int n,
+                                       bool fast)
 {
     char path[4352];
     snprintf(path, sizeof path, "%s/manifest.json", dir);
+    /* one mode per folder: a resumed sweep must not mix exact and --fast models */
+    void *old = NULL;
+    size_t old_size = 0;
+    if (access(path, F_OK) == 0 && qcal_read_file(path, 0, &old, &old_size) == QCAL_OK) {
+        const bool was_fast = strstr(old, "\"mode\": \"fast\"") != NULL;
+        free(old);
+        if (was_fast != fast)
+            return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: this sweep ran %s --fast; run it the same way or use another "
+                            "folder", path, was_fast ? "with" : "without");
+    }
     char *text = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&text, &size); /* written whole (qcal_write_file: temp + rename) */
@@ -168,7 +183,7 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
     fprintf(f, "{\"job\": ");
     cli_json_string(f, abs ? abs : job->path);
     free(abs);
-    fprintf(f, ", \"axes\": [");
+    fprintf(f, ", \"mode\": \"%s\", \"axes\": [", fast ? "fast" : "exact");
     for (int a = 0; a < job->calibration.n_sweep; a++) {
         fprintf(f, "%s", a ? ", " : "");
         cli_json_string(f, job->calibration.sweep[a].key);
@@ -197,8 +212,23 @@ static enum qcal_status write_manifest(const struct qcal_job *job, const char *d
 struct run_opts {
     const char *job_path, *threads, *bench_time;
     bool calibrate_only;    /* no bench, no evaluation (measuring the calibration part) */
-    bool fast;              /* configurations without bias correction skip the error pass */
+    bool fast;              /* no error pass but the leaders' (calibrate --shared-bias, --no-error-pass) */
+    int n;                  /* configurations */
 };
+
+static bool bias_on(const struct qcal_job *job, const struct config *c)
+{
+    char v[64];
+    return strcmp(axis_value(job, c, "bias_correction", v, sizeof v), "true") == 0;
+}
+
+/* --fast: the leader k records its inputs when a configuration of its subset corrects biases. */
+static bool leader_records(const struct qcal_job *job, const struct config *cf, int k, const struct run_opts *o)
+{
+    for (int j = k; o->fast && cf[k].leader == k && j < o->n; j++)
+        if (cf[j].leader == k && bias_on(job, &cf[j])) return true;
+    return false;
+}
 
 /* Calibrates configuration k (from its leader's statistics unless it is the leader). */
 static int calibrate_config(const struct qcal_job *job, const struct config *cf, int k, const struct run_opts *o)
@@ -208,7 +238,7 @@ static int calibrate_config(const struct qcal_job *job, const struct config *cf,
     const char *preset = axis_value(job, &cf[k], "preset", v[1], sizeof v[1]);
     const char *method = axis_value(job, &cf[k], "method", v[2], sizeof v[2]);
     const char *pct = axis_value(job, &cf[k], "percentile", v[3], sizeof v[3]);
-    const bool bc = strcmp(axis_value(job, &cf[k], "bias_correction", v[4], sizeof v[4]), "true") == 0;
+    const bool bc = bias_on(job, &cf[k]), record = leader_records(job, cf, k, o);
     snprintf(from, sizeof from, "%s/calibration.h5", cf[cf[k].leader].dir);
     char *argv[24 + 4 * QCAL_JOB_MAX_IGNORED] = {"calibrate", (char *)o->job_path, "-o", (char *)cf[k].dir, "--quiet",
                                                 "--subset", (char *)subset, "--preset", (char *)preset, "--method",
@@ -227,7 +257,9 @@ static int calibrate_config(const struct qcal_job *job, const struct config *cf,
         }
     }
     if (!bc) argv[argc++] = "--no-bias-correction";
-    if (!bc && o->fast) argv[argc++] = "--no-error-pass";
+    if (record) argv[argc++] = "--record-inputs";
+    else if (!bc && o->fast) argv[argc++] = "--no-error-pass";
+    else if (o->fast && cf[k].leader != k) argv[argc++] = "--shared-bias";
     if (cf[k].leader != k) argv[argc++] = "--from-stats", argv[argc++] = from;
     if (o->threads) argv[argc++] = "--threads", argv[argc++] = (char *)o->threads;
     /* a new model makes the config's bench and report stale */
@@ -496,7 +528,7 @@ int cli_sweep(int argc, char **argv)
     if (st == QCAL_OK && qcal_par_rank() == 0) {
         if (mkdir(out, 0777) != 0 && errno != EEXIST)
             st = QCAL_ERR(QCAL_IO_ERROR, "%s: cannot create: %s", out, strerror(errno));
-        if (st == QCAL_OK) st = write_manifest(job, out, cf, n);
+        if (st == QCAL_OK) st = write_manifest(job, out, cf, n, o.fast);
     }
     st = cli_agree(st);
     if (st == QCAL_OK && list) { /* the manifest, and the configurations in a few words */
@@ -519,6 +551,7 @@ int cli_sweep(int argc, char **argv)
     }
     int rc = qcal_status_exit_code(st), failed = 0;
     o.job_path = argv[optind];
+    o.n = n;
     for (int k = 0; st == QCAL_OK && k < n; k++) {
         if (only >= 0 && k != only) continue;
         if (stats_only && cf[k].leader != k) continue;

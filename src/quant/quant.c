@@ -537,35 +537,49 @@ static double max_abs(const float *x, int64_t n)
     return m;
 }
 
-/* A constant holding the weight as INT8 sees it (int8 per channel times its scale); adds
- * to *l1 the largest channel L1 norm of the FP32 and of the simulated weight. */
+/* The weight as INT8 sees it (int8 per channel along axis, times its scale): *sim and
+ * *scale (ch entries) allocated here; the weight viewed as [outer, ch, inner]. */
+static enum qcal_status int8_weight(const struct qcal_tensor *wt, int axis, float **sim, float **scale,
+                                    int64_t *outer, int64_t *ch, int64_t *inner)
+{
+    if (axis < 0) axis += wt->ndim;
+    if (wt->ndim == 0 || axis < 0 || axis >= wt->ndim) axis = 0;
+    const int64_t n = qcal_tensor_numel(wt);
+    *outer = 1, *ch = wt->ndim ? wt->dims[axis] : 1, *inner = 1;
+    for (int d = 0; d < axis; d++) *outer *= wt->dims[d];
+    for (int d = axis + 1; d < wt->ndim; d++) *inner *= wt->dims[d];
+    int8_t *q = malloc((size_t)n + 1);
+    *scale = malloc(sizeof(float) * ((size_t)*ch + 1));
+    *sim = qcal_malloc(sizeof(float) * ((size_t)n + 1));
+    if (!q || !*scale || !*sim) {
+        free(q), free(*scale), qcal_free(*sim);
+        *scale = *sim = NULL;
+        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    }
+    qcal_quant_weights(wt->data, *outer, *ch, *inner, q, *scale);
+    for (int64_t o = 0; o < *outer; o++)
+        for (int64_t c = 0; c < *ch; c++)
+            for (int64_t i = 0; i < *inner; i++) {
+                int64_t k = (o * *ch + c) * *inner + i;
+                (*sim)[k] = (float)q[k] * (*scale)[c];
+            }
+    free(q);
+    return QCAL_OK;
+}
+
+/* A constant holding the weight as INT8 sees it; the largest channel L1 norm of the FP32
+ * and of the simulated weight in *l1_fp, *l1_q. */
 static enum qcal_status twin_weight(struct qcal_graph *g, int w, int axis, int *out, float **sw, int64_t *ch_out,
                                     double *l1_fp, double *l1_q)
 {
     const struct qcal_tensor wt = g->values[w].t;
-    if (axis < 0) axis += wt.ndim;
-    if (wt.ndim == 0 || axis < 0 || axis >= wt.ndim) axis = 0;
-    int64_t outer = 1, ch = wt.ndim ? wt.dims[axis] : 1, inner = 1, n = qcal_tensor_numel(&wt);
-    for (int d = 0; d < axis; d++) outer *= wt.dims[d];
-    for (int d = axis + 1; d < wt.ndim; d++) inner *= wt.dims[d];
-    int8_t *q = malloc((size_t)n + 1);
-    float *scale = malloc(sizeof(float) * ((size_t)ch + 1));
-    float *sim = qcal_malloc(sizeof(float) * ((size_t)n + 1));
-    if (!q || !scale || !sim) {
-        free(q), free(scale), qcal_free(sim);
-        return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    }
-    qcal_quant_weights(wt.data, outer, ch, inner, q, scale);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t c = 0; c < ch; c++)
-            for (int64_t i = 0; i < inner; i++) {
-                int64_t k = (o * ch + c) * inner + i;
-                sim[k] = (float)q[k] * scale[c];
-            }
-    free(q);
+    float *sim, *scale;
+    int64_t outer, ch, inner;
+    enum qcal_status st = int8_weight(&wt, axis, &sim, &scale, &outer, &ch, &inner);
+    if (st != QCAL_OK) return st;
     *l1_fp = max_channel_l1(wt.data, outer, ch, inner);
     *l1_q = max_channel_l1(sim, outer, ch, inner);
-    enum qcal_status st = named_value(g, g->values[w].name, "_int8sim", out);
+    st = named_value(g, g->values[w].name, "_int8sim", out);
     if (st != QCAL_OK) {
         free(scale), qcal_free(sim);
         return st;
@@ -628,6 +642,7 @@ static enum qcal_status add_twin(struct qcal_graph *g, int ni, const int *stat, 
     if (st != QCAL_OK) return st;
     const unsigned mask = quantized_inputs(g, &g->nodes[ni]);
     const int n_in = g->nodes[ni].n_inputs;
+    l->input = mask & 1u ? g->nodes[ni].inputs[0] : -1;
     int ins[8];
     double r_fp[2] = {0, 0}, r_q[2] = {0, 0};
     if (n_in > 8) return QCAL_ERR(QCAL_UNSUPPORTED, "%s: node '%s' has too many inputs", g->path, l->name);
@@ -667,6 +682,9 @@ static enum qcal_status add_twin(struct qcal_graph *g, int ni, const int *stat, 
         l->bias_correctable = (is_op(n, "Conv") || is_op(n, "ConvTranspose") || is_op(n, "Gemm")) &&
                               (bias || n_in < 3 || ins[2] < 0) && alpha == 1 &&
                               qcal_node_attr_float(n, "beta", 1) == 1;
+        const struct qcal_tensor *x = &g->values[g->nodes[ni].inputs[0]].t;
+        l->input_axis = is_op(n, "Gemm") ? x->ndim - 1 : 1;
+        l->input_channels = x->ndim > l->input_axis && l->input_axis >= 0 ? x->dims[l->input_axis] : 0;
     } else if (is_op(n, "Add")) {
         bound_fp = r_fp[0] + r_fp[1], bound_q = r_q[0] + r_q[1];
     } else if (is_op(n, "Mul")) {
@@ -781,4 +799,76 @@ enum qcal_status qcal_quant_correct_bias(struct qcal_graph *g, const char *outpu
     n->inputs[2] = id;
     qcal_graph_update_uses(g);
     return QCAL_OK;
+}
+
+/* Sum over the kernel of the INT8 weight linking output channel c to input channel i. */
+static double kernel_sum(const float *w, int64_t at, int64_t k)
+{
+    double sum = 0;
+    for (int64_t j = 0; j < k; j++) sum += w[at + j];
+    return sum;
+}
+
+enum qcal_status qcal_quant_mean_effect(const struct qcal_graph *g, const char *output, const double *d,
+                                        int64_t in_channels, float sx0, float sx1, double *delta, int64_t channels)
+{
+    const int y = qcal_graph_find_value(g, output);
+    const int ni = y >= 0 ? g->values[y].producer : -1;
+    if (ni < 0) return QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: no node produces '%s'", g->path, output);
+    const struct qcal_node *n = &g->nodes[ni];
+    int axis;
+    if (!weight_axis(n, &axis) || is_op(n, "MatMul") || n->n_inputs < 2 || !is_const_f32(g, n->inputs[1]) ||
+        (is_op(n, "Gemm") && qcal_node_attr_int(n, "transA", 0)))
+        return QCAL_ERR(QCAL_UNSUPPORTED, "%s: node '%s' (%s): no shared bias correction for it", g->path, n->name,
+                        n->op_type);
+    const struct qcal_tensor *wt = &g->values[n->inputs[1]].t;
+    const int64_t groups = is_op(n, "Gemm") ? 1 : qcal_node_attr_int(n, "group", 1);
+    float *sim = NULL, *sw = NULL;
+    int64_t outer, ch, inner;
+    enum qcal_status st = int8_weight(wt, axis, &sim, &sw, &outer, &ch, &inner);
+    if (st != QCAL_OK) return st;
+    for (int64_t c = 0; c < channels; c++) delta[c] = 0;
+    const int64_t numel = qcal_tensor_numel(wt);
+    if (is_op(n, "Conv") && wt->ndim >= 2 && groups > 0 && wt->dims[0] == channels &&
+        wt->dims[1] * groups == in_channels && channels % groups == 0) { /* [M, C/g, k...] */
+        const int64_t cg = wt->dims[1], k = numel / (channels * cg), per = channels / groups;
+        for (int64_t c = 0; c < channels; c++)
+            for (int64_t j = 0; j < cg; j++) delta[c] += kernel_sum(sim, (c * cg + j) * k, k) * d[c / per * cg + j];
+    } else if (is_op(n, "Gemm") && wt->ndim == 2 && wt->dims[axis] == channels && wt->dims[1 - axis] == in_channels) {
+        for (int64_t c = 0; c < channels; c++) /* B [K, N] (axis 1) or [N, K] (axis 0) */
+            for (int64_t i = 0; i < in_channels; i++)
+                delta[c] += (double)sim[axis == 1 ? i * channels + c : c * in_channels + i] * d[i];
+    } else if (is_op(n, "ConvTranspose") && wt->ndim >= 3 && groups > 0 && wt->dims[0] == in_channels &&
+               wt->dims[1] * groups == channels && in_channels % groups == 0) { /* [C, M/g, k...] */
+        /* every input pixel spreads over k output pixels: the mean scales by in/out pixels */
+        const struct qcal_tensor *x = &g->values[n->inputs[0]].t, *yt = &g->values[y].t;
+        double ratio = x->ndim == yt->ndim && x->ndim == wt->ndim ? 1 : 0;
+        for (int a = 2; a < x->ndim && ratio > 0; a++)
+            ratio = x->dims[a] > 0 && yt->dims[a] > 0 ? ratio * (double)x->dims[a] / (double)yt->dims[a] : 0;
+        if (!(ratio > 0) || !g->values[y].shape_known) {
+            st = QCAL_ERR(QCAL_UNSUPPORTED, "%s: node '%s' (ConvTranspose): shared bias correction needs its "
+                          "shapes known", g->path, n->name);
+        } else {
+            const int64_t mg = wt->dims[1], k = numel / (in_channels * mg), per = in_channels / groups;
+            for (int64_t i = 0; i < in_channels; i++)
+                for (int64_t j = 0; j < mg; j++)
+                    delta[i / per * mg + j] += ratio * kernel_sum(sim, (i * mg + j) * k, k) * d[i];
+        }
+    } else {
+        st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "%s: node '%s' (%s): its weight does not match %lld input and %lld "
+                      "output channels", g->path, n->name, n->op_type, (long long)in_channels, (long long)channels);
+    }
+    if (st == QCAL_OK && bias_input_ok(g, n) && g->values[n->inputs[2]].t.dims[0] == channels) {
+        /* the int32 bias moves with the input scale: sx * sw[c] */
+        int32_t *q = malloc(sizeof(int32_t) * ((size_t)channels + 1));
+        float *scale = malloc(sizeof(float) * ((size_t)channels + 1));
+        if (!q || !scale) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+        for (int k = 0; st == QCAL_OK && k < 2; k++) {
+            quant_bias(g->values[n->inputs[2]].t.data, channels, k ? sx1 : sx0, sw, ch, q, scale);
+            for (int64_t c = 0; c < channels; c++) delta[c] += (k ? 1 : -1) * (double)(float)((double)q[c] * scale[c]);
+        }
+        free(q), free(scale);
+    }
+    free(sw), qcal_free(sim);
+    return st;
 }
