@@ -238,11 +238,27 @@ def main():
     if ok:
         with h5py.File(os.path.join(c[0], "calibration.h5"), "r") as f0, \
                 h5py.File(os.path.join(c[2], "calibration.h5"), "r") as f2:
-            ok = "inputs/histogram" in f0 and f2.attrs["bias_correction"] in ("shared statistics", b"shared statistics") and "layers" not in f2
+            ok = "inputs/bin_start" in f0 and f2.attrs["bias_correction"] in ("shared statistics", b"shared statistics") and "layers" not in f2
     check("--fast with bias correction: the leader (2 ranks) records per-channel input histograms, its model and "
           "calibration.h5 = a standalone 1-rank --record-inputs run byte for byte; the others carry no SQNR table",
           ok and rd(c[0], "calibration.h5") == rd(solo["minmax", True], "calibration.h5") and
           rd(c[0]) == rd(solo["minmax", True]), r.stderr[-400:])
+    rec = {}
+    for ranks in (1, 2, 4):  # recording on every 5th image of 24, the images shared by the ranks
+        d = os.path.join(a.work, f"sb_rec_{ranks}")
+        cmd = [a.qcal, "calibrate", sb_job, "-o", d, "--quiet", "--threads", "1", "--record-inputs", "--record-images",
+               "5"]
+        r2 = subprocess.run(["mpirun", "--oversubscribe", "-np", str(ranks), *cmd], capture_output=True, text=True,
+                            env=MPI_ENV, timeout=900)
+        rec[ranks] = rd(d, "calibration.h5") if r2.returncode == 0 else r2.stderr
+    with h5py.File(os.path.join(a.work, "sb_rec_1", "calibration.h5"), "r") as f:
+        counts = f["inputs/point_masses"][()].sum(1) + np.add.reduceat(f["inputs/bin_count"][()],
+                                                                      f["inputs/bin_start"][()][:-1])
+        first = int(f["inputs/channels"][0])
+    check("--record-images 5 of 24 images: every 5th image recorded (each channel of the model's input counts "
+          "5 x 48 x 192 values), calibration.h5 the same bytes at 1, 2 and 4 ranks",
+          isinstance(rec[1], bytes) and rec[1] == rec[2] == rec[4] and bool(np.all(counts[:first] == 5 * 48 * 192)),
+          (counts[:3], str(rec[2])[:200]))
     check("--fast, a configuration without bias correction = the standalone --no-bias-correction run",
           ok and rd(c[1]) is not None and rd(c[1]) == rd(solo["minmax", False]))
     d = os.path.join(a.work, "sb_same_scales")

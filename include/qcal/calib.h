@@ -145,7 +145,8 @@ struct qcal_error_layer {
  * same for any ranks, threads and order. */
 enum {
     QCAL_INPUT_OCTAVES = 16,
-    QCAL_INPUT_SUB = 8,
+    QCAL_INPUT_SUB_BITS = 3, /* the leading mantissa bits of |x| / m pick the bin in its octave */
+    QCAL_INPUT_SUB = 1 << QCAL_INPUT_SUB_BITS,
     QCAL_INPUT_BINS = 2 * QCAL_INPUT_OCTAVES * QCAL_INPUT_SUB, /* negative, then positive */
     QCAL_INPUT_SLOTS = QCAL_INPUT_BINS + 3
 };
@@ -154,7 +155,8 @@ struct qcal_error_input {
     int axis;              /* channel axis (plain layout) */
     int64_t channels;
     float lo, hi;          /* the tensor's min and max over the calibration set */
-    uint64_t *hist;        /* after qcal_error_end: [channel][QCAL_INPUT_SLOTS] */
+    /* after qcal_error_end (owned by the qcal_calib_error): */
+    uint64_t *hist;        /* [channel][QCAL_INPUT_SLOTS] */
     float *bin_min, *bin_max; /* [channel][QCAL_INPUT_BINS]: the values a bin saw (+inf/-inf: none) */
     /* private */
     int64_t offset;
@@ -173,6 +175,7 @@ struct qcal_calib_error {
     struct qcal_error_input *inputs;
     int *input_role;       /* value id -> input index, -1 */
     int64_t input_channels;
+    int64_t record_every;  /* inputs recorded on images whose index is a multiple of it */
     struct qcal_error_thread *threads;
 };
 enum qcal_status qcal_error_create(const struct qcal_graph *g, const struct qcal_error_layer *layers, int n,
@@ -181,18 +184,29 @@ void qcal_error_destroy(struct qcal_calib_error *e);
 struct qcal_error_thread *qcal_error_thread(struct qcal_calib_error *e, int tid);
 void qcal_error_observer(void *ctx, const struct qcal_node *node, int n_out, struct qcal_tensor *const *outs,
                          const uint8_t *layouts);
-/* Also histograms these tensors per channel (before the first image). */
-enum qcal_status qcal_error_add_inputs(struct qcal_calib_error *e, const struct qcal_error_input *in, int n);
+/* Also histograms these tensors per channel (before the first image), on one image in every
+ * `every` (by index in the calibration set: the same images for any ranks and threads). */
+enum qcal_status qcal_error_add_inputs(struct qcal_calib_error *e, const struct qcal_error_input *in, int n,
+                                       int64_t every);
+/* The index (in the calibration set) of the image the thread runs next. */
+void qcal_error_image(struct qcal_error_thread *th, int64_t index);
 /* A graph input (no node produces it, so the observer never sees it). */
 void qcal_error_observe_input(struct qcal_error_thread *th, int value, const struct qcal_tensor *x);
 /* Merges the threads and reduces over ranks. Collective. */
 enum qcal_status qcal_error_end(struct qcal_calib_error *e);
 
-/* E[Q(x)] over a channel's input histogram (hist: QCAL_INPUT_SLOTS counts, bin_min and
- * bin_max: QCAL_INPUT_BINS each, range [lo, hi]), for the activation quantizer q
- * (QuantizeLinear then DequantizeLinear): a bin's values taken as spread evenly between the
- * least and the largest it saw, the three point masses exactly. 0 for an empty channel. */
-double qcal_input_mean_quantized(const uint64_t *hist, const float *bin_min, const float *bin_max, float lo, float hi,
-                                 const struct qcal_qparams *q);
+/* One channel's recorded inputs: its non-empty bins (count, least and largest value) and the
+ * three point masses of the histogram above. */
+struct qcal_input_channel {
+    int64_t n;             /* non-empty bins */
+    const uint64_t *count;
+    const float *min, *max;
+    uint64_t zero, at_lo, at_hi;
+    float lo, hi;          /* the tensor's range */
+};
+/* E[Q(x)] over a recorded channel for the activation quantizer q (QuantizeLinear then
+ * DequantizeLinear): a bin's values taken as spread evenly between the least and the
+ * largest it saw, the point masses exactly. 0 for an empty channel. */
+double qcal_input_mean_quantized(const struct qcal_input_channel *c, const struct qcal_qparams *q);
 
 #endif

@@ -26,10 +26,6 @@ enum qcal_status qcal_h5_close(struct qcal_h5 *f, bool commit);
 /* Datasets of numeric dtypes (F32, F64, U8, I8, I32, I64, U64). */
 enum qcal_status qcal_h5_write(struct qcal_h5 *f, const char *path, int dtype, int ndim, const int64_t *dims,
                                const void *data);
-/* The same, deflated in chunks of whole rows (large, mostly-zero tables); plain when zlib is
- * missing from the HDF5 build. Readers see no difference. */
-enum qcal_status qcal_h5_write_compressed(struct qcal_h5 *f, const char *path, int dtype, int ndim,
-                                          const int64_t *dims, const void *data);
 /* A 1-D dataset of fixed-length strings. */
 enum qcal_status qcal_h5_write_strings(struct qcal_h5 *f, const char *path, int n, const char *const *s);
 /* A table: a 1-D compound dataset of n_rows rows of a C struct of row_size bytes; each

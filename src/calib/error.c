@@ -21,6 +21,7 @@ struct qcal_error_thread {
     float *fsum, *fsum2;  /* scratch: per-channel sums of a block of pixels */
     uint64_t *in_hist;    /* [input channel][QCAL_INPUT_SLOTS] counts */
     float *in_min, *in_max; /* [input channel][QCAL_INPUT_BINS] least and largest value per bin */
+    bool record;          /* this image's inputs are recorded */
 };
 
 void qcal_error_destroy(struct qcal_calib_error *e)
@@ -38,11 +39,6 @@ void qcal_error_destroy(struct qcal_calib_error *e)
     }
     free(e->threads);
     for (int j = 0; e->layers && j < e->n; j++) free(e->layers[j].mean);
-    for (int j = 0; e->inputs && j < e->n_inputs; j++) {
-        free(e->inputs[j].hist);
-        free(e->inputs[j].bin_min);
-        free(e->inputs[j].bin_max);
-    }
     free(e->inputs);
     free(e->input_role);
     free(e->layers);
@@ -165,8 +161,10 @@ static void observe(struct qcal_error_thread *th, int role, const struct qcal_te
     }
 }
 
-enum qcal_status qcal_error_add_inputs(struct qcal_calib_error *e, const struct qcal_error_input *in, int n)
+enum qcal_status qcal_error_add_inputs(struct qcal_calib_error *e, const struct qcal_error_input *in, int n,
+                                       int64_t every)
 {
+    e->record_every = every > 0 ? every : 1;
     e->inputs = calloc((size_t)n + 1, sizeof *e->inputs);
     e->input_role = malloc(sizeof(int) * ((size_t)e->n_values + 1));
     if (!e->inputs || !e->input_role) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
@@ -193,44 +191,67 @@ enum qcal_status qcal_error_add_inputs(struct qcal_calib_error *e, const struct 
     return QCAL_OK;
 }
 
-/* The slot of v in a channel histogram of the tensor's range [lo, hi], m = max(|lo|, |hi|). */
-static inline int input_slot(float v, float lo, float hi, float m)
+/* The slot of v in a channel histogram of the tensor's range [lo, hi]; inv_m = 1 / max(|lo|,
+ * |hi|). The octave and the bin in it come from the exponent and the leading mantissa bits
+ * of |v| inv_m (a float in (0, 1]): no logarithm, no division. */
+static inline int input_slot(float v, float lo, float hi, float inv_m)
 {
-    if (v == lo && v != 0.0f) return QCAL_INPUT_BINS + 1;
-    if (v == hi && v != 0.0f) return QCAL_INPUT_BINS + 2;
-    int e;
-    const double f = frexp(fabs((double)v) / m, &e); /* |v| = m f 2^e, f in [0.5, 1) */
-    const int octave = e > 0 ? 0 : -e, sub = e > 0 ? QCAL_INPUT_SUB - 1 : (int)((f - 0.5) * 2 * QCAL_INPUT_SUB);
-    if (v == 0.0f || octave >= QCAL_INPUT_OCTAVES) return QCAL_INPUT_BINS;
-    const int k = octave * QCAL_INPUT_SUB + (sub < QCAL_INPUT_SUB ? sub : QCAL_INPUT_SUB - 1);
+    if (v == 0.0f) return QCAL_INPUT_BINS;
+    if (v == lo) return QCAL_INPUT_BINS + 1;
+    if (v == hi) return QCAL_INPUT_BINS + 2;
+    const float f = fabsf(v) * inv_m;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    const int octave = 126 - (int)(bits >> 23); /* f in [0.5, 1): biased exponent 126 */
+    if (octave >= QCAL_INPUT_OCTAVES) return QCAL_INPUT_BINS; /* below the last octave (or subnormal) */
+    const int k = octave < 0 ? QCAL_INPUT_SUB - 1 /* f >= 1: the top bin */
+                             : octave * QCAL_INPUT_SUB + (int)((bits >> (23 - QCAL_INPUT_SUB_BITS)) & (QCAL_INPUT_SUB - 1));
     return v < 0 ? QCAL_INPUT_BINS / 2 - 1 - k : QCAL_INPUT_BINS / 2 + k;
+}
+
+void qcal_error_image(struct qcal_error_thread *th, int64_t index)
+{
+    th->record = th->e->n_inputs > 0 && index % th->e->record_every == 0;
 }
 
 static void observe_input(struct qcal_error_thread *th, int idx, const struct qcal_tensor *x, int layout)
 {
+    if (!th->record) return;
     const struct qcal_error_input *in = &th->e->inputs[idx];
     const int64_t count = qcal_tensor_numel(x), ch = in->channels;
     if (x->dtype != QCAL_F32 || count == 0 || ch <= 0 || x->ndim <= in->axis || x->dims[in->axis] != ch) return;
     int64_t inner = 1;
     for (int d = in->axis + 1; d < x->ndim; d++) inner *= x->dims[d];
     const bool nhwc = layout == QCAL_LAYOUT_NHWC && x->ndim == 4 && in->axis == 1;
-    const float lo = in->lo, hi = in->hi, m = fmaxf(fabsf(lo), fabsf(hi));
+    const float lo = in->lo, hi = in->hi, m = fmaxf(fabsf(lo), fabsf(hi)), inv_m = m > 0 ? 1.0f / m : 0.0f;
     const float *p = x->data;
     uint64_t *h = th->in_hist + in->offset * QCAL_INPUT_SLOTS;
     float *bmin = th->in_min + in->offset * QCAL_INPUT_BINS, *bmax = th->in_max + in->offset * QCAL_INPUT_BINS;
-    /* plain: runs of `inner` values of one channel; NHWC: one value of each channel per pixel */
-    const int64_t run = nhwc ? 1 : inner;
-    for (int64_t o = 0, c = 0; o < count; o += run, c = c + 1 == ch ? 0 : c + 1)
-        for (int64_t k = 0; k < run; k++) {
-            const float v = p[o + k];
-            if (!isfinite(v)) continue;
-            const int b = input_slot(v, lo, hi, m);
-            h[c * QCAL_INPUT_SLOTS + b]++;
-            if (b < QCAL_INPUT_BINS) {
-                float *mn = &bmin[c * QCAL_INPUT_BINS + b], *mx = &bmax[c * QCAL_INPUT_BINS + b];
-                *mn = fminf(*mn, v), *mx = fmaxf(*mx, v);
-            }
+#define RECORD(c, v)                                                                              \
+    do {                                                                                          \
+        const float v_ = (v);                                                                     \
+        if (isfinite(v_)) {                                                                       \
+            const int b_ = input_slot(v_, lo, hi, inv_m);                                         \
+            h[(c) * QCAL_INPUT_SLOTS + b_]++;                                                     \
+            if (b_ < QCAL_INPUT_BINS) {                                                           \
+                float *mn_ = &bmin[(c) * QCAL_INPUT_BINS + b_], *mx_ = &bmax[(c) * QCAL_INPUT_BINS + b_]; \
+                *mn_ = fminf(*mn_, v_), *mx_ = fmaxf(*mx_, v_);                                   \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+    if (nhwc) { /* a block of channels at a time: their histograms stay in cache */
+        enum { BLOCK = 16 };
+        const int64_t pixels = count / ch;
+        for (int64_t c0 = 0; c0 < ch; c0 += BLOCK) {
+            const int64_t cn = ch - c0 < BLOCK ? ch - c0 : BLOCK;
+            for (int64_t q = 0; q < pixels; q++)
+                for (int64_t j = 0; j < cn; j++) RECORD(c0 + j, p[q * ch + c0 + j]);
         }
+    } else { /* runs of `inner` values of one channel */
+        for (int64_t o = 0, c = 0; o < count; o += inner, c = c + 1 == ch ? 0 : c + 1)
+            for (int64_t k = 0; k < inner; k++) RECORD(c, p[o + k]);
+    }
+#undef RECORD
 }
 
 void qcal_error_observe_input(struct qcal_error_thread *th, int value, const struct qcal_tensor *x)
@@ -272,27 +293,23 @@ static double fake_quant(float v, const struct qcal_qparams *q, double qmin, dou
     return ((r < qmin ? qmin : r > qmax ? qmax : r) - q->zero_point) * q->scale;
 }
 
-double qcal_input_mean_quantized(const uint64_t *hist, const float *bin_min, const float *bin_max, float lo, float hi,
-                                 const struct qcal_qparams *q)
+double qcal_input_mean_quantized(const struct qcal_input_channel *c, const struct qcal_qparams *q)
 {
     const double qmin = q->dtype == QCAL_U8 ? 0 : -128, qmax = q->dtype == QCAL_U8 ? 255 : 127;
     const double s = q->scale, z = q->zero_point;
     double sum = 0, n = 0;
-    for (int b = 0; b < QCAL_INPUT_BINS; b++) {
-        if (!hist[b]) continue;
-        const double ua = bin_min[b] / s + z, ub = bin_max[b] / s + z;
+    for (int64_t b = 0; b < c->n; b++) {
+        const double k = (double)c->count[b], ua = c->min[b] / s + z, ub = c->max[b] / s + z;
         if (ub > ua)
-            sum += (double)hist[b] * ((staircase_integral(ub, qmin, qmax) - staircase_integral(ua, qmin, qmax)) /
-                                      (ub - ua) - z) * s;
+            sum += k * ((staircase_integral(ub, qmin, qmax) - staircase_integral(ua, qmin, qmax)) / (ub - ua) - z) * s;
         else /* one value */
-            sum += (double)hist[b] * fake_quant(bin_min[b], q, qmin, qmax);
-        n += (double)hist[b];
+            sum += k * fake_quant(c->min[b], q, qmin, qmax);
+        n += k;
     }
-    const float at[3] = {0.0f, lo, hi};
-    for (int k = 0; k < 3; k++) {
-        const double c = (double)hist[QCAL_INPUT_BINS + k];
-        if (c > 0) sum += c * fake_quant(at[k], q, qmin, qmax), n += c;
-    }
+    const float at[3] = {0.0f, c->lo, c->hi};
+    const uint64_t count[3] = {c->zero, c->at_lo, c->at_hi};
+    for (int k = 0; k < 3; k++)
+        if (count[k]) sum += (double)count[k] * fake_quant(at[k], q, qmin, qmax), n += (double)count[k];
     return n > 0 ? sum / n : 0;
 }
 
@@ -318,39 +335,26 @@ enum qcal_status qcal_error_end(struct qcal_calib_error *e)
             }
     }
     free(sum);
-    /* the input histograms: integer counts, added in any order */
-    const size_t m = (size_t)e->input_channels * QCAL_INPUT_SLOTS;
-    uint64_t *hist = st == QCAL_OK && e->n_inputs ? calloc(m + 1, sizeof *hist) : NULL;
-    if (st == QCAL_OK && e->n_inputs && !hist) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    for (int t = 0; hist && t < e->n_threads; t++)
-        for (size_t i = 0; i < m; i++) hist[i] += e->threads[t].in_hist[i];
-    if (hist) st = qcal_par_allreduce_i64_sum((int64_t *)hist, m);
-    /* each bin's least and largest value: min and max, in any order */
-    const size_t nb = (size_t)e->input_channels * QCAL_INPUT_BINS;
-    double *bmin = hist ? malloc(sizeof(double) * (nb + 1)) : NULL, *bmax = hist ? malloc(sizeof(double) * (nb + 1)) : NULL;
-    if (hist && (!bmin || !bmax)) st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-    for (size_t i = 0; st == QCAL_OK && hist && i < nb; i++) {
-        bmin[i] = INFINITY, bmax[i] = -INFINITY;
-        for (int t = 0; t < e->n_threads; t++)
-            bmin[i] = fmin(bmin[i], e->threads[t].in_min[i]), bmax[i] = fmax(bmax[i], e->threads[t].in_max[i]);
-    }
-    if (st == QCAL_OK && hist) st = qcal_par_allreduce_f64_min(bmin, nb);
-    if (st == QCAL_OK && hist) st = qcal_par_allreduce_f64_max(bmax, nb);
-    for (int j = 0; st == QCAL_OK && j < e->n_inputs; j++) {
-        struct qcal_error_input *in = &e->inputs[j];
-        const size_t k = (size_t)in->channels * QCAL_INPUT_SLOTS, kb = (size_t)in->channels * QCAL_INPUT_BINS;
-        in->hist = malloc(sizeof *in->hist * (k + 1));
-        in->bin_min = malloc(sizeof(float) * (kb + 1));
-        in->bin_max = malloc(sizeof(float) * (kb + 1));
-        if (!in->hist || !in->bin_min || !in->bin_max) {
-            st = QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
-            break;
+    /* the input histograms, merged into thread 0's arrays: integer counts, least and largest
+     * values (the same in any order) */
+    if (st == QCAL_OK && e->n_inputs) {
+        struct qcal_error_thread *t0 = &e->threads[0];
+        const size_t m = (size_t)e->input_channels * QCAL_INPUT_SLOTS, nb = (size_t)e->input_channels * QCAL_INPUT_BINS;
+        for (int t = 1; t < e->n_threads; t++) {
+            const struct qcal_error_thread *th = &e->threads[t];
+            for (size_t i = 0; i < m; i++) t0->in_hist[i] += th->in_hist[i];
+            for (size_t i = 0; i < nb; i++)
+                t0->in_min[i] = fminf(t0->in_min[i], th->in_min[i]), t0->in_max[i] = fmaxf(t0->in_max[i], th->in_max[i]);
         }
-        memcpy(in->hist, hist + (size_t)in->offset * QCAL_INPUT_SLOTS, sizeof *in->hist * k);
-        for (size_t i = 0; i < kb; i++)
-            in->bin_min[i] = (float)bmin[in->offset * QCAL_INPUT_BINS + i],
-            in->bin_max[i] = (float)bmax[in->offset * QCAL_INPUT_BINS + i];
+        st = qcal_par_allreduce_u64_sum(t0->in_hist, m);
+        if (st == QCAL_OK) st = qcal_par_allreduce_f32_min(t0->in_min, nb);
+        if (st == QCAL_OK) st = qcal_par_allreduce_f32_max(t0->in_max, nb);
+        for (int j = 0; st == QCAL_OK && j < e->n_inputs; j++) {
+            struct qcal_error_input *in = &e->inputs[j];
+            in->hist = t0->in_hist + (size_t)in->offset * QCAL_INPUT_SLOTS;
+            in->bin_min = t0->in_min + (size_t)in->offset * QCAL_INPUT_BINS;
+            in->bin_max = t0->in_max + (size_t)in->offset * QCAL_INPUT_BINS;
+        }
     }
-    free(hist), free(bmin), free(bmax);
     return st;
 }

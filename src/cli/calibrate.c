@@ -50,6 +50,7 @@ static const char usage[] =
     "                           make no pass over the images (a model with fewer quantized layers)\n"
     "  --record-inputs          the error pass also histograms each bias-corrected layer's input\n"
     "                           per channel (/inputs in calibration.h5, for --shared-bias)\n"
+    "  --record-images N        record on N images at most, spread over the set (default 64)\n"
     "  --shared-bias            with --from-stats of a --record-inputs run: bias correction without\n"
     "                           a pass over the images, that run's measured shifts moved by what\n"
     "                           these scales change in each layer's mean input (estimated from its\n"
@@ -97,6 +98,7 @@ struct pass_hooks {
     void *(*thread)(void *arg, int tid);                               /* observer context */
     void (*input)(void *tctx, int value, const struct qcal_tensor *x); /* NULL: not observed */
     void (*done)(void *tctx);                                          /* NULL: nothing per image */
+    void (*image)(void *tctx, int64_t index);                          /* NULL: the index not needed */
     void *arg;
 };
 
@@ -121,6 +123,7 @@ static void calib_input(void *t, int v, const struct qcal_tensor *x) { qcal_cali
 static void calib_done(void *t) { qcal_calib_image_done(t); }
 static void *error_thread(void *e, int tid) { return qcal_error_thread(e, tid); }
 static void error_input(void *t, int v, const struct qcal_tensor *x) { qcal_error_observe_input(t, v, x); }
+static void error_image(void *t, int64_t index) { qcal_error_image(t, index); }
 
 /* One pass over this rank's images [begin, end) with an observer. */
 static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_dataset *ds, int64_t begin,
@@ -154,6 +157,7 @@ static enum qcal_status run_pass(const struct qcal_job *job, const struct qcal_d
                 continue;
             }
             const char *path = ds->paths[begin + k];
+            if (h->image) h->image(ct, begin + k);
             char err[1024] = "";
             qcal_log_capture(err, sizeof err);
             double t0 = qcal_now();
@@ -295,11 +299,12 @@ struct error_pass {
     int passes;
     bool quiet;
     bool record_inputs; /* histogram the bias-corrected layers' inputs per channel */
+    int64_t record_images; /* on at most this many images */
 };
 
 /* The distinct inputs of the bias-correctable twins, ranged by their statistics. */
 static enum qcal_status record_inputs(const struct qcal_graph *tg, const struct qcal_quant_twins *tw,
-                                      const struct qcal_calib *c, struct qcal_calib_error *err)
+                                      const struct qcal_calib *c, int64_t images, struct qcal_calib_error *err)
 {
     struct qcal_error_input *in = calloc((size_t)tw->n + 1, sizeof *in);
     if (!in) return QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
@@ -323,7 +328,8 @@ static enum qcal_status record_inputs(const struct qcal_graph *tg, const struct 
         in[n++] = (struct qcal_error_input){.value = l->input, .axis = l->input_axis, .channels = l->input_channels,
                                             .lo = s->min, .hi = s->max};
     }
-    if (st == QCAL_OK) st = qcal_error_add_inputs(err, in, n);
+    /* a few dozen images are enough for channel means, and a fraction of the pass's time */
+    if (st == QCAL_OK) st = qcal_error_add_inputs(err, in, n, (err->images + images - 1) / images);
     free(in);
     return st;
 }
@@ -351,11 +357,11 @@ static enum qcal_status error_pass(const struct error_pass *p, const struct qcal
                                          .axis = tw->layers[j].axis, .channels = tw->layers[j].channels,
                                          .bound = tw->layers[j].bound};
     if (st == QCAL_OK) st = qcal_error_create(*tg, el, tw->n, omp_get_max_threads(), p->ds->count, err);
-    if (st == QCAL_OK && p->record_inputs) st = record_inputs(*tg, tw, c, *err);
+    if (st == QCAL_OK && p->record_inputs) st = record_inputs(*tg, tw, c, p->record_images, *err);
     /* agreement points (one error line, see agree) before each collective step */
     if ((st = cli_agree(st)) != QCAL_OK) goto done;
     const struct pass_hooks hooks = {qcal_error_observer, error_thread, p->record_inputs ? error_input : NULL, NULL,
-                                     *err};
+                                     p->record_inputs ? error_image : NULL, *err};
     int64_t total = 0;
     st = observe_pass(p->job, p->ds, p->begin, p->end, plan, p->in, (*tg)->inputs[0], &hooks, p->skip_bad, p->passes,
                       p->passes, p->quiet, seconds, STAGE_ERROR, &total);
@@ -438,6 +444,98 @@ static int find_name(char *const *names, int n, const char *name)
     return -1;
 }
 
+/* What --shared-bias reads from the recording run's calibration.h5: its input histograms
+ * and its activation quantizers. */
+struct recorded {
+    char path[4096];
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    char **in_names, **t_names;
+    int n_in, n_t;
+    struct qcal_tensor chans, off, range, points, start, count, bmin, bmax, scale, zp, dtype;
+};
+
+static void recorded_free(struct recorded *r)
+{
+    for (int k = 0; r->in_names && k < r->n_in; k++) free(r->in_names[k]);
+    for (int k = 0; r->t_names && k < r->n_t; k++) free(r->t_names[k]);
+    free(r->in_names), free(r->t_names);
+    struct qcal_tensor *t[] = {&r->chans, &r->off, &r->range, &r->points, &r->start, &r->count, &r->bmin, &r->bmax,
+                               &r->scale, &r->zp, &r->dtype};
+    for (size_t k = 0; k < sizeof t / sizeof *t; k++) free(t[k]->data);
+    memset(r, 0, sizeof *r);
+}
+
+/* The last recording read, kept between the configurations of one sweep process (qcal
+ * sweep calls cli_calibrate once per configuration, most of them from the same file). */
+static struct recorded cache;
+static bool keep_cache;
+
+void cli_calibrate_keep_recorded(bool keep)
+{
+    keep_cache = keep;
+    if (!keep) recorded_free(&cache);
+}
+
+static enum qcal_status recorded_load(const char *path, const struct recorded **out)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return QCAL_ERR(QCAL_IO_ERROR, "%s: %s", path, strerror(errno));
+    if (cache.in_names && strcmp(cache.path, path) == 0 && cache.dev == sb.st_dev && cache.ino == sb.st_ino &&
+        cache.size == sb.st_size && cache.mtime.tv_sec == sb.st_mtim.tv_sec && cache.mtime.tv_nsec == sb.st_mtim.tv_nsec) {
+        *out = &cache;
+        return QCAL_OK;
+    }
+    recorded_free(&cache);
+    struct recorded *r = &cache;
+    struct qcal_h5 *f = NULL;
+    enum qcal_status st = qcal_h5_open(path, &f);
+    if (st == QCAL_OK && !qcal_h5_file_has(path, "/inputs/bin_start"))
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no input histograms for --shared-bias (calibrate that run with "
+                      "--record-inputs)", path);
+    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/inputs/name", &r->n_in, &r->in_names);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/channels", QCAL_I64, &r->chans);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/channel_offset", QCAL_I64, &r->off);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/range", QCAL_F32, &r->range);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/point_masses", QCAL_U64, &r->points);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_start", QCAL_I64, &r->start);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_count", QCAL_U64, &r->count);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_min", QCAL_F32, &r->bmin);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_max", QCAL_F32, &r->bmax);
+    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/tensors/name", &r->n_t, &r->t_names);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/scale", QCAL_F32, &r->scale);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/zero_point", QCAL_I32, &r->zp);
+    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/dtype", QCAL_I32, &r->dtype);
+    const int64_t channels = qcal_tensor_numel(&r->points) / 3, nnz = qcal_tensor_numel(&r->count);
+    const int64_t n_in = r->n_in, n_t = r->n_t;
+    if (st == QCAL_OK && (qcal_tensor_numel(&r->chans) != n_in || qcal_tensor_numel(&r->off) != n_in ||
+                          qcal_tensor_numel(&r->range) != 2 * n_in || qcal_tensor_numel(&r->scale) != n_t ||
+                          qcal_tensor_numel(&r->zp) != n_t || qcal_tensor_numel(&r->dtype) != n_t ||
+                          qcal_tensor_numel(&r->start) != channels + 1 || qcal_tensor_numel(&r->bmin) != nnz ||
+                          qcal_tensor_numel(&r->bmax) != nnz))
+        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: /inputs or /scales tables of inconsistent sizes", path);
+    for (int k = 0; st == QCAL_OK && k < r->n_in; k++) {
+        const int64_t o = ((int64_t *)r->off.data)[k], c = ((int64_t *)r->chans.data)[k];
+        if (o < 0 || c < 0 || o + c > channels)
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: /inputs/channel_offset of '%s' out of range", path, r->in_names[k]);
+    }
+    const int64_t *start = r->start.data;
+    for (int64_t c = 0; st == QCAL_OK && c < channels; c++)
+        if (start[c] < 0 || start[c] > start[c + 1] || start[c + 1] > nnz)
+            st = QCAL_ERR(QCAL_INVALID_DATA, "%s: /inputs/bin_start is not a partition of the bins", path);
+    qcal_h5_close(f, false);
+    if (st != QCAL_OK) {
+        recorded_free(r);
+        return st;
+    }
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->dev = sb.st_dev, r->ino = sb.st_ino, r->size = sb.st_size, r->mtime = sb.st_mtim;
+    *out = r;
+    return QCAL_OK;
+}
+
 /* --shared-bias: err holds the means of e measured in the run at `path` (reuse_errors), with
  * that run's activation scales; each bias-corrected layer's mean of e is moved by what these
  * scales (c) change in its mean output: d[i] = E[Q1(x_i)] - E[Q0(x_i)] over the run's
@@ -446,53 +544,27 @@ static enum qcal_status shared_bias(const char *path, const struct qcal_graph *g
                                     const struct qcal_quant_twins *tw, const struct qcal_calib *c,
                                     struct qcal_calib_error *err)
 {
-    struct qcal_h5 *f = NULL;
-    char **in_names = NULL, **t_names = NULL;
-    int n_in = 0, n_t = 0;
-    struct qcal_tensor chans = {0}, off = {0}, range = {0}, hist = {0}, scale = {0}, zp = {0}, dtype = {0};
-    struct qcal_tensor bmin = {0}, bmax = {0};
+    const struct recorded *r = NULL;
     double *d = NULL, *delta = NULL;
-    enum qcal_status st = qcal_h5_open(path, &f);
-    if (st == QCAL_OK && !qcal_h5_file_has(path, "/inputs/histogram"))
-        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no input histograms for --shared-bias (calibrate that run with "
-                      "--record-inputs)", path);
-    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/inputs/name", &n_in, &in_names);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/channels", QCAL_I64, &chans);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/channel_offset", QCAL_I64, &off);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/range", QCAL_F32, &range);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/histogram", QCAL_U64, &hist);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_min", QCAL_F32, &bmin);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/inputs/bin_max", QCAL_F32, &bmax);
-    if (st == QCAL_OK) st = qcal_h5_read_strings(f, "/tensors/name", &n_t, &t_names);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/scale", QCAL_F32, &scale);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/zero_point", QCAL_I32, &zp);
-    if (st == QCAL_OK) st = qcal_h5_read(f, "/scales/dtype", QCAL_I32, &dtype);
-    const int64_t slots = qcal_tensor_numel(&hist) / QCAL_INPUT_SLOTS;
-    if (st == QCAL_OK && (qcal_tensor_numel(&chans) != n_in || qcal_tensor_numel(&off) != n_in ||
-                          qcal_tensor_numel(&range) != 2 * (int64_t)n_in || qcal_tensor_numel(&scale) != n_t ||
-                          qcal_tensor_numel(&zp) != n_t || qcal_tensor_numel(&dtype) != n_t ||
-                          qcal_tensor_numel(&hist) % QCAL_INPUT_SLOTS != 0 ||
-                          qcal_tensor_numel(&bmin) != slots * QCAL_INPUT_BINS ||
-                          qcal_tensor_numel(&bmax) != slots * QCAL_INPUT_BINS))
-        st = QCAL_ERR(QCAL_INVALID_DATA, "%s: /inputs or /scales tables of inconsistent sizes", path);
+    enum qcal_status st = recorded_load(path, &r);
     for (int j = 0; st == QCAL_OK && j < tw->n; j++) {
         const struct qcal_quant_layer *l = &tw->layers[j];
         if (!l->bias_correctable || l->input < 0) continue;
         const char *name = tg->values[l->input].name;
-        const int k = find_name(in_names, n_in, name), t = find_name(t_names, n_t, name);
+        const int k = find_name(r->in_names, r->n_in, name), t = find_name(r->t_names, r->n_t, name);
         int s = 0;
         while (s < c->n && strcmp(c->stats[s].name, name) != 0) s++;
-        const int64_t o = k >= 0 ? ((int64_t *)off.data)[k] : -1, ch = k >= 0 ? ((int64_t *)chans.data)[k] : -1;
-        if (k < 0 || t < 0 || s == c->n || ch != l->input_channels || o < 0 || o + ch > slots) {
+        const int64_t o = k >= 0 ? ((int64_t *)r->off.data)[k] : -1, ch = k >= 0 ? ((int64_t *)r->chans.data)[k] : -1;
+        if (k < 0 || t < 0 || s == c->n || ch != l->input_channels) {
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no input histogram for layer '%s' (%s) with %lld input channels "
                           "(another model's or another selection's run?)", path, l->name, name,
                           (long long)l->input_channels);
             break;
         }
-        const struct qcal_qparams q0 = {.scale = ((float *)scale.data)[t], .zero_point = ((int32_t *)zp.data)[t],
-                                        .dtype = ((int32_t *)dtype.data)[t]};
+        const struct qcal_qparams q0 = {.scale = ((float *)r->scale.data)[t], .zero_point = ((int32_t *)r->zp.data)[t],
+                                        .dtype = ((int32_t *)r->dtype.data)[t]};
         const struct qcal_qparams *q1 = &c->stats[s].q;
-        const float lo = ((float *)range.data)[2 * k], hi = ((float *)range.data)[2 * k + 1];
+        const float lo = ((float *)r->range.data)[2 * k], hi = ((float *)r->range.data)[2 * k + 1];
         free(d), free(delta);
         d = malloc(sizeof *d * ((size_t)ch + 1));
         delta = malloc(sizeof *delta * ((size_t)l->channels + 1));
@@ -501,19 +573,17 @@ static enum qcal_status shared_bias(const char *path, const struct qcal_graph *g
             break;
         }
         for (int64_t i = 0; i < ch; i++) {
-            const uint64_t *h = (uint64_t *)hist.data + (o + i) * QCAL_INPUT_SLOTS;
-            const float *b0 = (float *)bmin.data + (o + i) * QCAL_INPUT_BINS, *b1 = (float *)bmax.data + (o + i) * QCAL_INPUT_BINS;
-            d[i] = qcal_input_mean_quantized(h, b0, b1, lo, hi, q1) - qcal_input_mean_quantized(h, b0, b1, lo, hi, &q0);
+            const int64_t b = ((int64_t *)r->start.data)[o + i], e = ((int64_t *)r->start.data)[o + i + 1];
+            const uint64_t *pm = (uint64_t *)r->points.data + 3 * (o + i);
+            const struct qcal_input_channel in = {e - b, (uint64_t *)r->count.data + b, (float *)r->bmin.data + b,
+                                                  (float *)r->bmax.data + b, pm[0], pm[1], pm[2], lo, hi};
+            d[i] = qcal_input_mean_quantized(&in, q1) - qcal_input_mean_quantized(&in, &q0);
         }
         st = qcal_quant_mean_effect(g, l->output, d, ch, q0.scale, q1->scale, delta, l->channels);
         for (int64_t i = 0; st == QCAL_OK && i < l->channels; i++) err->layers[j].mean[4 * i + 2] += delta[i];
     }
-    for (int k = 0; in_names && k < n_in; k++) free(in_names[k]);
-    for (int k = 0; t_names && k < n_t; k++) free(t_names[k]);
-    free(in_names), free(t_names), free(d), free(delta);
-    free(chans.data), free(off.data), free(range.data), free(hist.data), free(scale.data), free(zp.data);
-    free(dtype.data), free(bmin.data), free(bmax.data);
-    qcal_h5_close(f, false);
+    free(d), free(delta);
+    if (!keep_cache) recorded_free(&cache);
     return st;
 }
 
@@ -585,27 +655,40 @@ static enum qcal_status write_layers(struct qcal_h5 *f, const struct qcal_quant_
     return st;
 }
 
-/* /inputs: the per-channel histograms of the bias-corrected layers' inputs (--record-inputs). */
+/* /inputs: the per-channel histograms of the bias-corrected layers' inputs (--record-inputs),
+ * sparse: per channel its point masses and the range of its non-empty bins in bin_count,
+ * bin_min, bin_max (bin_start[c] .. bin_start[c + 1]). */
 static enum qcal_status write_inputs(struct qcal_h5 *f, const struct qcal_graph *tg, const struct qcal_calib_error *err)
 {
     const int n = err->n_inputs;
-    const int64_t dn = n, dr[2] = {n, 2}, dh[2] = {err->input_channels, QCAL_INPUT_SLOTS},
-                  db[2] = {err->input_channels, QCAL_INPUT_BINS};
+    const int64_t channels = err->input_channels;
+    int64_t nnz = 0;
+    for (int k = 0; k < n; k++)
+        for (int64_t i = 0; i < err->inputs[k].channels * QCAL_INPUT_SLOTS; i++)
+            nnz += i % QCAL_INPUT_SLOTS < QCAL_INPUT_BINS && err->inputs[k].hist[i] != 0;
+    const int64_t dn = n, dr[2] = {n, 2}, dp[2] = {channels, 3}, ds = channels + 1;
     const char **names = malloc(sizeof(char *) * ((size_t)n + 1));
-    int64_t *i64 = malloc(sizeof(int64_t) * (2 * (size_t)n + 1));
+    int64_t *i64 = malloc(sizeof(int64_t) * (2 * (size_t)n + 1)), *start = malloc(sizeof(int64_t) * ((size_t)channels + 1));
     float *f32 = malloc(sizeof(float) * (2 * (size_t)n + 1));
-    uint64_t *h = malloc(sizeof(uint64_t) * ((size_t)err->input_channels * QCAL_INPUT_SLOTS + 1));
-    float *bmin = malloc(sizeof(float) * ((size_t)err->input_channels * QCAL_INPUT_BINS + 1));
-    float *bmax = malloc(sizeof(float) * ((size_t)err->input_channels * QCAL_INPUT_BINS + 1));
-    enum qcal_status st = names && i64 && f32 && h && bmin && bmax ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    uint64_t *points = malloc(sizeof(uint64_t) * (3 * (size_t)channels + 1)), *count = malloc(sizeof(uint64_t) * ((size_t)nnz + 1));
+    float *bmin = malloc(sizeof(float) * ((size_t)nnz + 1)), *bmax = malloc(sizeof(float) * ((size_t)nnz + 1));
+    enum qcal_status st = names && i64 && start && f32 && points && count && bmin && bmax
+                              ? QCAL_OK : QCAL_ERR(QCAL_OUT_OF_MEMORY, "out of memory");
+    int64_t at = 0;
     for (int k = 0; st == QCAL_OK && k < n; k++) {
         const struct qcal_error_input *in = &err->inputs[k];
         names[k] = tg->values[in->value].name;
         f32[2 * k] = in->lo, f32[2 * k + 1] = in->hi;
-        memcpy(h + in->offset * QCAL_INPUT_SLOTS, in->hist, sizeof(uint64_t) * QCAL_INPUT_SLOTS * (size_t)in->channels);
-        memcpy(bmin + in->offset * QCAL_INPUT_BINS, in->bin_min, sizeof(float) * QCAL_INPUT_BINS * (size_t)in->channels);
-        memcpy(bmax + in->offset * QCAL_INPUT_BINS, in->bin_max, sizeof(float) * QCAL_INPUT_BINS * (size_t)in->channels);
+        for (int64_t c = 0; c < in->channels; c++) {
+            const uint64_t *h = in->hist + c * QCAL_INPUT_SLOTS;
+            start[in->offset + c] = at;
+            for (int b = 0; b < QCAL_INPUT_BINS; b++)
+                if (h[b]) count[at] = h[b], bmin[at] = in->bin_min[c * QCAL_INPUT_BINS + b],
+                          bmax[at] = in->bin_max[c * QCAL_INPUT_BINS + b], at++;
+            for (int j = 0; j < 3; j++) points[3 * (in->offset + c) + j] = h[QCAL_INPUT_BINS + j];
+        }
     }
+    start[channels] = at;
     if (st == QCAL_OK) st = qcal_h5_write_strings(f, "/inputs/name", n, names);
     if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/inputs", "bins", QCAL_INPUT_BINS);
     for (int k = 0; k < n; k++) i64[k] = err->inputs[k].axis;
@@ -615,10 +698,12 @@ static enum qcal_status write_inputs(struct qcal_h5 *f, const struct qcal_graph 
     for (int k = 0; k < n; k++) i64[k] = err->inputs[k].offset;
     if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/channel_offset", QCAL_I64, 1, &dn, i64);
     if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/range", QCAL_F32, 2, dr, f32);
-    if (st == QCAL_OK) st = qcal_h5_write_compressed(f, "/inputs/histogram", QCAL_U64, 2, dh, h);
-    if (st == QCAL_OK) st = qcal_h5_write_compressed(f, "/inputs/bin_min", QCAL_F32, 2, db, bmin);
-    if (st == QCAL_OK) st = qcal_h5_write_compressed(f, "/inputs/bin_max", QCAL_F32, 2, db, bmax);
-    free(names), free(i64), free(f32), free(h), free(bmin), free(bmax);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/point_masses", QCAL_U64, 2, dp, points);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/bin_start", QCAL_I64, 1, &ds, start);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/bin_count", QCAL_U64, 1, &nnz, count);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/bin_min", QCAL_F32, 1, &nnz, bmin);
+    if (st == QCAL_OK) st = qcal_h5_write(f, "/inputs/bin_max", QCAL_F32, 1, &nnz, bmax);
+    free(names), free(i64), free(start), free(f32), free(points), free(count), free(bmin), free(bmax);
     return st;
 }
 
@@ -778,7 +863,7 @@ static enum qcal_status write_timing(const char *path, const double *seconds)
 int cli_calibrate(int argc, char **argv)
 {
     enum { O_METHOD = 1000, O_PRESET, O_PERCENTILE, O_SUBSET, O_FROM, O_THREADS, O_KERNELS, O_QUIET, O_NO_BC,
-           O_IGNORE, O_REUSE, O_NO_ERROR, O_IGNORE_TYPE, O_NO_JOB_IGNORED, O_RECORD, O_SHARED };
+           O_IGNORE, O_REUSE, O_NO_ERROR, O_IGNORE_TYPE, O_NO_JOB_IGNORED, O_RECORD, O_SHARED, O_RECORD_IMAGES };
     static const struct option opts[] = {
         {"output-dir", required_argument, 0, 'o'}, {"method", required_argument, 0, O_METHOD},
         {"preset", required_argument, 0, O_PRESET}, {"percentile", required_argument, 0, O_PERCENTILE},
@@ -788,12 +873,12 @@ int cli_calibrate(int argc, char **argv)
         {"ignore", required_argument, 0, O_IGNORE}, {"reuse-errors", no_argument, 0, O_REUSE},
         {"no-error-pass", no_argument, 0, O_NO_ERROR}, {"ignore-type", required_argument, 0, O_IGNORE_TYPE},
         {"no-job-ignored", no_argument, 0, O_NO_JOB_IGNORED}, {"record-inputs", no_argument, 0, O_RECORD},
-        {"shared-bias", no_argument, 0, O_SHARED},
+        {"shared-bias", no_argument, 0, O_SHARED}, {"record-images", required_argument, 0, O_RECORD_IMAGES},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     enum qcal_status st = QCAL_OK;
     const char *out_dir = NULL, *from = NULL, *method_s = NULL, *preset_s = NULL;
     double percentile = -1;
-    int64_t subset = -1;
+    int64_t subset = -1, record_images = 64;
     int kernels = QCAL_KERNELS_AUTO;
     bool quiet = false, no_bc = false, reuse = false, no_error = false, no_job_ignored = false, record = false,
          shared = false;
@@ -845,6 +930,12 @@ int cli_calibrate(int argc, char **argv)
         case O_NO_JOB_IGNORED: no_job_ignored = true; break;
         case O_RECORD: record = true; break;
         case O_SHARED: shared = true; break;
+        case O_RECORD_IMAGES:
+            if ((record_images = atoll(optarg)) < 1) {
+                st = QCAL_ERR(QCAL_INVALID_ARGUMENT, "--record-images must be >= 1");
+                AGREE(st);
+            }
+            break;
         case O_IGNORE_TYPE: ignore_type[n_ignore_type++] = optarg; break;
         case O_IGNORE: ignore[n_ignore++] = optarg; break;
         case 'h': fputs(usage, stdout); goto cleanup;
@@ -949,7 +1040,7 @@ int cli_calibrate(int argc, char **argv)
         AGREE(qcal_pass_fuse_activations(sg));
         qcal_pass_eliminate_dead(sg);
         AGREE(qcal_plan_create(sg, &plo, &plan));
-        const struct pass_hooks hooks = {qcal_calib_observer, calib_thread, calib_input, calib_done, c};
+        const struct pass_hooks hooks = {qcal_calib_observer, calib_thread, calib_input, calib_done, NULL, c};
         int64_t images = ds.count;
         for (int pass = 1; pass <= 2; pass++) {
             AGREE(qcal_calib_begin_pass(c, pass, omp_get_max_threads(), images));
@@ -983,7 +1074,7 @@ int cli_calibrate(int argc, char **argv)
         if (shared) AGREE(shared_bias(from, g, tg, &tw, c, err));
     } else {
         const struct error_pass ep = {job, &ds, begin, end, &in, &qo, sel.n_nodes, &plo, d->skip_bad_images,
-                                      passes, quiet, record};
+                                      passes, quiet, record, record_images};
         AGREE(error_pass(&ep, c, seconds, &tg, &tw, &err));
     }
     if (!(lr = calloc((size_t)tw.n + 1, sizeof *lr))) {

@@ -121,6 +121,9 @@ enum qcal_status cli_report_metric(const struct qcal_job *job, const char *repor
 double cli_metric_drop(const struct qcal_job *job, double parent, double optimized);
 /* `qcal calibrate JOB.yml -o OUTDIR`. */
 int cli_calibrate(int argc, char **argv);
+/* qcal sweep: keep calibrate --shared-bias's last recording in memory between calls (true),
+ * or drop it (false). */
+void cli_calibrate_keep_recorded(bool keep);
 /* `qcal report REPORT.h5`: an evaluation report in the terminal, as CSV or JSON. */
 int cli_report(int argc, char **argv);
 /* `qcal run JOB.yml -o OUTDIR`: calibrate, evaluate, bench. */

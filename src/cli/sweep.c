@@ -550,6 +550,7 @@ int cli_sweep(int argc, char **argv)
         return 0;
     }
     int rc = qcal_status_exit_code(st), failed = 0;
+    cli_calibrate_keep_recorded(true);
     o.job_path = argv[optind];
     o.n = n;
     for (int k = 0; st == QCAL_OK && k < n; k++) {
@@ -567,6 +568,7 @@ int cli_sweep(int argc, char **argv)
     if (st == QCAL_OK && qcal_par_rank() == 0 && only < 0 && !stats_only)
         printf("sweep: %d of %d configurations done%s; qcal sweep --summarize %s\n", n - failed, n,
                failed ? " (the failed ones rerun on the next call)" : "", out);
+    cli_calibrate_keep_recorded(false);
     free(cf);
     qcal_job_destroy(job);
     return rc;

@@ -162,31 +162,6 @@ enum qcal_status qcal_h5_write(struct qcal_h5 *f, const char *path, int dtype, i
     return write_raw(f, path, file_type(dtype), mem_type(dtype), ndim, dims, data);
 }
 
-enum qcal_status qcal_h5_write_compressed(struct qcal_h5 *f, const char *path, int dtype, int ndim,
-                                          const int64_t *dims, const void *data)
-{
-    if (mem_type(dtype) < 0) return QCAL_ERR(QCAL_UNSUPPORTED, "%s: %s: dtype %s", f->path, path, qcal_dtype_name(dtype));
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= dims[i];
-    if (ndim == 0 || n == 0 || H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0)
-        return write_raw(f, path, file_type(dtype), mem_type(dtype), ndim, dims, data);
-    /* chunks of whole rows, about 1 MB each */
-    hsize_t d[QCAL_MAX_DIMS], chunk[QCAL_MAX_DIMS];
-    hsize_t row = 1;
-    for (int i = 0; i < ndim; i++) d[i] = chunk[i] = (hsize_t)dims[i], row *= i ? d[i] : 1;
-    const hsize_t rows = (1u << 20) / (row * H5Tget_size(file_type(dtype))) + 1;
-    chunk[0] = rows < d[0] ? rows : d[0];
-    hid_t space = H5Screate_simple(ndim, d, NULL), dcpl = H5Pcopy(f->dcpl);
-    herr_t rc = space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, ndim, chunk) < 0 || H5Pset_deflate(dcpl, 4) < 0 ? -1 : 0;
-    hid_t ds = rc < 0 ? -1 : H5Dcreate2(f->file, path, file_type(dtype), space, f->lcpl, dcpl, H5P_DEFAULT);
-    rc = ds < 0 ? -1 : H5Dwrite(ds, mem_type(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-    if (ds >= 0) H5Dclose(ds);
-    if (dcpl >= 0) H5Pclose(dcpl);
-    if (space >= 0) H5Sclose(space);
-    if (rc < 0) return QCAL_ERR(QCAL_IO_ERROR, "%s: cannot write dataset %s", f->path, path);
-    return QCAL_OK;
-}
-
 enum qcal_status qcal_h5_write_strings(struct qcal_h5 *f, const char *path, int n, const char *const *s)
 {
     size_t len = 1;
