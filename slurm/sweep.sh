@@ -20,7 +20,7 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 qcal=${QCAL:-$(pwd)/build/qcal}
 export QCAL=$qcal
-n=$("$qcal" sweep "$job" -o "$dir" --list | sed -n 's/^\([0-9][0-9]*\) configurations.*/\1/p')
+n=$("$qcal" sweep "$job" -o "$dir" --list "${qcal_opts[@]}" | sed -n 's/^\([0-9][0-9]*\) configurations.*/\1/p')
 [ -n "$n" ] || { echo "qcal: sweep.sh: cannot list the configurations of $job" >&2; exit 1; }
 stats=$(sbatch --parsable --output=qcal-sweep-stats-%j.out "${sbatch_opts[@]}" "$here/sweep.sbatch" "$job" "$dir" \
   --stats-only "${qcal_opts[@]}")

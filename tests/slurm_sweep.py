@@ -10,6 +10,7 @@ summary job.
   "complete, skipped"); afterwards every configuration's model equals an uninterrupted
   `mpirun -np 2 qcal sweep` byte for byte and sweep.h5 lists 4 complete configurations.
 """
+import json
 import os
 import re
 import subprocess
@@ -121,6 +122,25 @@ def main():
             with h5py.File(os.path.join(out, "sweep.h5"), "r") as f:
                 ok = end == "COMPLETED" and list(f["configurations"]["complete"]) == [1, 1, 1, 1]
         check("sweep.h5: 4 complete configurations", ok, end)
+
+        # --fast through sweep.sh: the statistics job records the inputs, the array tasks
+        # estimate their bias correction from them; the models = an mpirun --fast sweep's
+        fref = os.path.join(work, "ref_fast")
+        r = subprocess.run(["mpirun", "--oversubscribe", "-np", "2", qcal, "sweep", job, "-o", fref, "--threads", "1",
+                            "--fast", "--calibrate-only"], capture_output=True, text=True, env=MPI_ENV, timeout=300)
+        fout = os.path.join(work, "slurm_fast")
+        r2 = cluster.run([SWEEP_SH, job, fout, "--ntasks=2", "--cpus-per-task=1", "--time=5", "--", *qopts, "--fast"],
+                         env=env, cwd=work, timeout=60)
+        ids = r2.stdout.split()
+        end = wait_done(cluster, ids[2], 300) if r2.returncode == 0 and len(ids) == 3 else r2.stderr
+        got = [sha(os.path.join(fout, f"c{k:03d}", "model.int8.onnx")) for k in range(4)]
+        want = [sha(os.path.join(fref, f"c{k:03d}", "model.int8.onnx")) for k in range(4)]
+        check("slurm/sweep.sh -- --fast: complete, the manifest in fast mode, every model = an mpirun --fast "
+              "sweep's, byte for byte",
+              r.returncode == 0 and end == "COMPLETED" and None not in got and got == want and
+              all(os.path.exists(os.path.join(fout, f"c{k:03d}", "report.h5")) for k in range(4)) and
+              json.load(open(os.path.join(fout, "manifest.json")))["mode"] == "fast",
+              (end, r.stderr[-300:], got, want))
     finally:
         cluster.stop()
     print(f"runtime {time.time() - t0:.1f} s")
