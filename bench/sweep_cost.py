@@ -31,12 +31,12 @@ import sys
 
 import h5py
 import numpy as np
-import onnx
-from onnx import numpy_helper
 from PIL import Image, ImageOps
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from calib_vs_infer import ROOT, SK, job, run  # noqa: E402
+from calibrate_e2e import conv_biases  # noqa: E402
 
 PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "retina.jpg", "motorcycle_left.png",
           "hubble_deep_field.jpg", "ihc.png", "camera.png", "coins.png", "horse.png", "grass.png", "gravel.png",
@@ -61,19 +61,6 @@ def diverse_images(d, n, seed):
             im = ImageOps.mirror(im)
         im.save(os.path.join(d, f"img{i:05d}.jpg"), quality=90)
     return d
-
-
-def conv_biases(path):
-    """Each Conv's bias in a QDQ model, by node name (int32 x scale)."""
-    m = onnx.load(path)
-    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    prod = {o: n for n in m.graph.node for o in n.output}
-    out = {}
-    for n in m.graph.node:
-        if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in prod:
-            q, sc = prod[n.input[2]].input[:2]
-            out[n.name] = init[q].astype(np.float64) * init[sc].astype(np.float64)
-    return out
 
 
 def agreement(qcal, job_path, model, report, n):

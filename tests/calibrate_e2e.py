@@ -122,6 +122,20 @@ def ppocr_cls_labelled_job(work, jobs, ort, sets):
     return job, model
 
 
+def conv_biases(path):
+    """Each Conv's and Gemm's bias in a QDQ model by node name: int32 x scale through its
+    DequantizeLinear."""
+    m = onnx.load(path)
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    prod = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        if n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in prod:
+            q, sc = prod[n.input[2]].input[:2]
+            out[n.name] = init[q].astype(np.float64) * init[sc].astype(np.float64)
+    return out
+
+
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest() if os.path.exists(path) else None
 

@@ -20,31 +20,13 @@ import time
 
 import h5py
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
-from calibrate_e2e import MPI_ENV, make_images, ppocr_cls_labelled_job
+from calibrate_e2e import MPI_ENV, conv_biases, make_images, ppocr_cls_labelled_job
 from checks import Checks, e2e_args
 
 
 def mtimes(root):
     return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(root) for f in fs}
-
-
-def conv_biases(path):
-    """Each Conv's bias in a QDQ model by node name: int32 x scale through its DequantizeLinear."""
-    m = onnx.load(path)
-    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    prod = {o: n for n in m.graph.node for o in n.output}
-    out = {}
-    for n in m.graph.node:
-        if n.op_type != "Conv" or len(n.input) < 3 or not n.input[2]:
-            continue
-        b = n.input[2]
-        if b in prod and prod[b].op_type == "DequantizeLinear":
-            q, sc = prod[b].input[:2]
-            out[n.name] = init[q].astype(np.float64) * init[sc].astype(np.float64)
-    return out
 
 
 def shift_errors(uncorrected, exact, shared, leader):
