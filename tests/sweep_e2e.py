@@ -20,6 +20,8 @@ import time
 
 import h5py
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from calibrate_e2e import MPI_ENV, conv_biases, make_images, ppocr_cls_labelled_job
 from checks import Checks, e2e_args
@@ -254,6 +256,22 @@ def main():
         check(f"--shared-bias, {m}: the estimated bias shifts are nearer the exact ones than the leader's shifts "
               f"and than no correction ({e[3]} convs; squared distance shared {e[0]:.3g}, leader's {e[1]:.3g}, "
               f"none {e[2]:.3g})", ok and e[3] > 0 and e[0] < 0.5 * e[1] and e[0] < 0.1 * e[2], e)
+    # a model with no bias-correctable layer (Flatten -> MatMul -> Softmax): nothing to record
+    mm = os.path.join(a.work, "matmul.onnx")
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.01, (3 * 48 * 192, 2)).astype(np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["y"]),
+                               helper.make_node("Softmax", ["y"], ["p"])], "matmul",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 48, 192])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 2])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), mm)
+    mm_job = os.path.join(a.work, "matmul.yml")
+    open(mm_job, "w").write("".join(f"model: {mm}\n" if ln.startswith("model:") else ln
+                                    for ln in open(sb_job).readlines()))
+    shutil.rmtree(os.path.join(a.work, "mm_sweep"), ignore_errors=True)
+    r = subprocess.run([a.qcal, "sweep", mm_job, "-o", os.path.join(a.work, "mm_sweep"), "--fast", "--calibrate-only",
+                        "--threads", "1"], capture_output=True, text=True)
+    check("--fast with bias correction on a model without a bias-correctable layer: every configuration written",
+          r.returncode == 0 and all(rd(os.path.join(a.work, "mm_sweep", f"c{k:03d}")) for k in range(6)), r.stderr[-300:])
     r = subprocess.run([a.qcal, "sweep", sb_job, "-o", sb, "--calibrate-only"], capture_output=True, text=True)
     lines = [x for x in r.stderr.splitlines() if x.startswith("qcal")]
     check("a --fast sweep's folder resumed without --fast: non-zero, one line naming the manifest",

@@ -765,7 +765,7 @@ static enum qcal_status write_stats(const char *path, const struct qcal_job *job
         st = qcal_h5_attr_i64(f, "/layers", "bias_correction", bias_mode != BIAS_OFF);
         if (st == QCAL_OK) st = qcal_h5_attr_i64(f, "/layers", "images", err->images);
         if (st == QCAL_OK) st = write_layers(f, tw, err, lr);
-        if (st == QCAL_OK && err->n_inputs) st = write_inputs(f, tg, err);
+        if (st == QCAL_OK && err->inputs) st = write_inputs(f, tg, err); /* recorded, even none */
     }
 done:
     free(names), free(f32), free(f64), free(u64), free(i32);
