@@ -114,6 +114,12 @@ double qcal_calib_hist_percentile(const uint64_t *hist, int n, double lo, double
 /* Quantization parameters for a range under a preset; nonneg: the tensor never went
  * below zero (uint8 with zero point 0). */
 struct qcal_qparams qcal_qparams_from_range(float lo, float hi, int preset, bool nonneg);
+/* The integer levels a quantizer's dtype saturates to: [0, 255] for uint8, [-128, 127] for int8. */
+static inline void qcal_qparams_levels(const struct qcal_qparams *q, double *qmin, double *qmax)
+{
+    *qmin = q->dtype == QCAL_U8 ? 0 : -128;
+    *qmax = q->dtype == QCAL_U8 ? 255 : 127;
+}
 
 /* ---- Quantization error per layer (pass 3, src/calib/error.c) ----
  * For each quantized layer: y, its FP32 output, and e, its INT8-simulated twin's output

@@ -295,7 +295,8 @@ static double fake_quant(float v, const struct qcal_qparams *q, double qmin, dou
 
 double qcal_input_mean_quantized(const struct qcal_input_channel *c, const struct qcal_qparams *q)
 {
-    const double qmin = q->dtype == QCAL_U8 ? 0 : -128, qmax = q->dtype == QCAL_U8 ? 255 : 127;
+    double qmin, qmax;
+    qcal_qparams_levels(q, &qmin, &qmax);
     const double s = q->scale, z = q->zero_point;
     double sum = 0, n = 0;
     for (int64_t b = 0; b < c->n; b++) {

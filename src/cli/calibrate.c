@@ -302,6 +302,22 @@ struct error_pass {
     int64_t record_images; /* on at most this many images */
 };
 
+/* The index of name in names[n], -1 if absent. */
+static int find_name(char *const *names, int n, const char *name)
+{
+    for (int k = 0; k < n; k++)
+        if (strcmp(names[k], name) == 0) return k;
+    return -1;
+}
+
+/* The statistics of the tensor called name, NULL if it has none. */
+static const struct qcal_calib_stat *stat_named(const struct qcal_calib *c, const char *name)
+{
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->stats[i].name, name) == 0) return &c->stats[i];
+    return NULL;
+}
+
 /* The distinct inputs of the bias-correctable twins, ranged by their statistics. */
 static enum qcal_status record_inputs(const struct qcal_graph *tg, const struct qcal_quant_twins *tw,
                                       const struct qcal_calib *c, int64_t images, struct qcal_calib_error *err)
@@ -321,9 +337,7 @@ static enum qcal_status record_inputs(const struct qcal_graph *tg, const struct 
                               tg->path, tg->values[l->input].name);
             continue;
         }
-        const struct qcal_calib_stat *s = NULL;
-        for (int i = 0; i < c->n && !s; i++)
-            if (strcmp(c->stats[i].name, tg->values[l->input].name) == 0) s = &c->stats[i];
+        const struct qcal_calib_stat *s = stat_named(c, tg->values[l->input].name);
         if (!s) continue; /* every quantized input has statistics */
         in[n++] = (struct qcal_error_input){.value = l->input, .axis = l->input_axis, .channels = l->input_channels,
                                             .lo = s->min, .hi = s->max};
@@ -407,10 +421,9 @@ static enum qcal_status reuse_errors(const char *path, const struct qcal_job *jo
     const int64_t total = st == QCAL_OK ? qcal_tensor_numel(&means) / 4 : 0;
     for (int j = 0; st == QCAL_OK && j < tw->n; j++) {
         const struct qcal_quant_layer *l = &tw->layers[j];
-        int k = 0;
-        while (k < n_saved && strcmp(outputs[k], l->output) != 0) k++;
-        const int64_t o = k < n_saved ? ((int64_t *)off.data)[k] : 0;
-        if (k == n_saved || ((int64_t *)chans.data)[k] != l->channels || o < 0 || o + l->channels > total) {
+        const int k = find_name(outputs, n_saved, l->output);
+        const int64_t o = k >= 0 ? ((int64_t *)off.data)[k] : 0;
+        if (k < 0 || ((int64_t *)chans.data)[k] != l->channels || o < 0 || o + l->channels > total) {
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no error pass results for layer '%s' (%s) with %lld channels "
                           "(another model's or another selection's statistics?)", path, l->name, l->output,
                           (long long)l->channels);
@@ -434,14 +447,6 @@ static enum qcal_status reuse_errors(const char *path, const struct qcal_job *jo
     qcal_h5_close(f, false);
     qcal_quant_sel_free(&sel);
     return st;
-}
-
-/* The index of name in names[n], -1 if absent. */
-static int find_name(char *const *names, int n, const char *name)
-{
-    for (int k = 0; k < n; k++)
-        if (strcmp(names[k], name) == 0) return k;
-    return -1;
 }
 
 /* What --shared-bias reads from the recording run's calibration.h5: its input histograms
@@ -552,10 +557,9 @@ static enum qcal_status shared_bias(const char *path, const struct qcal_graph *g
         if (!l->bias_correctable || l->input < 0) continue;
         const char *name = tg->values[l->input].name;
         const int k = find_name(r->in_names, r->n_in, name), t = find_name(r->t_names, r->n_t, name);
-        int s = 0;
-        while (s < c->n && strcmp(c->stats[s].name, name) != 0) s++;
+        const struct qcal_calib_stat *s = stat_named(c, name);
         const int64_t o = k >= 0 ? ((int64_t *)r->off.data)[k] : -1, ch = k >= 0 ? ((int64_t *)r->chans.data)[k] : -1;
-        if (k < 0 || t < 0 || s == c->n || ch != l->input_channels) {
+        if (k < 0 || t < 0 || !s || ch != l->input_channels) {
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no input histogram for layer '%s' (%s) with %lld input channels "
                           "(another model's or another selection's run?)", path, l->name, name,
                           (long long)l->input_channels);
@@ -563,7 +567,7 @@ static enum qcal_status shared_bias(const char *path, const struct qcal_graph *g
         }
         const struct qcal_qparams q0 = {.scale = ((float *)r->scale.data)[t], .zero_point = ((int32_t *)r->zp.data)[t],
                                         .dtype = ((int32_t *)r->dtype.data)[t]};
-        const struct qcal_qparams *q1 = &c->stats[s].q;
+        const struct qcal_qparams *q1 = &s->q;
         const float lo = ((float *)r->range.data)[2 * k], hi = ((float *)r->range.data)[2 * k + 1];
         free(d), free(delta);
         d = malloc(sizeof *d * ((size_t)ch + 1));
@@ -797,9 +801,8 @@ static enum qcal_status read_stats(const char *path, struct qcal_calib *c)
     }
     for (int i = 0; st == QCAL_OK && i < c->n; i++) {
         struct qcal_calib_stat *s = &c->stats[i];
-        int j = 0;
-        while (j < n && strcmp(names[j], s->name) != 0) j++;
-        if (j == n) {
+        const int j = find_name(names, n, s->name);
+        if (j < 0) {
             st = QCAL_ERR(QCAL_INVALID_DATA, "%s: no statistics for tensor '%s' of this model (another model's "
                           "statistics?)", path, s->name);
             break;

@@ -511,7 +511,8 @@ void qcal_quant_twins_free(struct qcal_quant_twins *tw)
  * ends of its quantization grid. */
 static void input_bounds(const struct qcal_calib_stat *s, double *fp, double *q)
 {
-    const double lo = s->q.dtype == QCAL_U8 ? 0 : -128, hi = s->q.dtype == QCAL_U8 ? 255 : 127;
+    double lo, hi;
+    qcal_qparams_levels(&s->q, &lo, &hi);
     *fp = fmax(fabs((double)s->min), fabs((double)s->max));
     *q = fmax(fabs(lo - s->q.zero_point), fabs(hi - s->q.zero_point)) * s->q.scale;
     if (!isfinite(*fp)) *fp = FLT_MAX;
