@@ -256,6 +256,19 @@ def main():
         check(f"--shared-bias, {m}: the estimated bias shifts are nearer the exact ones than the leader's shifts "
               f"and than no correction ({e[3]} convs; squared distance shared {e[0]:.3g}, leader's {e[1]:.3g}, "
               f"none {e[2]:.3g})", ok and e[3] > 0 and e[0] < 0.5 * e[1] and e[0] < 0.1 * e[2], e)
+    # a recording whose sparse tables disagree (bin_count one row short): one line, no model
+    bad_rec = os.path.join(a.work, "sb_bad_rec.h5")
+    shutil.copy(os.path.join(c[0], "calibration.h5"), bad_rec)
+    with h5py.File(bad_rec, "r+") as f:
+        counts = f["inputs/bin_count"][()]
+        del f["inputs/bin_count"]
+        f["inputs/bin_count"] = counts[:-1]
+    r2 = subprocess.run([a.qcal, "calibrate", sb_job, "-o", os.path.join(a.work, "sb_bad_rec"), "--method", "entropy",
+                         "--shared-bias", "--from-stats", bad_rec], capture_output=True, text=True)
+    lines = [x for x in r2.stderr.splitlines() if x.startswith("qcal")]
+    check("--shared-bias from a recording with inconsistent /inputs tables: non-zero, one line naming the file, "
+          "no model", r2.returncode != 0 and len(lines) == 1 and "sb_bad_rec.h5" in lines[0] and
+          not os.path.exists(os.path.join(a.work, "sb_bad_rec", "model.int8.onnx")), r2.stderr)
     # a model with no bias-correctable layer (Flatten -> MatMul -> Softmax): nothing to record
     mm = os.path.join(a.work, "matmul.onnx")
     w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.01, (3 * 48 * 192, 2)).astype(np.float32), "W")
